@@ -698,6 +698,22 @@ impl Checker<'_> {
         }
     }
 
+    fn placeholders(&mut self, path: &str, argv: &[String]) {
+        for (i, arg) in argv.iter().enumerate() {
+            for name in crate::reboot::placeholders_in(arg) {
+                if !crate::reboot::PLACEHOLDERS.contains(&name) {
+                    self.problem(
+                        &format!("{path}[{i}]"),
+                        format!(
+                            "unknown placeholder ${{{name}}}; known: {}",
+                            crate::reboot::PLACEHOLDERS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     fn existing_file(&mut self, path: &str, file: &Path) {
         match std::fs::metadata(file) {
             Ok(m) if m.is_file() => {}
@@ -799,6 +815,7 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
             .collect()
     });
     c.argv("reboot_command", &reboot_command);
+    c.placeholders("reboot_command", &reboot_command);
 
     let cluster_policies = validate_policies(&mut c, raw.cluster_policies.unwrap_or_default());
     let hooks = validate_hooks(&mut c, raw.hooks.unwrap_or_default());
@@ -1207,9 +1224,11 @@ fn validate_policies(c: &mut Checker, raw: RawPolicies) -> ClusterPolicies {
 fn validate_hooks(c: &mut Checker, raw: RawHooks) -> Hooks {
     if let Some(argv) = &raw.pre_reboot {
         c.argv("hooks.pre_reboot", argv);
+        c.placeholders("hooks.pre_reboot", argv);
     }
     if let Some(argv) = &raw.post_reboot {
         c.argv("hooks.post_reboot", argv);
+        c.placeholders("hooks.post_reboot", argv);
     }
     let timeout = c.positive_secs(
         "hooks.timeout_sec",

@@ -3,6 +3,19 @@
 //! The binary in `src/main.rs` is a thin shell over this library; every
 //! module owns one concept (see STYLE.md).
 
+pub mod backoff;
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod detector;
 pub mod error;
+pub mod events;
+pub mod health;
+pub mod logging;
+pub mod orchestrator;
+pub mod outcome;
+pub mod process;
+pub mod reboot;
+pub mod report;
+pub mod state;
 pub mod window;

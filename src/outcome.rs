@@ -1,0 +1,189 @@
+//! The result of one pass (SPEC §5): what happened, or the gate that stopped
+//! it. Each outcome maps to an exit code (SPEC §2) and a short reason label
+//! used in metrics and JSON output.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{EXIT_DETECTOR, EXIT_HEALTH, EXIT_KILL_SWITCH, EXIT_LOCK, EXIT_OK, EXIT_WINDOW};
+
+/// How a pass ended.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Outcome {
+    /// No detector says a reboot is required.
+    NothingToDo,
+    /// The need was gone when re-checked under the lock; the slot was released.
+    NeedVanished,
+    /// Every gate was open; in dry-run the reboot command was not run.
+    WouldReboot,
+    /// The reboot command was run.
+    RebootIssued,
+    /// A gate stopped the pass.
+    Blocked(Block),
+}
+
+/// The gate that stopped a pass.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Block {
+    /// This node rebooted and its post-reboot health check has not passed yet.
+    PostRebootHealth(String),
+    /// The kill switch file exists.
+    KillSwitch(String),
+    /// The cluster is paused.
+    Paused(String),
+    /// A detector could not decide.
+    DetectorFailed(Vec<String>),
+    /// A deny window covers now, or no allow window does.
+    Window(String),
+    /// The cluster-wide (or local) cooldown is running.
+    Cooldown(Duration),
+    /// The health script failed.
+    Health(String),
+    /// A cluster policy forbids the reboot.
+    Policy(String),
+    /// Every lock slot is held by another node.
+    NoSlot(String),
+    /// The `pre_reboot` hook failed.
+    Hook(String),
+}
+
+impl Block {
+    /// The exit code of this block (SPEC §2).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Block::PostRebootHealth(_) | Block::Health(_) | Block::Policy(_) | Block::Hook(_) => {
+                EXIT_HEALTH
+            }
+            Block::KillSwitch(_) | Block::Paused(_) => EXIT_KILL_SWITCH,
+            Block::DetectorFailed(_) => EXIT_DETECTOR,
+            Block::Window(_) | Block::Cooldown(_) => EXIT_WINDOW,
+            Block::NoSlot(_) => EXIT_LOCK,
+        }
+    }
+
+    /// A stable label for metrics (`rebootctl_blocked{reason}`) and JSON.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Block::PostRebootHealth(_) => "post_reboot_health",
+            Block::KillSwitch(_) => "kill_switch",
+            Block::Paused(_) => "paused",
+            Block::DetectorFailed(_) => "detector",
+            Block::Window(_) => "window",
+            Block::Cooldown(_) => "cooldown",
+            Block::Health(_) => "health",
+            Block::Policy(_) => "policy",
+            Block::NoSlot(_) => "lock",
+            Block::Hook(_) => "hook",
+        }
+    }
+
+    /// Every label, for metrics that list all reasons.
+    pub const LABELS: [&'static str; 10] = [
+        "post_reboot_health",
+        "kill_switch",
+        "paused",
+        "detector",
+        "window",
+        "cooldown",
+        "health",
+        "policy",
+        "lock",
+        "hook",
+    ];
+}
+
+impl fmt::Display for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Block::PostRebootHealth(r) => write!(f, "back from reboot, waiting for health: {r}"),
+            Block::KillSwitch(r) => write!(f, "kill switch: {r}"),
+            Block::Paused(r) => write!(f, "cluster paused: {r}"),
+            Block::DetectorFailed(names) => {
+                write!(f, "detector could not decide: {}", names.join(", "))
+            }
+            Block::Window(r) => write!(f, "maintenance window: {r}"),
+            Block::Cooldown(left) => write!(
+                f,
+                "cooldown: {} left",
+                humantime::format_duration(Duration::from_secs(left.as_secs()))
+            ),
+            Block::Health(r) => write!(f, "health gate: {r}"),
+            Block::Policy(r) => write!(f, "cluster policy: {r}"),
+            Block::NoSlot(r) => write!(f, "no free lock slot: {r}"),
+            Block::Hook(r) => write!(f, "pre_reboot hook: {r}"),
+        }
+    }
+}
+
+impl Outcome {
+    /// The exit code of this outcome (SPEC §2).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Blocked(b) => b.exit_code(),
+            _ => EXIT_OK,
+        }
+    }
+
+    /// A stable label for JSON output and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::NothingToDo => "nothing_to_do",
+            Outcome::NeedVanished => "need_vanished",
+            Outcome::WouldReboot => "would_reboot",
+            Outcome::RebootIssued => "reboot_issued",
+            Outcome::Blocked(_) => "blocked",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::NothingToDo => {
+                write!(f, "nothing to do: no detector says a reboot is required")
+            }
+            Outcome::NeedVanished => write!(
+                f,
+                "nothing to do: the need was gone when re-checked under the lock (slot released)"
+            ),
+            Outcome::WouldReboot => write!(f, "every gate is open: would reboot now (dry-run)"),
+            Outcome::RebootIssued => write!(f, "reboot command issued"),
+            Outcome::Blocked(b) => write!(f, "blocked by {b}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_spec() {
+        let cases = [
+            (Outcome::NothingToDo, 0),
+            (Outcome::WouldReboot, 0),
+            (Outcome::RebootIssued, 0),
+            (Outcome::NeedVanished, 0),
+            (Outcome::Blocked(Block::Health("x".into())), 3),
+            (Outcome::Blocked(Block::Policy("x".into())), 3),
+            (Outcome::Blocked(Block::Hook("x".into())), 3),
+            (Outcome::Blocked(Block::PostRebootHealth("x".into())), 3),
+            (Outcome::Blocked(Block::NoSlot("x".into())), 4),
+            (Outcome::Blocked(Block::KillSwitch("x".into())), 5),
+            (Outcome::Blocked(Block::Paused("x".into())), 5),
+            (Outcome::Blocked(Block::DetectorFailed(vec![])), 6),
+            (Outcome::Blocked(Block::Window("x".into())), 7),
+            (Outcome::Blocked(Block::Cooldown(Duration::from_secs(3))), 7),
+        ];
+        for (o, code) in cases {
+            assert_eq!(o.exit_code(), code, "{o:?}");
+        }
+    }
+
+    #[test]
+    fn labels_are_listed() {
+        let b = Block::Cooldown(Duration::ZERO);
+        assert!(Block::LABELS.contains(&b.label()));
+    }
+}

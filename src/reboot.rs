@@ -1,0 +1,164 @@
+//! The actions of a reboot: the `pre_reboot` / `post_reboot` hooks and the
+//! reboot command itself, with `${RC_…}` placeholders expanded in their argv
+//! (no shell is ever involved).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::process::{self, Finished};
+
+/// Placeholders that may appear in `reboot_command` and hook argv.
+pub const PLACEHOLDERS: [&str; 5] = [
+    "RC_NODE_NAME",
+    "RC_BOOT_ID",
+    "RC_REASON",
+    "RC_DRY_RUN",
+    "RC_LOCK_KEY",
+];
+
+/// How long the reboot command may run before it is killed (it normally
+/// returns at once and the machine goes down afterwards).
+pub const REBOOT_COMMAND_TIMEOUT_SECS: u64 = 120;
+
+/// Values for the placeholders and the environment of hooks and the reboot command.
+#[derive(Debug, Clone, Default)]
+pub struct Vars(pub Vec<(String, String)>);
+
+impl Vars {
+    /// Looks up a variable.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Expands `${NAME}` in every argument; unknown names are left as written
+/// (the configuration validation rejects them before this runs).
+pub fn expand(argv: &[String], vars: &Vars) -> Vec<String> {
+    argv.iter().map(|a| expand_one(a, vars)).collect()
+}
+
+fn expand_one(arg: &str, vars: &Vars) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match vars.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The placeholder names used in `arg` (for validation).
+pub fn placeholders_in(arg: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = arg;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        names.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    names
+}
+
+/// Runs a hook (`role` is "pre_reboot hook" or "post_reboot hook"); a
+/// non-zero exit, a signal or a timeout is an `Err` that says which.
+pub fn run_hook(role: &str, argv: &[String], vars: &Vars, timeout: Duration) -> Result<Finished> {
+    let argv = expand(argv, vars);
+    let finished = process::run(&process::Command {
+        role,
+        argv: &argv,
+        env: &vars.0,
+        timeout,
+    })?;
+    if finished.success() {
+        Ok(finished)
+    } else {
+        Err(Error::Command {
+            role: role.to_string(),
+            detail: format!(
+                "{} {}: {}",
+                program(&argv).display(),
+                finished.describe(),
+                finished.output_excerpt(200)
+            ),
+        })
+    }
+}
+
+/// Runs the reboot command.
+pub fn run_reboot_command(argv: &[String], vars: &Vars) -> Result<()> {
+    run_hook(
+        "reboot command",
+        argv,
+        vars,
+        Duration::from_secs(REBOOT_COMMAND_TIMEOUT_SECS),
+    )
+    .map(|_| ())
+}
+
+fn program(argv: &[String]) -> PathBuf {
+    PathBuf::from(argv.first().map(String::as_str).unwrap_or(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vars {
+        Vars(vec![
+            ("RC_NODE_NAME".into(), "web-1".into()),
+            ("RC_REASON".into(), "kernel".into()),
+        ])
+    }
+
+    #[test]
+    fn expands_known_placeholders() {
+        let argv: Vec<String> = [
+            "/bin/x",
+            "node=${RC_NODE_NAME}",
+            "${RC_REASON}/${RC_NODE_NAME}",
+            "${NOPE}",
+            "${",
+            "$RC_NODE_NAME",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            expand(&argv, &vars()),
+            [
+                "/bin/x",
+                "node=web-1",
+                "kernel/web-1",
+                "${NOPE}",
+                "${",
+                "$RC_NODE_NAME"
+            ]
+        );
+    }
+
+    #[test]
+    fn lists_placeholders() {
+        assert_eq!(placeholders_in("a${X}b${Y}"), ["X", "Y"]);
+        assert!(placeholders_in("${unterminated").is_empty());
+    }
+}

@@ -1,0 +1,228 @@
+//! Rendering for people and machines: the `status` report, the `simulate`
+//! table, and their `--json` documents. Human output fits an 80-column ssh
+//! session; JSON field names are stable (documented in rebootctl(8)).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::detector::{DetectorReport, Need, Verdict};
+use crate::orchestrator::{PassReport, StepState};
+use crate::outcome::Outcome;
+
+/// Width human output is laid out for.
+pub const WIDTH_COLUMNS: usize = 80;
+
+/// Formats a duration for people ("3m 12s", "120ms").
+pub fn human_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+fn verdict_label(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Required => "required",
+        Verdict::NotRequired => "not required",
+        Verdict::Failed(_) => "FAILED",
+    }
+}
+
+fn verdict_json(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Required => "required",
+        Verdict::NotRequired => "not_required",
+        Verdict::Failed(_) => "failed",
+    }
+}
+
+/// Appends `label` and `text` wrapped to the width, continuation lines
+/// indented under the text.
+fn push_wrapped(out: &mut String, label: &str, text: &str) {
+    let indent = label.chars().count();
+    let room = WIDTH_COLUMNS.saturating_sub(indent).max(20);
+    let mut line = String::new();
+    let mut first = true;
+    let flush = |out: &mut String, line: &str, first: bool| {
+        if first {
+            let _ = writeln!(out, "{label}{line}");
+        } else {
+            let _ = writeln!(out, "{:indent$}{line}", "");
+        }
+    };
+    for word in text.split(' ') {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > room {
+            flush(out, &line, first);
+            first = false;
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    flush(out, &line, first);
+}
+
+/// The human `status` report.
+pub fn status_text(r: &PassReport) -> String {
+    let mut out = String::new();
+    let mode = if r.cluster {
+        "cluster mode"
+    } else {
+        "local mode"
+    };
+    let _ = writeln!(out, "node {} ({mode}, status is always a dry-run)", r.node);
+    for s in &r.steps {
+        let state = match s.state {
+            StepState::Ok => "ok",
+            StepState::Blocked => "BLOCKED",
+            StepState::Skipped => "skipped",
+            StepState::Info => "note",
+        };
+        push_wrapped(
+            &mut out,
+            &format!("  {:<12} {:<8} ", s.name, state),
+            &s.detail,
+        );
+        if s.name == "detectors" {
+            for d in &r.detectors {
+                let label = format!(
+                    "    {:<21} {:<12} ",
+                    truncate(&d.name, 21),
+                    verdict_label(&d.verdict)
+                );
+                push_wrapped(&mut out, &label, &detector_detail(d));
+            }
+        }
+    }
+    let summary = match &r.outcome {
+        Outcome::WouldReboot => "every gate is open: this node would reboot now".to_string(),
+        other => other.to_string(),
+    };
+    out.push('\n');
+    push_wrapped(&mut out, "=> ", &summary);
+    out
+}
+
+fn detector_detail(d: &DetectorReport) -> String {
+    match &d.verdict {
+        Verdict::Failed(e) if !d.detail.contains(e.as_str()) => format!("{}: {e}", d.detail),
+        _ => d.detail.clone(),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// One detector as JSON (stable fields).
+pub fn detector_json(d: &DetectorReport) -> Value {
+    json!({
+        "name": d.name,
+        "type": d.kind,
+        "verdict": verdict_json(&d.verdict),
+        "detail": d.detail,
+        "error": match &d.verdict { Verdict::Failed(e) => Value::from(e.as_str()), _ => Value::Null },
+        "output": d.output,
+        "duration_ms": u64::try_from(d.duration.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// The outcome as JSON (stable fields).
+pub fn outcome_json(o: &Outcome) -> Value {
+    json!({
+        "result": o.label(),
+        "exit_code": o.exit_code(),
+        "blocked_by": match o { Outcome::Blocked(b) => Value::from(b.label()), _ => Value::Null },
+        "message": o.to_string(),
+    })
+}
+
+/// The `status --json` document.
+pub fn status_json(r: &PassReport) -> Value {
+    json!({
+        "node": r.node,
+        "mode": if r.cluster { "cluster" } else { "local" },
+        "dry_run": r.dry_run,
+        "outcome": outcome_json(&r.outcome),
+        "steps": r.steps,
+        "detectors": r.detectors.iter().map(detector_json).collect::<Vec<_>>(),
+    })
+}
+
+/// The human `simulate` table.
+pub fn simulate_text(reports: &[DetectorReport], need: &Need) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<13} {:>7}  DETAIL",
+        "DETECTOR", "VERDICT", "TIME"
+    );
+    for d in reports {
+        let label = format!(
+            "{:<24} {:<13} {:>7}  ",
+            truncate(&d.name, 24),
+            verdict_label(&d.verdict),
+            human_duration(d.duration)
+        );
+        push_wrapped(&mut out, &label, &detector_detail(d));
+        for line in d.output.lines().filter(|l| !l.trim().is_empty()) {
+            push_wrapped(&mut out, "    | ", line);
+        }
+    }
+    out.push('\n');
+    let summary = match need {
+        Need::Required { by } => format!("=> reboot required (by {})", by.join(", ")),
+        Need::NotRequired => "=> no reboot required".to_string(),
+        Need::Unknown { failed } => format!(
+            "=> cannot decide: {} failed (a failure never counts as \"required\")",
+            failed.join(", ")
+        ),
+    };
+    out.push_str(&summary);
+    out.push('\n');
+    out
+}
+
+/// The `simulate --json` document.
+pub fn simulate_json(reports: &[DetectorReport], need: &Need) -> Value {
+    json!({
+        "need": match need {
+            Need::Required { .. } => "required",
+            Need::NotRequired => "not_required",
+            Need::Unknown { .. } => "unknown",
+        },
+        "detectors": reports.iter().map(detector_json).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_keeps_lines_within_the_width() {
+        let mut out = String::new();
+        let long = "word ".repeat(60);
+        push_wrapped(&mut out, "  label        ", long.trim());
+        for line in out.lines() {
+            assert!(line.chars().count() <= WIDTH_COLUMNS, "{line:?}");
+        }
+        assert!(out.lines().count() > 3);
+    }
+
+    #[test]
+    fn durations_are_human() {
+        assert_eq!(human_duration(Duration::from_millis(42)), "42ms");
+        assert_eq!(human_duration(Duration::from_secs(192)), "3m 12s");
+    }
+}

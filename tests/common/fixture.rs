@@ -1,0 +1,183 @@
+//! A temp directory holding one simulated host: its config, boot id file,
+//! state dir, kill switch path, a fake reboot command that only records its
+//! arguments, and helpers to run the real `rebootctl` binary against it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The output of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// One simulated host in a temp directory; removed on drop.
+pub struct Fixture {
+    pub dir: PathBuf,
+    keys: BTreeMap<String, String>,
+}
+
+impl Fixture {
+    /// A fresh host named `name` whose only detector is a marker file
+    /// (absent until [`Fixture::need_reboot`]).
+    pub fn new(name: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!(
+            "rebootctl-test-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("state")).unwrap();
+        fs::write(dir.join("boot_id"), "boot-1\n").unwrap();
+        let mut fx = Fixture {
+            dir,
+            keys: BTreeMap::new(),
+        };
+        let d = fx.dir.display().to_string();
+        fx.script(
+            "fake-reboot",
+            &format!("printf '%s\\n' \"$*\" >> {d}/reboots.log\n"),
+        );
+        fx.set("node_name", name);
+        fx.set(
+            "reboot_required_detectors",
+            &format!("[{{name: marker, type: file, path: {d}/need-reboot}}]"),
+        );
+        fx.set("kill_switch_file", &format!("{d}/disable"));
+        fx.set("state_dir", &format!("{d}/state"));
+        fx.set("boot_id_file", &format!("{d}/boot_id"));
+        fx.set(
+            "reboot_command",
+            &format!("[\"{d}/fake-reboot\", \"--node=${{RC_NODE_NAME}}\", \"now\"]"),
+        );
+        fx
+    }
+
+    /// Sets (or replaces) a top-level key; `yaml` is the value as YAML.
+    pub fn set(&mut self, key: &str, yaml: &str) -> &mut Fixture {
+        self.keys.insert(key.to_string(), yaml.to_string());
+        self
+    }
+
+    /// Removes a top-level key.
+    pub fn unset(&mut self, key: &str) -> &mut Fixture {
+        self.keys.remove(key);
+        self
+    }
+
+    /// A path inside the fixture.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// Writes an executable `#!/bin/sh` script and returns its path.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    /// Creates the marker file the detector looks for.
+    pub fn need_reboot(&self) {
+        fs::write(self.path("need-reboot"), "").unwrap();
+    }
+
+    /// Simulates a reboot: a new boot id.
+    pub fn new_boot(&self, id: &str) {
+        fs::write(self.path("boot_id"), format!("{id}\n")).unwrap();
+    }
+
+    /// Writes the config file and returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        let text: String = self
+            .keys
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\n"))
+            .collect();
+        let p = self.dir.join("config.yaml");
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Runs `rebootctl <args> --config <this config>`.
+    pub fn rebootctl(&self, args: &[&str]) -> Run {
+        let cfg = self.write_config();
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--config");
+        let cfg_s = cfg.display().to_string();
+        all.push(&cfg_s);
+        run_binary(&all, &[])
+    }
+
+    /// The argument lines the fake reboot command recorded, one per call.
+    pub fn reboots(&self) -> Vec<String> {
+        fs::read_to_string(self.path("reboots.log"))
+            .map(|s| s.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The binary under test.
+pub fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_rebootctl"))
+}
+
+/// Runs the binary with `args` and extra environment, no stdin, bounded by 60 s.
+pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .env_remove("REBOOTCTL_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn rebootctl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rebootctl {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}

@@ -1,0 +1,5 @@
+//! Shared helpers of the integration tests: a temp-dir fixture with a
+//! config, fake scripts and a runner for the real binary.
+#![allow(dead_code)]
+
+pub mod fixture;

@@ -50,10 +50,9 @@ fn outside_every_allow_window_blocks_with_7() {
     let mut fx = Fixture::new("win");
     fx.need_reboot();
     // An allow window on a weekday two days from now (UTC) never covers now.
-    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
-    let day = now.weekday().checked_add(2);
-    let name = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-        [usize::try_from(day.to_monday_zero_offset()).unwrap()];
+    let now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    let today = usize::try_from(now.weekday().to_monday_zero_offset()).unwrap();
+    let name = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][(today + 2) % 7];
     fx.set(
         "windows",
         &format!("{{timezone: UTC, allow: [\"{name} 00:00-23:59\"]}}"),

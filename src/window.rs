@@ -904,10 +904,3 @@ mod tests {
         }
     }
 }
-
-impl Windows {
-    /// STUB.
-    pub fn next_open(&self, now: Timestamp) -> Option<Timestamp> {
-        Some(now)
-    }
-}

@@ -4,6 +4,7 @@
 //! module owns one concept (see STYLE.md).
 
 pub mod config;
+pub mod detector;
 pub mod error;
 pub mod process;
 pub mod window;

@@ -203,7 +203,11 @@ fn group_alive(pgid: Pid) -> bool {
 }
 
 /// Polls `child` until it exits or `deadline` passes; `None` on the deadline.
-fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+/// No deadline (a timeout too large to represent) waits for the exit.
+fn wait_until(child: &mut Child, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
+    let Some(deadline) = deadline else {
+        return child.wait().map(Some);
+    };
     let mut interval = Duration::from_millis(1);
     loop {
         if let Some(status) = child.try_wait()? {
@@ -331,7 +335,7 @@ pub fn run(cmd: &Command) -> Result<Finished> {
     }
     drop(done_tx);
 
-    let termination = match wait_until(&mut child, start + cmd.timeout) {
+    let termination = match wait_until(&mut child, start.checked_add(cmd.timeout)) {
         Ok(Some(status)) => termination_of(status),
         Ok(None) => {
             log::warn!(
@@ -552,6 +556,12 @@ mod tests {
         )
         .expect("echo starts");
         assert_eq!(f.stdout, "a b $HOME *\n");
+    }
+
+    #[test]
+    fn an_unrepresentable_timeout_means_no_timeout() {
+        let f = run_argv(&argv(&["/bin/true"]), Duration::MAX).expect("true starts");
+        assert!(f.success());
     }
 
     #[test]

@@ -6,5 +6,6 @@
 pub mod config;
 pub mod detector;
 pub mod error;
+pub mod health;
 pub mod process;
 pub mod window;

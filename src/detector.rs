@@ -1,30 +1,684 @@
-//! STUB (replaced by the proc branch).
-#![allow(missing_docs)]
-use crate::config::DetectorSpec;
-use std::time::Duration;
-#[derive(Debug, Clone)]
+//! Reboot-required detectors (SPEC §3, §5 step 3): a marker file, a command's
+//! exit code, or a running kernel older than the newest installed one.
+//!
+//! Each detector yields a [`DetectorReport`]; [`decide`] folds them into one
+//! [`Need`]. A detector that cannot decide is `Failed`, never "required": no
+//! error ever leads to a reboot. The kernel detector reads everything below a
+//! configurable root so tests point it at a fixture tree.
+
+use std::cmp::Ordering;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Serialize, Serializer};
+
+use crate::config::{DetectorKind, DetectorSpec};
+use crate::process::{self, Termination, round_ms};
+
+/// Characters of a command detector's output kept in its report.
+pub const OUTPUT_EXCERPT_CHARS: usize = 2000;
+
+/// What one detector concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// A reboot is required.
     Required,
+    /// No reboot is required.
     NotRequired,
+    /// The detector could not decide; the text says why.
     Failed(String),
 }
-#[derive(Debug, Clone)]
+
+impl Verdict {
+    /// The stable label used in JSON and logs: "required", "not_required", "failed".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Required => "required",
+            Verdict::NotRequired => "not_required",
+            Verdict::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Serialised as its label; the failure text is the report's `error` field.
+impl Serialize for Verdict {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The outcome of running one detector.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DetectorReport {
+    /// The detector's name from the configuration.
     pub name: String,
+    /// Its type: "file", "command" or "kernel".
     pub kind: &'static str,
+    /// What it concluded.
     pub verdict: Verdict,
+    /// One human line on how it got there.
     pub detail: String,
+    /// A bounded excerpt of a command detector's output (empty otherwise).
     pub output: String,
+    /// How long it took.
     pub duration: Duration,
 }
+
+/// The JSON shape of a report (`simulate --json`), field names stable.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    verdict: &'a Verdict,
+    detail: &'a str,
+    error: Option<&'a str>,
+    output: &'a str,
+    duration_ms: u64,
+}
+
+/// Serialised as `{name, type, verdict, detail, error, output, duration_ms}`;
+/// `error` is the failure text or null.
+impl Serialize for DetectorReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ReportJson {
+            name: &self.name,
+            kind: self.kind,
+            verdict: &self.verdict,
+            detail: &self.detail,
+            error: match &self.verdict {
+                Verdict::Failed(e) => Some(e),
+                Verdict::Required | Verdict::NotRequired => None,
+            },
+            output: &self.output,
+            duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+        }
+        .serialize(s)
+    }
+}
+
+impl DetectorReport {
+    /// The report as a JSON value (see the [`Serialize`] impl for the fields).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The combined verdict of all detectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
 pub enum Need {
-    Required { by: Vec<String> },
+    /// At least one detector says a reboot is required.
+    Required {
+        /// Names of the detectors that said so.
+        by: Vec<String>,
+    },
+    /// Every detector says no reboot is required.
     NotRequired,
-    Unknown { failed: Vec<String> },
+    /// None says required and at least one failed: the need is unknown.
+    Unknown {
+        /// Names of the detectors that failed.
+        failed: Vec<String>,
+    },
 }
-pub fn run_all(_specs: &[DetectorSpec], _env: &[(String, String)]) -> Vec<DetectorReport> {
-    todo!()
+
+/// Combines reports: any `Required` wins; else any `Failed` makes the need
+/// unknown; else nothing is required.
+pub fn decide(reports: &[DetectorReport]) -> Need {
+    let names = |want: fn(&Verdict) -> bool| -> Vec<String> {
+        reports
+            .iter()
+            .filter(|r| want(&r.verdict))
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    let by = names(|v| *v == Verdict::Required);
+    if !by.is_empty() {
+        return Need::Required { by };
+    }
+    let failed = names(|v| matches!(v, Verdict::Failed(_)));
+    if !failed.is_empty() {
+        return Need::Unknown { failed };
+    }
+    Need::NotRequired
 }
-pub fn decide(_reports: &[DetectorReport]) -> Need {
-    todo!()
+
+/// Runs every detector in order.
+pub fn run_all(specs: &[DetectorSpec], env: &[(String, String)]) -> Vec<DetectorReport> {
+    specs.iter().map(|spec| run_one(spec, env)).collect()
+}
+
+/// Runs one detector; `env` is the environment of a command detector
+/// (besides `PATH`).
+pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport {
+    let start = Instant::now();
+    let (kind, verdict, detail, output) = match &spec.kind {
+        DetectorKind::File { path } => {
+            let (verdict, detail) = check_file(path);
+            ("file", verdict, detail, String::new())
+        }
+        DetectorKind::Command {
+            cmd,
+            success_exit_codes,
+            timeout,
+        } => {
+            let (verdict, detail, output) =
+                check_command(&spec.name, cmd, success_exit_codes, *timeout, env);
+            ("command", verdict, detail, output)
+        }
+        DetectorKind::Kernel { root } => {
+            let (verdict, detail) = check_kernel(root);
+            ("kernel", verdict, detail, String::new())
+        }
+    };
+    let report = DetectorReport {
+        name: spec.name.clone(),
+        kind,
+        verdict,
+        detail,
+        output,
+        duration: start.elapsed(),
+    };
+    log::debug!(
+        "detector {} ({}): {}: {} [{}]",
+        report.name,
+        report.kind,
+        report.verdict.as_str(),
+        report.detail,
+        humantime::format_duration(round_ms(report.duration))
+    );
+    report
+}
+
+fn check_file(path: &Path) -> (Verdict, String) {
+    match fs::metadata(path) {
+        Ok(_) => (Verdict::Required, format!("{} exists", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (
+            Verdict::NotRequired,
+            format!("{} does not exist", path.display()),
+        ),
+        Err(e) => {
+            let msg = format!("cannot check {}: {e}", path.display());
+            (Verdict::Failed(msg.clone()), msg)
+        }
+    }
+}
+
+fn check_command(
+    name: &str,
+    argv: &[String],
+    success_exit_codes: &[i32],
+    timeout: Duration,
+    env: &[(String, String)],
+) -> (Verdict, String, String) {
+    let role = format!("detector {name}");
+    let finished = match process::run(&process::Command {
+        role: &role,
+        argv,
+        env,
+        timeout,
+    }) {
+        Ok(f) => f,
+        Err(e) => {
+            let msg = e.to_string();
+            return (Verdict::Failed(msg.clone()), msg, String::new());
+        }
+    };
+    let output = finished.output_excerpt(OUTPUT_EXCERPT_CHARS);
+    let described = finished.describe();
+    match finished.termination {
+        Termination::Exited(code) if success_exit_codes.contains(&code) => (
+            Verdict::Required,
+            format!("{described} (in success_exit_codes {success_exit_codes:?})"),
+            output,
+        ),
+        Termination::Exited(_) => (
+            Verdict::NotRequired,
+            format!("{described} (not in success_exit_codes {success_exit_codes:?})"),
+            output,
+        ),
+        Termination::Signalled(_) | Termination::TimedOut => {
+            (Verdict::Failed(described.clone()), described, output)
+        }
+    }
+}
+
+fn check_kernel(root: &Path) -> (Verdict, String) {
+    let failed = |msg: String| (Verdict::Failed(msg.clone()), msg);
+    let osrelease = root.join("proc/sys/kernel/osrelease");
+    let running = match fs::read_to_string(&osrelease) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        Ok(_) => return failed(format!("{} is empty", osrelease.display())),
+        Err(e) => return failed(format!("cannot read {}: {e}", osrelease.display())),
+    };
+    let modules = root.join("lib/modules");
+    let installed = match installed_kernels(&modules) {
+        Ok(k) => k,
+        Err(e) => return failed(format!("cannot list {}: {e}", modules.display())),
+    };
+    let Some(newest) = installed.iter().max_by(|a, b| compare_versions(a, b)) else {
+        return failed(format!(
+            "no installed kernel found in {} (running {running})",
+            modules.display()
+        ));
+    };
+    let detail = format!("running {running}, newest installed {newest}");
+    if compare_versions(&running, newest) == Ordering::Less {
+        (Verdict::Required, detail)
+    } else {
+        (Verdict::NotRequired, detail)
+    }
+}
+
+/// Release names of the kernels installed under `modules` (`/lib/modules`):
+/// subdirectories holding `modules.dep` or a `kernel` directory, which
+/// leaves out the husks package managers leave behind after a removal.
+fn installed_kernels(modules: &Path) -> io::Result<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(modules)? {
+        let entry = entry?;
+        let dir = entry.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        if !(dir.join("modules.dep").is_file() || dir.join("kernel").is_dir()) {
+            continue;
+        }
+        match entry.file_name().into_string() {
+            Ok(name) => found.push(name),
+            Err(name) => log::debug!("ignoring non-UTF-8 kernel directory {name:?}"),
+        }
+    }
+    Ok(found)
+}
+
+/// Compares kernel release strings like `sort -V`: runs of digits compare
+/// numerically, other runs character by character with `~` before
+/// everything (even the end), letters before other characters (dpkg's
+/// algorithm). One rule comes from rpm instead: where one side has a digit
+/// and the other a non-digit, the digit is newer, so a RHEL z-stream kernel
+/// `5.14.0-427.13.1.el9_4` sorts after `5.14.0-427.el9` (dpkg's order would
+/// put the letter first; Debian and Ubuntu releases never hit this case).
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let digit = |s: &[u8], i: usize| s.get(i).is_some_and(u8::is_ascii_digit);
+    // dpkg's order(), except that a digit outweighs every other character.
+    let weight = |s: &[u8], i: usize| -> i32 {
+        match s.get(i) {
+            None => 0,
+            Some(c) if c.is_ascii_digit() => 1024,
+            Some(b'~') => -1,
+            Some(c) if c.is_ascii_alphabetic() => i32::from(*c),
+            Some(c) => i32::from(*c) + 256,
+        }
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        while (i < a.len() && !digit(a, i)) || (j < b.len() && !digit(b, j)) {
+            let (wa, wb) = (weight(a, i), weight(b, j));
+            if wa != wb {
+                return wa.cmp(&wb);
+            }
+            i += 1;
+            j += 1;
+        }
+        while a.get(i) == Some(&b'0') {
+            i += 1;
+        }
+        while b.get(j) == Some(&b'0') {
+            j += 1;
+        }
+        let mut first_diff = Ordering::Equal;
+        while digit(a, i) && digit(b, j) {
+            if first_diff == Ordering::Equal {
+                first_diff = a[i].cmp(&b[j]);
+            }
+            i += 1;
+            j += 1;
+        }
+        // A longer run of digits (leading zeros gone) is the larger number.
+        if digit(a, i) {
+            return Ordering::Greater;
+        }
+        if digit(b, j) {
+            return Ordering::Less;
+        }
+        if first_diff != Ordering::Equal {
+            return first_diff;
+        }
+    }
+    Ordering::Equal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::test_support::TempDir;
+    use std::path::PathBuf;
+
+    fn spec(name: &str, kind: DetectorKind) -> DetectorSpec {
+        DetectorSpec {
+            name: name.to_string(),
+            kind,
+        }
+    }
+
+    fn command(argv: &[&str], codes: &[i32], timeout: Duration) -> DetectorKind {
+        DetectorKind::Command {
+            cmd: argv.iter().map(|s| s.to_string()).collect(),
+            success_exit_codes: codes.to_vec(),
+            timeout,
+        }
+    }
+
+    fn report(name: &str, verdict: Verdict) -> DetectorReport {
+        DetectorReport {
+            name: name.to_string(),
+            kind: "file",
+            verdict,
+            detail: String::new(),
+            output: String::new(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn version_comparison_is_like_sort_v() {
+        use Ordering::*;
+        let cases = [
+            ("6.1.0-18-amd64", "6.1.0-21-amd64", Less),
+            ("6.1.0-9-amd64", "6.1.0-10-amd64", Less),
+            ("6.1.0-9", "6.1.0-10", Less),
+            (
+                "5.14.0-362.8.1.el9_3.x86_64",
+                "5.14.0-427.13.1.el9_4.x86_64",
+                Less,
+            ),
+            (
+                "5.14.0-427.13.1.el9_4.x86_64",
+                "5.14.0-427.13.1.el9_4.x86_64",
+                Equal,
+            ),
+            ("5.14.0-427.el9", "5.14.0-427.13.1.el9_4", Less),
+            ("5.14.0-70.el9", "5.14.0-70.13.1.el9", Less),
+            ("6.8.0-31-generic", "6.8.0-100-generic", Less),
+            ("6.1.0-21-amd64", "6.1.0-18-amd64", Greater),
+            ("1.01", "1.1", Equal),
+            ("1.0~rc1", "1.0", Less),
+            ("1.0", "1.0a", Less),
+            ("", "1", Less),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(compare_versions(a, b), want, "{a} vs {b}");
+            assert_eq!(compare_versions(b, a), want.reverse(), "{b} vs {a}");
+        }
+    }
+
+    #[test]
+    fn file_detector() {
+        let dir = TempDir::new("file-detector");
+        let marker = dir.path().join("reboot-required");
+        let r = run_one(
+            &spec(
+                "debian",
+                DetectorKind::File {
+                    path: marker.clone(),
+                },
+            ),
+            &[],
+        );
+        assert_eq!(r.verdict, Verdict::NotRequired);
+        assert_eq!(r.kind, "file");
+        assert_eq!(r.detail, format!("{} does not exist", marker.display()));
+
+        fs::write(&marker, "").expect("write marker");
+        let r = run_one(
+            &spec(
+                "debian",
+                DetectorKind::File {
+                    path: marker.clone(),
+                },
+            ),
+            &[],
+        );
+        assert_eq!(r.verdict, Verdict::Required);
+        assert_eq!(r.detail, format!("{} exists", marker.display()));
+
+        // Any error other than "not found" (here ENOTDIR; EACCES cannot be
+        // provoked as root) means the detector cannot decide.
+        let below_file = marker.join("x");
+        let r = run_one(&spec("odd", DetectorKind::File { path: below_file }), &[]);
+        assert!(matches!(&r.verdict, Verdict::Failed(e) if e.contains("Not a directory")));
+    }
+
+    #[test]
+    fn command_detector_maps_exit_codes() {
+        let dir = TempDir::new("command-detector");
+        let one = dir.script("one", "echo needs reboot; exit 1");
+        let one = one.to_str().expect("utf-8 path");
+        let ten = Duration::from_secs(10);
+
+        let r = run_one(&spec("rhel", command(&[one], &[1], ten)), &[]);
+        assert_eq!(r.verdict, Verdict::Required);
+        assert_eq!(r.kind, "command");
+        assert_eq!(r.detail, "exited with 1 (in success_exit_codes [1])");
+        assert_eq!(r.output, "needs reboot");
+
+        let r = run_one(&spec("rhel", command(&[one], &[0], ten)), &[]);
+        assert_eq!(r.verdict, Verdict::NotRequired);
+        assert_eq!(r.detail, "exited with 1 (not in success_exit_codes [0])");
+    }
+
+    #[test]
+    fn command_detector_errors_are_failures_not_required() {
+        let dir = TempDir::new("command-failures");
+        let killed = dir.script("killed", "kill -9 $$");
+        let slow = dir.script("slow", "exec /bin/sleep 30");
+        let cases = [
+            (killed.display().to_string(), "killed by signal 9"),
+            (slow.display().to_string(), "timed out after 200ms"),
+            (
+                "/nonexistent/rebootctl-detector".to_string(),
+                "cannot start detector d /nonexistent/rebootctl-detector",
+            ),
+        ];
+        for (program, want) in cases {
+            // Even with every plausible code counted as "required".
+            let r = run_one(
+                &spec(
+                    "d",
+                    command(
+                        &[&program],
+                        &[0, 1, 9, 137, 143],
+                        Duration::from_millis(200),
+                    ),
+                ),
+                &[],
+            );
+            assert!(
+                matches!(&r.verdict, Verdict::Failed(e) if e.starts_with(want)),
+                "{program}: {:?}",
+                r.verdict
+            );
+            assert!(r.detail.starts_with(want));
+        }
+    }
+
+    #[test]
+    fn command_detector_gets_the_given_environment() {
+        let dir = TempDir::new("command-env");
+        let script = dir.script("env", "test \"$RC_NODE_NAME\" = web-1");
+        let script = script.to_str().expect("utf-8 path");
+        let env = [("RC_NODE_NAME".to_string(), "web-1".to_string())];
+        let r = run_one(
+            &spec("e", command(&[script], &[0], Duration::from_secs(5))),
+            &env,
+        );
+        assert_eq!(r.verdict, Verdict::Required);
+    }
+
+    /// A fixture root with `osrelease` and `/lib/modules` entries.
+    fn kernel_root(dir: &TempDir, running: Option<&str>, installed: &[&str]) -> PathBuf {
+        let root = dir.path().join("root");
+        let proc_kernel = root.join("proc/sys/kernel");
+        fs::create_dir_all(&proc_kernel).expect("mkdir proc");
+        if let Some(r) = running {
+            fs::write(proc_kernel.join("osrelease"), format!("{r}\n")).expect("osrelease");
+        }
+        let modules = root.join("lib/modules");
+        fs::create_dir_all(&modules).expect("mkdir modules");
+        for (i, k) in installed.iter().enumerate() {
+            // Alternate the two markers of an installed kernel.
+            if i % 2 == 0 {
+                fs::create_dir_all(modules.join(k)).expect("mkdir kernel");
+                fs::write(modules.join(k).join("modules.dep"), "").expect("modules.dep");
+            } else {
+                fs::create_dir_all(modules.join(k).join("kernel")).expect("mkdir kernel");
+            }
+        }
+        root
+    }
+
+    fn kernel(root: PathBuf) -> DetectorSpec {
+        spec("kernel", DetectorKind::Kernel { root })
+    }
+
+    #[test]
+    fn kernel_detector_debian_newer_installed() {
+        let dir = TempDir::new("kernel-debian");
+        let root = kernel_root(
+            &dir,
+            Some("6.1.0-18-amd64"),
+            &["6.1.0-18-amd64", "6.1.0-21-amd64", "6.1.0-9-amd64"],
+        );
+        let r = run_one(&kernel(root.clone()), &[]);
+        assert_eq!(r.verdict, Verdict::Required);
+        assert_eq!(r.kind, "kernel");
+        assert_eq!(
+            r.detail,
+            "running 6.1.0-18-amd64, newest installed 6.1.0-21-amd64"
+        );
+
+        // A leftover directory without modules is not an installed kernel.
+        let husk_dir = TempDir::new("kernel-husk");
+        let root = kernel_root(&husk_dir, Some("6.1.0-18-amd64"), &["6.1.0-18-amd64"]);
+        fs::create_dir_all(root.join("lib/modules/6.1.0-30-amd64")).expect("husk");
+        let r = run_one(&kernel(root), &[]);
+        assert_eq!(r.verdict, Verdict::NotRequired);
+    }
+
+    #[test]
+    fn kernel_detector_rhel_running_newest() {
+        let dir = TempDir::new("kernel-rhel");
+        let root = kernel_root(
+            &dir,
+            Some("5.14.0-427.13.1.el9_4.x86_64"),
+            &[
+                "5.14.0-362.8.1.el9_3.x86_64",
+                "5.14.0-427.13.1.el9_4.x86_64",
+            ],
+        );
+        let r = run_one(&kernel(root), &[]);
+        assert_eq!(r.verdict, Verdict::NotRequired);
+        assert_eq!(
+            r.detail,
+            "running 5.14.0-427.13.1.el9_4.x86_64, newest installed 5.14.0-427.13.1.el9_4.x86_64"
+        );
+    }
+
+    #[test]
+    fn kernel_detector_fails_without_data() {
+        let dir = TempDir::new("kernel-empty");
+        let r = run_one(&kernel(kernel_root(&dir, None, &["6.1.0-21-amd64"])), &[]);
+        assert!(matches!(&r.verdict, Verdict::Failed(e) if e.contains("osrelease")));
+
+        let dir = TempDir::new("kernel-none");
+        let r = run_one(&kernel(kernel_root(&dir, Some("6.1.0-21-amd64"), &[])), &[]);
+        assert!(
+            matches!(&r.verdict, Verdict::Failed(e) if e.starts_with("no installed kernel found"))
+        );
+
+        let r = run_one(&kernel(PathBuf::from("/nonexistent/rebootctl-root")), &[]);
+        assert!(matches!(r.verdict, Verdict::Failed(_)));
+    }
+
+    #[test]
+    fn decide_prefers_required_then_unknown() {
+        use Verdict::*;
+        let fail = || Failed("boom".to_string());
+        assert_eq!(decide(&[]), Need::NotRequired);
+        assert_eq!(
+            decide(&[report("a", NotRequired), report("b", NotRequired)]),
+            Need::NotRequired
+        );
+        assert_eq!(
+            decide(&[
+                report("a", fail()),
+                report("b", Required),
+                report("c", Required)
+            ]),
+            Need::Required {
+                by: vec!["b".to_string(), "c".to_string()]
+            }
+        );
+        assert_eq!(
+            decide(&[report("a", NotRequired), report("b", fail())]),
+            Need::Unknown {
+                failed: vec!["b".to_string()]
+            }
+        );
+    }
+
+    #[test]
+    fn run_all_keeps_the_configured_order() {
+        let dir = TempDir::new("run-all");
+        let specs = [
+            spec(
+                "missing",
+                DetectorKind::File {
+                    path: dir.path().join("nope"),
+                },
+            ),
+            spec(
+                "here",
+                DetectorKind::File {
+                    path: dir.path().to_path_buf(),
+                },
+            ),
+        ];
+        let reports = run_all(&specs, &[]);
+        let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["missing", "here"]);
+        assert_eq!(
+            decide(&reports),
+            Need::Required {
+                by: vec!["here".to_string()]
+            }
+        );
+    }
+
+    #[test]
+    fn json_shape_is_stable() {
+        let mut r = report("rhel", Verdict::Failed("timed out after 10s".to_string()));
+        r.kind = "command";
+        r.detail = "timed out after 10s".to_string();
+        r.duration = Duration::from_millis(10_004);
+        assert_eq!(
+            r.to_json(),
+            serde_json::json!({
+                "name": "rhel",
+                "type": "command",
+                "verdict": "failed",
+                "detail": "timed out after 10s",
+                "error": "timed out after 10s",
+                "output": "",
+                "duration_ms": 10004,
+            })
+        );
+        let ok = report("debian", Verdict::NotRequired).to_json();
+        assert_eq!(ok["verdict"], "not_required");
+        assert!(ok["error"].is_null());
+    }
 }

@@ -100,7 +100,7 @@ impl fmt::Display for Block {
             Block::KillSwitch(r) => write!(f, "kill switch: {r}"),
             Block::Paused(r) => write!(f, "cluster paused: {r}"),
             Block::DetectorFailed(names) => {
-                write!(f, "detector could not decide: {}", names.join(", "))
+                write!(f, "a detector could not decide: {}", names.join(", "))
             }
             Block::Window(r) => write!(f, "maintenance window: {r}"),
             Block::Cooldown(left) => write!(
@@ -149,7 +149,7 @@ impl fmt::Display for Outcome {
             ),
             Outcome::WouldReboot => write!(f, "every gate is open: would reboot now (dry-run)"),
             Outcome::RebootIssued => write!(f, "reboot command issued"),
-            Outcome::Blocked(b) => write!(f, "blocked by {b}"),
+            Outcome::Blocked(b) => write!(f, "blocked: {b}"),
         }
     }
 }

@@ -52,7 +52,20 @@ fn push_wrapped(out: &mut String, label: &str, text: &str) {
             let _ = writeln!(out, "{:indent$}{line}", "");
         }
     };
-    for word in text.split(' ') {
+    // Words longer than a line (paths) are cut into line-sized pieces.
+    let pieces = text.split(' ').flat_map(|word| {
+        let chars: Vec<char> = word.chars().collect();
+        if chars.is_empty() {
+            vec![String::new()]
+        } else {
+            chars
+                .chunks(room)
+                .map(|c| c.iter().collect::<String>())
+                .collect()
+        }
+    });
+    for word in pieces {
+        let word = word.as_str();
         if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > room {
             flush(out, &line, first);
             first = false;
@@ -214,6 +227,7 @@ mod tests {
         let mut out = String::new();
         let long = "word ".repeat(60);
         push_wrapped(&mut out, "  label        ", long.trim());
+        push_wrapped(&mut out, "  label        ", &"/very/long/path".repeat(20));
         for line in out.lines() {
             assert!(line.chars().count() <= WIDTH_COLUMNS, "{line:?}");
         }

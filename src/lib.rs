@@ -5,4 +5,5 @@
 
 pub mod config;
 pub mod error;
+pub mod etcd;
 pub mod window;

@@ -5,12 +5,16 @@
 
 pub mod backoff;
 pub mod cli;
+pub mod cluster;
 pub mod config;
+pub mod coordinator;
 pub mod daemon;
 pub mod detector;
 pub mod error;
+pub mod etcd;
 pub mod events;
 pub mod health;
+pub mod lock;
 pub mod logging;
 pub mod orchestrator;
 pub mod outcome;

@@ -2,12 +2,15 @@
 //! and the mapping of every result to an exit code. `src/main.rs` only
 //! calls [`main`].
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::cluster::PauseRecord;
 use crate::config::{self, Config, LogFormat};
+use crate::coordinator::Cluster;
 use crate::detector;
 use crate::error::{EXIT_OK, EXIT_USAGE, Error, Result};
 use crate::orchestrator::{self, Options};
@@ -30,6 +33,12 @@ enum Command {
     Status(StatusArgs),
     Simulate(SimulateArgs),
     ValidateConfig(ValidateArgs),
+    Lock(LockArgs),
+    Unlock(UnlockArgs),
+    Pause(PauseArgs),
+    Resume(ResumeArgs),
+    Nodes(NodesArgs),
+    Forget(ForgetArgs),
     Version(VersionArgs),
 }
 
@@ -92,6 +101,92 @@ struct ValidateArgs {
 }
 
 #[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "lock")]
+/// Show the lock slots and their holders (node, pid, boot id, phase, since).
+struct LockArgs {
+    /// configuration file (default: $REBOOTCTL_CONFIG, else /etc/rebootctl/config.yaml)
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// print one JSON document
+    #[argh(switch)]
+    json: bool,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "unlock")]
+/// Release the slot NODE holds (for a host that died holding it). Asks for
+/// confirmation on a terminal; refuses without --yes otherwise.
+struct UnlockArgs {
+    /// the node whose slot to release
+    #[argh(positional)]
+    node: String,
+    /// configuration file (default: $REBOOTCTL_CONFIG, else /etc/rebootctl/config.yaml)
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// do not ask for confirmation
+    #[argh(switch)]
+    yes: bool,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "pause")]
+/// Pause reboots cluster-wide (stored in etcd); --for makes it expire by
+/// itself.
+struct PauseArgs {
+    /// configuration file (default: $REBOOTCTL_CONFIG, else /etc/rebootctl/config.yaml)
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// why (shown by status and in the agents' logs)
+    #[argh(option)]
+    reason: Option<String>,
+    /// expire after this long (humantime: 30m, 2h, 1d)
+    #[argh(option, long = "for", from_str_fn(parse_duration))]
+    duration: Option<Duration>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "resume")]
+/// Lift a cluster-wide pause.
+struct ResumeArgs {
+    /// configuration file (default: $REBOOTCTL_CONFIG, else /etc/rebootctl/config.yaml)
+    #[argh(option)]
+    config: Option<PathBuf>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "nodes")]
+/// List every registered node: health and its age, reboot required,
+/// holding a slot, last reboot.
+struct NodesArgs {
+    /// configuration file (default: $REBOOTCTL_CONFIG, else /etc/rebootctl/config.yaml)
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// print one JSON document
+    #[argh(switch)]
+    json: bool,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "forget")]
+/// Remove a decommissioned node from the registry.
+struct ForgetArgs {
+    /// the node to remove
+    #[argh(positional)]
+    node: String,
+    /// configuration file (default: $REBOOTCTL_CONFIG, else /etc/rebootctl/config.yaml)
+    #[argh(option)]
+    config: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("the duration must be greater than 0".to_string()),
+        Err(e) => Err(format!("{s:?} is not a duration such as 30m, 2h or 1d: {e}")),
+    }
+}
+
+#[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "version")]
 /// Print the version, git commit, target and enabled features.
 struct VersionArgs {}
@@ -137,6 +232,12 @@ fn dispatch(command: Command) -> Result<u8> {
         Command::Status(a) => status(a),
         Command::Simulate(a) => simulate(a),
         Command::ValidateConfig(a) => validate(a),
+        Command::Lock(a) => lock(a),
+        Command::Unlock(a) => unlock(a),
+        Command::Pause(a) => pause(a),
+        Command::Resume(a) => resume(a),
+        Command::Nodes(a) => nodes(a),
+        Command::Forget(a) => forget(a),
         Command::Version(_) => {
             println!("{}", version_line());
             Ok(EXIT_OK)
@@ -175,7 +276,8 @@ fn run(a: RunArgs) -> Result<u8> {
         ..Options::default()
     };
     if a.once {
-        let report = orchestrator::run_pass(&cfg, opts)?;
+        let cluster = connect(&cfg)?;
+        let report = orchestrator::run_pass(&cfg, opts, cluster.as_ref())?;
         log::info!("pass finished: {}", report.outcome);
         return Ok(report.outcome.exit_code());
     }
@@ -190,7 +292,8 @@ fn status(a: StatusArgs) -> Result<u8> {
         skip_health: a.skip_health,
         skip_lock: a.skip_lock,
     };
-    let report = orchestrator::run_pass(&cfg, opts)?;
+    let cluster = if a.skip_lock { None } else { connect(&cfg)? };
+    let report = orchestrator::run_pass(&cfg, opts, cluster.as_ref())?;
     if a.json {
         print_json(&report::status_json(&report))?;
     } else {
@@ -236,6 +339,146 @@ fn validate(a: ValidateArgs) -> Result<u8> {
         if cfg.dry_run { ", dry_run" } else { "" }
     );
     Ok(EXIT_OK)
+}
+
+/// The etcd connection in cluster mode, None in local mode.
+fn connect(cfg: &Config) -> Result<Option<Cluster>> {
+    if cfg.is_cluster() {
+        Cluster::connect(cfg).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The etcd connection for an admin command that needs cluster mode.
+fn admin(config: Option<&Path>, command: &str) -> Result<(Config, Cluster)> {
+    let cfg = load(config, log::LevelFilter::Warn, false)?;
+    if !cfg.is_cluster() {
+        return Err(Error::NotClustered {
+            command: command.to_string(),
+        });
+    }
+    let cluster = Cluster::connect(&cfg)?;
+    Ok((cfg, cluster))
+}
+
+fn lock(a: LockArgs) -> Result<u8> {
+    let (_cfg, cluster) = admin(a.config.as_deref(), "lock")?;
+    let (slots, _) = cluster.lock.holders()?;
+    let total = cluster.lock.slot_count();
+    if a.json {
+        print_json(&report::lock_json(&slots, total))?;
+    } else {
+        print_text(&report::lock_text(&slots, total))?;
+    }
+    Ok(EXIT_OK)
+}
+
+fn unlock(a: UnlockArgs) -> Result<u8> {
+    let (_cfg, cluster) = admin(a.config.as_deref(), "unlock")?;
+    let (slots, _) = cluster.lock.holders()?;
+    let held: Vec<_> = slots.into_iter().filter(|s| s.node() == a.node).collect();
+    if held.is_empty() {
+        return Err(Error::Runtime(format!("{} holds no lock slot", a.node)));
+    }
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::Usage(format!(
+                "refusing to release {}'s slot without --yes (stdin is not a terminal)",
+                a.node
+            )));
+        }
+        eprint!(
+            "Release the slot held by {}? A host that is really rebooting loses its protection. [y/N] ",
+            orchestrator::describe_holders(&held)
+        );
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| Error::io("reading the answer from", "stdin", e))?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("not released");
+            return Ok(EXIT_OK);
+        }
+    }
+    for slot in &held {
+        if cluster.lock.release(slot)? {
+            println!("released {} (held by {})", slot.key, a.node);
+        } else {
+            println!("{} changed meanwhile; not released", slot.key);
+        }
+    }
+    if let Err(e) = cluster.record_history_for(&a.node, "unlocked_by_operator") {
+        log::warn!("cannot record the history entry: {e}");
+    }
+    Ok(EXIT_OK)
+}
+
+fn pause(a: PauseArgs) -> Result<u8> {
+    let (_cfg, cluster) = admin(a.config.as_deref(), "pause")?;
+    let rec = PauseRecord {
+        reason: a.reason.unwrap_or_default(),
+        by: operator_name(),
+        at: jiff::Timestamp::now().to_string(),
+    };
+    cluster.set_pause(&rec, a.duration)?;
+    match a.duration {
+        Some(d) => println!(
+            "cluster paused for {} (expires by itself)",
+            humantime::format_duration(d)
+        ),
+        None => println!("cluster paused until 'rebootctl resume'"),
+    }
+    Ok(EXIT_OK)
+}
+
+fn resume(a: ResumeArgs) -> Result<u8> {
+    let (_cfg, cluster) = admin(a.config.as_deref(), "resume")?;
+    if cluster.resume()? {
+        println!("cluster resumed");
+    } else {
+        println!("cluster was not paused");
+    }
+    Ok(EXIT_OK)
+}
+
+fn nodes(a: NodesArgs) -> Result<u8> {
+    let (_cfg, cluster) = admin(a.config.as_deref(), "nodes")?;
+    let nodes = cluster.node_summaries()?;
+    if a.json {
+        print_json(&serde_json::json!({ "nodes": nodes }))?;
+    } else {
+        print_text(&report::nodes_text(&nodes))?;
+    }
+    Ok(EXIT_OK)
+}
+
+fn forget(a: ForgetArgs) -> Result<u8> {
+    let (_cfg, cluster) = admin(a.config.as_deref(), "forget")?;
+    if let Some(slot) = cluster.lock.find(&a.node)? {
+        return Err(Error::Runtime(format!(
+            "{} holds {}; release it first with 'rebootctl unlock {}'",
+            a.node, slot.key, a.node
+        )));
+    }
+    if cluster.forget(&a.node)? {
+        println!("forgot {}", a.node);
+        Ok(EXIT_OK)
+    } else {
+        Err(Error::Runtime(format!("{} is not registered", a.node)))
+    }
+}
+
+/// `user@host` of whoever runs an admin command.
+fn operator_name() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| format!("uid{}", nix::unistd::getuid()));
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    format!("{user}@{host}")
 }
 
 fn plural(n: usize) -> &'static str {

@@ -178,16 +178,26 @@ impl Cluster {
         self.put_json(&self.key(&format!("health/{}", rec.node)), rec, Some(lease))
     }
 
-    /// Appends a history entry and trims the history to the newest entries.
+    /// Appends a history entry for this node.
     pub fn record_history(&self, event: &str, boot_id: &str) -> Result<()> {
+        self.append_history(&self.node, event, boot_id)
+    }
+
+    /// Appends a history entry about another node (admin commands).
+    pub fn record_history_for(&self, node: &str, event: &str) -> Result<()> {
+        self.append_history(node, event, "")
+    }
+
+    /// Appends a history entry and trims the history to the newest entries.
+    fn append_history(&self, node: &str, event: &str, boot_id: &str) -> Result<()> {
         let at = Timestamp::now();
         let rec = HistoryRecord {
-            node: self.node.clone(),
+            node: node.to_string(),
             event: event.to_string(),
             at: at.to_string(),
             boot_id: boot_id.to_string(),
         };
-        self.put_json(&self.key(&format!("history/{at}-{}", self.node)), &rec, None)?;
+        self.put_json(&self.key(&format!("history/{at}-{node}")), &rec, None)?;
         let prefix = self.key("history/");
         let (kvs, _) = self.client.get_prefix(&prefix)?;
         if kvs.len() > HISTORY_KEEP {

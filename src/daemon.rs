@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::backoff;
 use crate::config::{self, Config};
+use crate::coordinator::Cluster;
 use crate::error::Result;
 use crate::events::{Event, SignalThread};
 use crate::orchestrator::{self, Options};
@@ -15,6 +16,11 @@ use crate::outcome::Outcome;
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code (0, or the
 /// code of the last pass when it was blocked or failed).
 pub fn run(mut cfg: Config, opts: Options) -> Result<u8> {
+    let cluster = if cfg.is_cluster() {
+        Some(Cluster::connect(&cfg)?)
+    } else {
+        None
+    };
     let (tx, rx) = mpsc::channel();
     let signals = SignalThread::start(tx)?;
     log::info!(
@@ -32,7 +38,7 @@ pub fn run(mut cfg: Config, opts: Options) -> Result<u8> {
     let mut errors: u32 = 0;
     let code = loop {
         let last_code;
-        let wait = match orchestrator::run_pass(&cfg, opts) {
+        let wait = match orchestrator::run_pass(&cfg, opts, cluster.as_ref()) {
             Ok(report) => {
                 errors = 0;
                 last_code = report.outcome.exit_code();

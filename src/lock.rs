@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::etcd::{Client, CmpResult, Compare, KeyValue, Op, Txn};
+use crate::etcd::{Client, CmpResult, Compare, KeyValue, Op, OpResponse, Txn, TxnResponse};
 
 /// The phase of a held slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,7 +179,7 @@ impl Lock {
             };
             let resp = self.client.txn(&txn)?;
             if resp.succeeded {
-                if let Some(slot) = resp.range_kvs(1).first().and_then(|kv| Slot::from_kv(kv, &self.lock_key)) {
+                if let Some(slot) = self.read_back(&resp) {
                     return Ok(Acquire::Held(slot));
                 }
             }
@@ -194,7 +194,7 @@ impl Lock {
             };
             let resp = self.client.txn(&txn)?;
             if resp.succeeded {
-                if let Some(slot) = resp.range_kvs(1).first().and_then(|kv| Slot::from_kv(kv, &self.lock_key)) {
+                if let Some(slot) = self.read_back(&resp) {
                     return Ok(Acquire::Held(slot));
                 }
                 return Err(Error::etcd(
@@ -224,7 +224,17 @@ impl Lock {
         if !resp.succeeded {
             return Ok(None);
         }
-        Ok(resp.range_kvs(1).first().and_then(|kv| Slot::from_kv(kv, &self.lock_key)))
+        Ok(self.read_back(&resp))
+    }
+
+    /// The slot read back by the `get` that follows the `put` in a txn.
+    fn read_back(&self, resp: &TxnResponse) -> Option<Slot> {
+        match resp.responses.get(1) {
+            Some(OpResponse::Range { kvs, .. }) => {
+                kvs.first().and_then(|kv| Slot::from_kv(kv, &self.lock_key))
+            }
+            _ => None,
+        }
     }
 
     /// Releases `slot` if it is still the same holding (same create

@@ -2,22 +2,30 @@
 //! completion, kill switch and pause, detectors, window and cooldown, health
 //! and policies, the lock, the re-check under the lock, then the reboot.
 //!
-//! The pass gathers a [`PassReport`] that `run --once` logs and `status`
-//! prints. In status mode the pass never acts (no hook, no record, no
-//! reboot, no lock taken) and evaluates every gate so the operator sees all
-//! of them, while the outcome is still the first gate that blocks.
+//! The pass gathers a [`PassReport`] that `run` logs and `status` prints. In
+//! status mode the pass never acts (no hook, no record, no reboot, no slot
+//! taken, nothing written to etcd) and evaluates every gate so the operator
+//! sees all of them, while the outcome is still the first gate that blocks.
+//!
+//! Every path that leaves the pass while a slot is held in phase checking
+//! releases it (one place: [`run_pass`]); only the switch to phase
+//! rebooting keeps it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::cluster::{self, HealthRecord, PolicyVerdict};
 use crate::config::Config;
+use crate::coordinator::Cluster;
 use crate::detector::{self, DetectorReport, Need};
-use crate::error::Result;
-use crate::health::{self, Phase};
+use crate::error::{Error, Result};
+use crate::health::{self, HealthReport, Phase};
+use crate::lock::{Acquire, Keepalive, Slot, SlotPhase, SlotValue};
 use crate::outcome::{Block, Outcome};
 use crate::reboot::{self, Vars};
+use crate::report::human_duration;
 use crate::state::{self, LastReboot, RebootRecord};
 use crate::window::WindowVerdict;
 
@@ -61,7 +69,7 @@ pub struct Step {
 
 /// Something that happened in a pass that the daemon turns into
 /// notifications and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PassEvent {
     /// The reboot command is about to run.
@@ -70,6 +78,15 @@ pub enum PassEvent {
     RebootCompleted,
     /// The reboot command failed.
     RebootFailed,
+    /// A health script ran.
+    HealthChecked {
+        /// The phase.
+        phase: &'static str,
+        /// Healthy or not.
+        healthy: bool,
+    },
+    /// A slot was taken after this long.
+    SlotAcquired(Duration),
 }
 
 /// Everything a pass found and did.
@@ -85,6 +102,10 @@ pub struct PassReport {
     pub steps: Vec<Step>,
     /// Every detector's report (empty when the pass stopped before them).
     pub detectors: Vec<DetectorReport>,
+    /// Whether the detectors said a reboot is required (None: not run or undecided).
+    pub reboot_required: Option<bool>,
+    /// The lock slots as last seen (cluster mode).
+    pub holders: Vec<Slot>,
     /// What happened.
     pub outcome: Outcome,
     /// Events for notifications and metrics.
@@ -95,15 +116,28 @@ struct Pass<'a> {
     cfg: &'a Config,
     opts: Options,
     boot_id: String,
+    cluster: Option<&'a Cluster>,
     steps: Vec<Step>,
     detectors: Vec<DetectorReport>,
+    reboot_required: Option<bool>,
+    holders: Vec<Slot>,
     blocked: Option<Block>,
     events: Vec<PassEvent>,
+    /// The slot this pass holds in phase checking, with its lease.
+    held: Option<Held>,
 }
 
-/// Runs one pass and reports what happened. Errors are runtime failures
-/// (exit 1); no error path runs the reboot command.
-pub fn run_pass(cfg: &Config, opts: Options) -> Result<PassReport> {
+struct Held {
+    slot: Slot,
+    lease: i64,
+    keepalive: Keepalive,
+}
+
+/// Runs one pass and reports what happened. `cluster` is the etcd
+/// connection in cluster mode (None in local mode or with `--skip-lock`).
+/// Errors are runtime failures (exit 1); no error path runs the reboot
+/// command, and a slot held in phase checking is released on every path.
+pub fn run_pass(cfg: &Config, opts: Options, cluster: Option<&Cluster>) -> Result<PassReport> {
     let boot_id = state::read_boot_id(&cfg.boot_id_file)?;
     let mut pass = Pass {
         cfg,
@@ -112,21 +146,55 @@ pub fn run_pass(cfg: &Config, opts: Options) -> Result<PassReport> {
             ..opts
         },
         boot_id,
+        cluster,
         steps: Vec::new(),
         detectors: Vec::new(),
+        reboot_required: None,
+        holders: Vec::new(),
         blocked: None,
         events: Vec::new(),
+        held: None,
     };
-    let outcome = pass.run()?;
+    let result = pass.run();
+    // The one place a slot held while checking is given back.
+    pass.release_held();
+    let outcome = result?;
     Ok(PassReport {
         node: cfg.node_name.clone(),
         cluster: cfg.is_cluster(),
         dry_run: pass.opts.dry_run,
         steps: pass.steps,
         detectors: pass.detectors,
+        reboot_required: pass.reboot_required,
+        holders: pass.holders,
         outcome,
         events: pass.events,
     })
+}
+
+/// Describes the holders of the lock for people: "web-2 (rebooting, 3m 12s)".
+pub fn describe_holders(slots: &[Slot]) -> String {
+    let now = Timestamp::now();
+    slots
+        .iter()
+        .map(|s| match &s.value {
+            Some(v) => {
+                let age = v
+                    .acquired_at
+                    .parse::<Timestamp>()
+                    .map(|t| human_duration(secs_between(t, now)))
+                    .unwrap_or_else(|_| "?".into());
+                format!("{} ({}, {age})", v.node, v.phase.as_str())
+            }
+            None => format!("{} (unreadable value)", s.key),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whole seconds from `a` to `b` (zero when `b` is earlier).
+pub fn secs_between(a: Timestamp, b: Timestamp) -> Duration {
+    Duration::from_secs(b.duration_since(a).as_secs().max(0).unsigned_abs())
 }
 
 impl Pass<'_> {
@@ -157,13 +225,9 @@ impl Pass<'_> {
 
     fn health_context(&self, phase: Phase) -> health::Context {
         health::Context {
-            phase: if self.opts.status {
-                Phase::Status
-            } else {
-                phase
-            },
+            phase: if self.opts.status { Phase::Status } else { phase },
             dry_run: self.opts.dry_run,
-            lock_held: false,
+            lock_held: self.held.is_some(),
             lock_attempts: 0,
             skip_health: self.opts.skip_health,
             skip_lock: self.opts.skip_lock,
@@ -187,35 +251,74 @@ impl Pass<'_> {
         ])
     }
 
+    fn slot_value(&self, phase: SlotPhase) -> SlotValue {
+        SlotValue {
+            node: self.cfg.node_name.clone(),
+            pid: std::process::id(),
+            boot_id: self.boot_id.clone(),
+            phase,
+            acquired_at: Timestamp::now().to_string(),
+        }
+    }
+
+    fn run_health(&mut self, phase: Phase) -> Result<HealthReport> {
+        let ctx = self.health_context(phase);
+        let report = health::check(self.cfg, &ctx)?;
+        if !self.opts.skip_health {
+            self.events.push(PassEvent::HealthChecked {
+                phase: ctx.phase.as_str(),
+                healthy: report.healthy,
+            });
+        }
+        Ok(report)
+    }
+
     fn run(&mut self) -> Result<Outcome> {
+        if let Some(c) = self.cluster {
+            if !self.opts.status {
+                c.register()?;
+            }
+        } else if self.cfg.is_cluster() {
+            self.step("cluster", StepState::Skipped, "--skip-lock: etcd not contacted");
+        }
         // 1. Back from a reboot of our own?
         if self.post_reboot()? {
             return Ok(self.stop());
         }
-        // 2. Kill switch (then, in cluster mode, the pause).
-        if self.kill_switch() {
+        // 2. Kill switch, then the cluster pause.
+        if self.kill_switch() || self.pause()? {
             return Ok(self.stop());
         }
         // 3. Detectors.
-        let reason = match self.detect() {
-            Some(reason) => reason,
-            None => {
-                // Nothing to do or a detector failed; status still shows the gates.
-                if self.opts.status {
-                    self.gates()?;
-                }
-                return Ok(self.stop());
+        let Some(reason) = self.detect() else {
+            // Nothing to do or a detector failed; status still shows the gates.
+            if self.opts.status {
+                self.gates()?;
+                self.show_lock()?;
             }
+            return Ok(self.stop());
         };
-        // 4-5. Window, cooldown, health.
+        // 4-5. Window, cooldown, health, policies.
         if self.gates()? {
             return Ok(self.stop());
         }
-        if let Some(b) = self.blocked.take() {
-            return Ok(Outcome::Blocked(b));
+        if self.opts.status {
+            self.show_lock()?;
+            if self.blocked.is_some() {
+                return Ok(self.stop());
+            }
+            return self.reboot(&reason);
         }
-        // 6-7. The lock: local mode has none.
-        if !self.cfg.is_cluster() {
+        // 6. The lock.
+        if self.cluster.is_some() {
+            if self.acquire()? {
+                return Ok(self.stop());
+            }
+            // 7. Under the lock: everything again.
+            if let Some(outcome) = self.recheck_under_lock()? {
+                return Ok(outcome);
+            }
+        } else if !self.cfg.is_cluster() {
             self.step("lock", StepState::Skipped, "local mode: no lock");
         }
         // 8. Reboot.
@@ -224,35 +327,52 @@ impl Pass<'_> {
 
     /// Step 1. Returns true when the pass must stop.
     fn post_reboot(&mut self) -> Result<bool> {
-        let Some(record) = state::read_record(&self.cfg.state_dir)? else {
-            return Ok(false);
+        let record = state::read_record(&self.cfg.state_dir)?;
+        let slot = match self.cluster {
+            Some(c) => c
+                .lock
+                .find(&self.cfg.node_name)?
+                .filter(|s| s.phase() == Some(SlotPhase::Rebooting)),
+            None => None,
         };
-        if record.boot_id == self.boot_id {
+        if record.is_none() && slot.is_none() {
+            return Ok(false);
+        }
+        let went_down_at = record
+            .as_ref()
+            .map(|r| r.at.clone())
+            .or_else(|| slot.as_ref().and_then(|s| s.value.as_ref().map(|v| v.acquired_at.clone())))
+            .unwrap_or_default();
+        let recorded_boot = slot
+            .as_ref()
+            .and_then(|s| s.value.as_ref().map(|v| v.boot_id.clone()))
+            .or_else(|| record.as_ref().map(|r| r.boot_id.clone()))
+            .unwrap_or_default();
+        if recorded_boot == self.boot_id {
             if self.opts.status {
                 self.step(
                     "post-reboot",
                     StepState::Info,
-                    format!(
-                        "a reboot issued at {} did not happen (same boot id); the next pass clears it",
-                        record.at
-                    ),
+                    format!("the reboot issued at {went_down_at} did not happen (same boot id); the next pass clears it"),
                 );
                 return Ok(false);
             }
             log::warn!(
-                "the reboot issued at {} never happened (boot id {} is still current); clearing the record",
-                record.at,
-                record.boot_id
+                "the reboot issued at {went_down_at} never happened (boot id {} is still current); releasing and clearing the record",
+                self.boot_id
             );
+            if let (Some(c), Some(s)) = (self.cluster, &slot) {
+                c.lock.release(s)?;
+            }
             state::clear_record(&self.cfg.state_dir)?;
             self.step(
                 "post-reboot",
                 StepState::Info,
-                "cleared the record of a reboot that never happened",
+                "released and cleared a reboot that never happened",
             );
             return Ok(false);
         }
-        let report = health::check(self.cfg, &self.health_context(Phase::PostReboot))?;
+        let report = self.run_health(Phase::PostReboot)?;
         if !report.healthy {
             return Ok(self.block("post-reboot", Block::PostRebootHealth(report.reason)));
         }
@@ -260,22 +380,24 @@ impl Pass<'_> {
             self.step(
                 "post-reboot",
                 StepState::Info,
-                format!(
-                    "back from the reboot issued at {}; healthy, the next pass completes it",
-                    record.at
-                ),
+                format!("back from the reboot issued at {went_down_at}; healthy, the next pass completes it"),
             );
             return Ok(false);
         }
         if let Some(argv) = &self.cfg.hooks.post_reboot {
-            if let Err(e) = reboot::run_hook(
-                "post_reboot hook",
-                argv,
-                &self.vars(&record.reason),
-                self.cfg.hooks.timeout,
-            ) {
-                log::warn!("{e}; keeping the reboot record and retrying next pass");
+            let reason = record.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+            if let Err(e) = reboot::run_hook("post_reboot hook", argv, &self.vars(&reason), self.cfg.hooks.timeout) {
+                log::warn!("{e}; keeping the slot and the record, retrying next pass");
                 return Ok(self.block("post-reboot", Block::PostRebootHealth(e.to_string())));
+            }
+        }
+        if let Some(c) = self.cluster {
+            if let Some(s) = &slot {
+                c.lock.release(s)?;
+            }
+            c.start_cooldown(self.cfg.min_reboot_interval)?;
+            if let Err(e) = c.record_history("reboot_completed", &self.boot_id) {
+                log::warn!("cannot record the history entry: {e}");
             }
         }
         state::write_last_reboot(
@@ -285,35 +407,25 @@ impl Pass<'_> {
             },
         )?;
         state::clear_record(&self.cfg.state_dir)?;
-        log::info!(
-            "reboot completed: back since the reboot issued at {} and healthy",
-            record.at
-        );
+        log::info!("reboot completed: back since the reboot issued at {went_down_at} and healthy");
         self.events.push(PassEvent::RebootCompleted);
         self.step(
             "post-reboot",
             StepState::Ok,
-            format!("reboot issued at {} completed; healthy", record.at),
+            format!("reboot issued at {went_down_at} completed; healthy{}", if slot.is_some() { ", slot released" } else { "" }),
         );
         Ok(false)
     }
 
-    /// Step 2. Returns true when the pass must stop.
+    /// The kill switch. Returns true when the pass must stop.
     fn kill_switch(&mut self) -> bool {
         let path = &self.cfg.kill_switch_file;
         match path.try_exists() {
             Ok(false) => {
-                self.step(
-                    "kill switch",
-                    StepState::Ok,
-                    format!("off ({} absent)", path.display()),
-                );
+                self.step("kill switch", StepState::Ok, format!("off ({} absent)", path.display()));
                 false
             }
-            Ok(true) => self.block(
-                "kill switch",
-                Block::KillSwitch(format!("{} exists", path.display())),
-            ),
+            Ok(true) => self.block("kill switch", Block::KillSwitch(format!("{} exists", path.display()))),
             // Cannot tell: treat it as set, never as absent.
             Err(e) => self.block(
                 "kill switch",
@@ -322,46 +434,59 @@ impl Pass<'_> {
         }
     }
 
+    /// The cluster pause. Returns true when the pass must stop.
+    fn pause(&mut self) -> Result<bool> {
+        let Some(c) = self.cluster else { return Ok(false) };
+        match c.pause()? {
+            None => {
+                self.step("pause", StepState::Ok, "cluster not paused");
+                Ok(false)
+            }
+            Some((rec, ttl)) => {
+                let until = match ttl {
+                    Some(t) => format!(", {} left", human_duration(Duration::from_secs(t.max(0).unsigned_abs()))),
+                    None => String::new(),
+                };
+                let why = if rec.reason.is_empty() { "no reason given".to_string() } else { rec.reason.clone() };
+                Ok(self.block("pause", Block::Paused(format!("{why} (by {} at {}{until})", rec.by, rec.at))))
+            }
+        }
+    }
+
     /// Step 3. Returns the detectors that require a reboot, or None.
     fn detect(&mut self) -> Option<Vec<String>> {
         let env = vec![("RC_NODE_NAME".to_string(), self.cfg.node_name.clone())];
         self.detectors = detector::run_all(&self.cfg.detectors, &env);
-        for r in &self.detectors {
-            log::debug!("detector {}: {:?} ({})", r.name, r.verdict, r.detail);
-        }
         match detector::decide(&self.detectors) {
             Need::Required { by } => {
-                self.step(
-                    "detectors",
-                    StepState::Ok,
-                    format!("reboot required by {}", by.join(", ")),
-                );
+                self.reboot_required = Some(true);
+                self.step("detectors", StepState::Ok, format!("reboot required by {}", by.join(", ")));
                 Some(by)
             }
             Need::NotRequired => {
+                self.reboot_required = Some(false);
                 self.step("detectors", StepState::Ok, "no reboot required");
                 None
             }
             Need::Unknown { failed } => {
-                self.block("detectors", Block::DetectorFailed(failed));
+                let _ = self.block("detectors", Block::DetectorFailed(failed));
                 None
             }
         }
     }
 
-    /// Steps 4-5 (window, cooldown, health). Returns true when the pass must stop.
-    fn gates(&mut self) -> Result<bool> {
+    /// The window. Returns true when the pass must stop.
+    fn window(&mut self) -> bool {
         let now = Timestamp::now();
         match self.cfg.windows.verdict(now) {
             WindowVerdict::Open => {
-                let detail = if self.cfg.windows.allow_entries().is_empty()
-                    && self.cfg.windows.deny_entries().is_empty()
-                {
+                let detail = if self.cfg.windows.allow_entries().is_empty() && self.cfg.windows.deny_entries().is_empty() {
                     "open (no windows configured)".to_string()
                 } else {
-                    "open".to_string()
+                    format!("open ({})", self.cfg.windows.timezone_name())
                 };
                 self.step("window", StepState::Ok, detail);
+                false
             }
             verdict => {
                 let why = match verdict {
@@ -369,26 +494,41 @@ impl Pass<'_> {
                     _ => "outside every allow window".to_string(),
                 };
                 let next = match self.cfg.windows.next_open(now) {
-                    Some(t) => format!(
-                        "; next opening in {}",
-                        humantime::format_duration(Duration::from_secs(
-                            t.duration_since(now).as_secs().max(0).unsigned_abs()
-                        ))
-                    ),
+                    Some(t) => format!("; opens in {}", human_duration(secs_between(now, t))),
                     None => "; no opening within 8 days".to_string(),
                 };
-                if self.block("window", Block::Window(format!("{why}{next}"))) {
-                    return Ok(true);
-                }
+                self.block(
+                    "window",
+                    Block::Window(format!("{why} ({}){next}", self.cfg.windows.timezone_name())),
+                )
             }
         }
-        if self.cooldown()? {
+    }
+
+    /// Steps 4-5 (window, cooldown, health, policies). Returns true when the pass must stop.
+    fn gates(&mut self) -> Result<bool> {
+        if self.window() || self.cooldown()? {
             return Ok(true);
         }
-        self.health_gate(Phase::PreLock)
+        if self.health_gate(Phase::PreLock)? {
+            return Ok(true);
+        }
+        self.policies()
     }
 
     fn cooldown(&mut self) -> Result<bool> {
+        if let Some(c) = self.cluster {
+            return Ok(match c.cooldown()? {
+                None => {
+                    self.step("cooldown", StepState::Ok, "no cluster cooldown running");
+                    false
+                }
+                Some((rec, left)) => {
+                    let _ = rec;
+                    self.block("cooldown", Block::Cooldown(left))
+                }
+            });
+        }
         if self.cfg.min_reboot_interval.is_zero() {
             self.step("cooldown", StepState::Ok, "none configured");
             return Ok(false);
@@ -398,17 +538,9 @@ impl Pass<'_> {
             self.step("cooldown", StepState::Ok, "no previous reboot recorded");
             return Ok(false);
         };
-        let elapsed = Timestamp::now()
-            .duration_since(at)
-            .as_secs()
-            .max(0)
-            .unsigned_abs();
-        let interval = self.cfg.min_reboot_interval.as_secs();
-        if elapsed < interval {
-            return Ok(self.block(
-                "cooldown",
-                Block::Cooldown(Duration::from_secs(interval - elapsed)),
-            ));
+        let elapsed = secs_between(at, Timestamp::now());
+        if elapsed < self.cfg.min_reboot_interval {
+            return Ok(self.block("cooldown", Block::Cooldown(self.cfg.min_reboot_interval - elapsed)));
         }
         self.step("cooldown", StepState::Ok, "over");
         Ok(false)
@@ -419,12 +551,162 @@ impl Pass<'_> {
             self.step("health", StepState::Skipped, "--skip-health");
             return Ok(false);
         }
-        let report = health::check(self.cfg, &self.health_context(phase))?;
+        let report = self.run_health(phase)?;
+        self.publish_health(&report, phase);
         if report.healthy {
             self.step("health", StepState::Ok, report.reason);
             Ok(false)
         } else {
             Ok(self.block("health", Block::Health(report.reason)))
+        }
+    }
+
+    /// Publishes this node's health record (cluster mode, not in status).
+    /// A failure is logged: the record is advisory for other nodes.
+    fn publish_health(&self, report: &HealthReport, phase: Phase) {
+        let Some(c) = self.cluster else { return };
+        if self.opts.status {
+            return;
+        }
+        let rec = HealthRecord {
+            node: self.cfg.node_name.clone(),
+            healthy: report.healthy,
+            phase: phase.as_str().to_string(),
+            reason: report.reason.clone(),
+            checked_at: Timestamp::now().to_string(),
+            boot_id: self.boot_id.clone(),
+            reboot_required: self.reboot_required,
+        };
+        if let Err(e) = c.publish_health(&rec, self.cfg.health_publish_interval * 3) {
+            log::warn!("cannot publish the health record: {e}");
+        }
+    }
+
+    fn policies(&mut self) -> Result<bool> {
+        let Some(c) = self.cluster else { return Ok(false) };
+        let (slots, _) = c.lock.holders()?;
+        let nodes = c.node_states(&slots)?;
+        self.holders = slots;
+        match cluster::policy_allows(&self.cfg.node_name, &nodes, &self.cfg.cluster_policies) {
+            PolicyVerdict::Allowed(summary) => {
+                self.step("policies", StepState::Ok, summary);
+                Ok(false)
+            }
+            PolicyVerdict::Forbidden(why) => Ok(self.block("policies", Block::Policy(why))),
+        }
+    }
+
+    /// Status: shows the lock without taking it.
+    fn show_lock(&mut self) -> Result<()> {
+        let Some(c) = self.cluster else {
+            if !self.cfg.is_cluster() {
+                self.step("lock", StepState::Skipped, "local mode: no lock");
+            }
+            return Ok(());
+        };
+        let (slots, _) = c.lock.holders()?;
+        let total = c.lock.slot_count() as usize;
+        let mine = slots.iter().any(|s| s.node() == self.cfg.node_name);
+        let others: Vec<Slot> = slots.iter().filter(|s| s.node() != self.cfg.node_name).cloned().collect();
+        if mine {
+            self.step("lock", StepState::Info, format!("this node holds a slot: {}", describe_holders(&slots)));
+        } else if others.len() >= total {
+            let _ = self.block(
+                "lock",
+                Block::NoSlot(format!("{} of {total} held: {}", others.len(), describe_holders(&others))),
+            );
+        } else if others.is_empty() {
+            self.step("lock", StepState::Ok, format!("{total} of {total} slots free"));
+        } else {
+            self.step(
+                "lock",
+                StepState::Ok,
+                format!("{} of {total} free; held: {}", total - others.len(), describe_holders(&others)),
+            );
+        }
+        self.holders = slots;
+        Ok(())
+    }
+
+    /// Step 6. Returns true when the pass must stop (no free slot).
+    fn acquire(&mut self) -> Result<bool> {
+        let Some(c) = self.cluster else { return Ok(false) };
+        let Some(etcd) = &self.cfg.etcd else { return Ok(false) };
+        let started = Instant::now();
+        let lease = c.client.lease_grant(etcd.lock_ttl)?.id;
+        let acquired = match c.lock.acquire(&self.slot_value(SlotPhase::Checking), lease) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = c.client.lease_revoke(lease);
+                return Err(e);
+            }
+        };
+        match acquired {
+            Acquire::Held(slot) => {
+                self.events.push(PassEvent::SlotAcquired(started.elapsed()));
+                log::info!("took lock slot {} (lease {lease:x})", slot.key);
+                self.step("lock", StepState::Ok, format!("took {}", slot.key));
+                self.held = Some(Held {
+                    keepalive: Keepalive::start(c.client.clone(), lease, etcd.lock_ttl),
+                    slot,
+                    lease,
+                });
+                Ok(false)
+            }
+            Acquire::Busy(holders) => {
+                let _ = c.client.lease_revoke(lease);
+                let text = describe_holders(&holders);
+                self.holders = holders;
+                Ok(self.block("lock", Block::NoSlot(format!("held by {text}"))))
+            }
+        }
+    }
+
+    /// Step 7: the need, the kill switch, the pause, the window and the
+    /// health again, now that the slot is ours. Some(outcome) ends the pass
+    /// (the slot is released by [`run_pass`]).
+    fn recheck_under_lock(&mut self) -> Result<Option<Outcome>> {
+        let env = vec![("RC_NODE_NAME".to_string(), self.cfg.node_name.clone())];
+        let again = detector::run_all(&self.cfg.detectors, &env);
+        match detector::decide(&again) {
+            Need::Required { .. } => {}
+            Need::NotRequired => {
+                log::info!("the reboot is no longer required (re-checked under the lock); releasing the slot");
+                self.reboot_required = Some(false);
+                self.detectors = again;
+                self.step("re-check", StepState::Info, "no reboot required any more; slot released");
+                return Ok(Some(Outcome::NeedVanished));
+            }
+            Need::Unknown { failed } => {
+                self.detectors = again;
+                let _ = self.block("re-check", Block::DetectorFailed(failed));
+                return Ok(Some(self.stop()));
+            }
+        }
+        if self.kill_switch() || self.pause()? || self.window() {
+            return Ok(Some(self.stop()));
+        }
+        if self.health_gate(Phase::PostLock)? {
+            return Ok(Some(self.stop()));
+        }
+        if self.held.as_ref().is_some_and(|h| h.keepalive.lost()) {
+            return Err(Error::Runtime("the lock slot's lease expired during the checks; not rebooting".into()));
+        }
+        Ok(None)
+    }
+
+    /// Gives back a slot held in phase checking (no-op otherwise).
+    fn release_held(&mut self) {
+        let Some(held) = self.held.take() else { return };
+        let Some(c) = self.cluster else { return };
+        drop(held.keepalive);
+        match c.lock.release(&held.slot) {
+            Ok(true) => log::info!("released lock slot {}", held.slot.key),
+            Ok(false) => log::warn!("lock slot {} was no longer ours", held.slot.key),
+            Err(e) => log::warn!("cannot release lock slot {} (its lease will expire): {e}", held.slot.key),
+        }
+        if let Err(e) = c.client.lease_revoke(held.lease) {
+            log::warn!("cannot revoke lease {:x}: {e}", held.lease);
         }
     }
 
@@ -437,17 +719,15 @@ impl Pass<'_> {
                 Some(h) => format!("run pre_reboot hook {:?}, then ", reboot::expand(h, &vars)),
                 None => String::new(),
             };
-            self.step(
-                "reboot",
-                StepState::Skipped,
-                format!("dry-run: would {hook}run {argv:?}"),
-            );
-            log::info!("dry-run: every gate is open; would run {argv:?}");
+            let release = if self.held.is_some() { " (slot released)" } else { "" };
+            self.step("reboot", StepState::Skipped, format!("dry-run: would {hook}run {argv:?}{release}"));
+            if !self.opts.status {
+                log::info!("dry-run: every gate is open; would run {argv:?}{release}");
+            }
             return Ok(Outcome::WouldReboot);
         }
         if let Some(hook) = &self.cfg.hooks.pre_reboot {
-            if let Err(e) = reboot::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout)
-            {
+            if let Err(e) = reboot::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout) {
                 log::warn!("{e}; not rebooting");
                 let _ = self.block("pre-reboot hook", Block::Hook(e.to_string()));
                 return Ok(self.stop());
@@ -459,21 +739,66 @@ impl Pass<'_> {
             &RebootRecord {
                 node: self.cfg.node_name.clone(),
                 boot_id: self.boot_id.clone(),
-                slot: None,
+                slot: self.held.as_ref().map(|h| h.slot.key.clone()),
                 at: Timestamp::now().to_string(),
                 reason: reason.to_vec(),
             },
         )?;
+        if let Err(e) = self.switch_to_rebooting() {
+            // Not rebooting: the record must not make the next boot think we did.
+            state::clear_record(&self.cfg.state_dir)?;
+            return Err(e);
+        }
         self.events.push(PassEvent::RebootStarted);
-        log::info!(
-            "rebooting (required by {}): running {argv:?}",
-            reason.join(", ")
-        );
+        log::info!("rebooting (required by {}): running {argv:?}", reason.join(", "));
         if let Err(e) = reboot::run_reboot_command(&self.cfg.reboot_command, &vars) {
             self.events.push(PassEvent::RebootFailed);
             return Err(e);
         }
         self.step("reboot", StepState::Ok, format!("ran {argv:?}"));
         Ok(Outcome::RebootIssued)
+    }
+
+    /// Turns the held slot into phase rebooting on a `reboot_timeout_sec`
+    /// lease, in a txn that proves it is still ours. Local mode: nothing.
+    fn switch_to_rebooting(&mut self) -> Result<()> {
+        let (Some(c), Some(held)) = (self.cluster, self.held.as_ref()) else {
+            return Ok(());
+        };
+        if held.keepalive.lost() {
+            return Err(Error::Runtime("the lock slot's lease expired; not rebooting".into()));
+        }
+        let lease = c.client.lease_grant(self.cfg.reboot_timeout)?.id;
+        let value = SlotValue {
+            acquired_at: held.slot.value.as_ref().map(|v| v.acquired_at.clone()).unwrap_or_default(),
+            ..self.slot_value(SlotPhase::Rebooting)
+        };
+        match c.lock.to_rebooting(&held.slot, &value, lease) {
+            Ok(Some(slot)) => {
+                // The slot now lives on the reboot lease: stop renewing the old one.
+                if let Some(held) = self.held.take() {
+                    drop(held.keepalive);
+                    if let Err(e) = c.client.lease_revoke(held.lease) {
+                        log::warn!("cannot revoke lease {:x}: {e}", held.lease);
+                    }
+                }
+                log::info!("lock slot {} is now in phase rebooting", slot.key);
+                if let Err(e) = c.record_history("reboot_started", &self.boot_id) {
+                    log::warn!("cannot record the history entry: {e}");
+                }
+                Ok(())
+            }
+            Ok(None) => {
+                let _ = c.client.lease_revoke(lease);
+                Err(Error::Runtime(format!(
+                    "lock slot {} changed under us before the reboot; not rebooting",
+                    held.slot.key
+                )))
+            }
+            Err(e) => {
+                let _ = c.client.lease_revoke(lease);
+                Err(e)
+            }
+        }
     }
 }

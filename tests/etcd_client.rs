@@ -627,9 +627,7 @@ fn tls_config(pki: &TestPki, ca: &str, client_cert: bool) -> TlsConfig {
 }
 
 fn start_tls(pki: &TestPki) -> EtcdServer {
-    let args = pki.server_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    EtcdServer::start_with(&common::etcd::etcd_binary(), &args)
+    EtcdServer::start_tls(&common::etcd::etcd_binary(), pki)
 }
 
 #[test]
@@ -692,4 +690,27 @@ fn tls_with_a_wrong_ca_or_no_client_certificate_fails_clearly() {
     });
     let err = Client::new(&cfg).unwrap_err();
     assert!(err.to_string().contains("no PEM certificate"), "{err}");
+}
+
+#[test]
+fn tls_client_certificate_without_cn_plus_password_auth() {
+    // ETCD-GATEWAY.md §11 trap 3: with auth on, the gateway refuses client
+    // certificates that carry a CommonName; ours has none.
+    let pki = TestPki::generate();
+    let server = start_tls(&pki);
+    server.enable_auth("rootpw", "alice", "alicepw", "/rebootctl/");
+    let dir = TempDir::new("auth");
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, "alicepw\n").unwrap();
+    let mut cfg = config(&[&server.endpoint]);
+    cfg.tls = Some(tls_config(&pki, "ca.crt", true));
+    cfg.auth = Some(AuthConfig {
+        username: "alice".into(),
+        password_file: pw,
+    });
+    let c = Client::new(&cfg).unwrap();
+    c.put("/rebootctl/tls-auth", b"ok", None).unwrap();
+    assert_eq!(c.get("/rebootctl/tls-auth").unwrap().unwrap().value, b"ok");
+    let err = c.get("/elsewhere").unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
 }

@@ -145,6 +145,8 @@ pub struct EtcdServer {
     args: Vec<String>,
     client_port: u16,
     tls: bool,
+    /// TLS settings (CA and client certificate) for the harness's own requests.
+    admin_tls: Option<ureq::tls::TlsConfig>,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -209,6 +211,7 @@ impl EtcdServer {
                 args,
                 client_port,
                 tls,
+                admin_tls: None,
                 dir,
                 child: None,
             };
@@ -226,6 +229,16 @@ impl EtcdServer {
             }
         }
         panic!("etcd could not bind free ports three times; last log:\n{last_log}");
+    }
+
+    /// Starts `binary` with TLS and client-certificate auth from `pki`; the
+    /// harness's own requests ([`post`](Self::post)) then use the PKI's client cert.
+    pub fn start_tls(binary: &Path, pki: &TestPki) -> EtcdServer {
+        let args = pki.server_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut server = EtcdServer::start_with(binary, &args);
+        server.admin_tls = Some(pki.client_tls());
+        server
     }
 
     /// The directory holding `data/` and `etcd.log`.
@@ -374,11 +387,14 @@ impl EtcdServer {
         }
     }
 
-    /// `POST {endpoint}{path}` with a JSON body (plain HTTP only), optionally
+    /// `POST {endpoint}{path}` with a JSON body, optionally
     /// with a token; panics unless etcd answers 200.
     pub fn post(&self, path: &str, body: Value, token: Option<&str>) -> Value {
-        assert!(!self.tls, "EtcdServer::post is for plain-HTTP servers");
-        let agent = test_agent();
+        assert!(
+            !self.tls || self.admin_tls.is_some(),
+            "EtcdServer::post on a TLS server needs start_tls"
+        );
+        let agent = test_agent(self.admin_tls.clone());
         let mut req = agent.post(format!("{}{path}", self.endpoint));
         if let Some(t) = token {
             req = req.header("Authorization", t);
@@ -459,16 +475,17 @@ fn binary_version(binary: &Path) -> String {
 }
 
 /// A ureq agent for the harness itself: short timeouts, errors as values.
-fn test_agent() -> ureq::Agent {
+fn test_agent(tls: Option<ureq::tls::TlsConfig>) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .tls_config(tls.unwrap_or_default())
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
         .new_agent()
 }
 
 fn http_get(url: &str) -> Option<(u16, String)> {
-    let mut resp = test_agent().get(url).call().ok()?;
+    let mut resp = test_agent(None).get(url).call().ok()?;
     let status = resp.status().as_u16();
     Some((status, resp.body_mut().read_to_string().ok()?))
 }
@@ -619,6 +636,18 @@ impl TestPki {
     /// A file in the PKI directory (`ca.crt`, `client.key`, ...).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// ureq TLS settings trusting the test CA and presenting the client cert.
+    pub fn client_tls(&self) -> ureq::tls::TlsConfig {
+        let pem = |name: &str| fs::read(self.path(name)).expect("read PEM");
+        let ca = ureq::tls::Certificate::from_pem(&pem("ca.crt")).expect("CA PEM");
+        let cert = ureq::tls::Certificate::from_pem(&pem("client.crt")).expect("client PEM");
+        let key = ureq::tls::PrivateKey::from_pem(&pem("client.key")).expect("key PEM");
+        ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&[ca]))
+            .client_cert(Some(ureq::tls::ClientCert::new_with_certs(&[cert], key)))
+            .build()
     }
 
     /// etcd flags for TLS with client-certificate authentication.

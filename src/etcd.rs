@@ -413,7 +413,8 @@ enum Failure {
     Fatal(String),
 }
 
-/// An error reported by etcd: gRPC code and message, plus the HTTP status.
+/// An error reported by etcd: gRPC code and message, plus the HTTP status
+/// (0 for an error inside a streamed 200 reply).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ApiError {
     status: u16,
@@ -424,9 +425,12 @@ struct ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.message)?;
-        match self.code {
-            Some(code) => write!(f, " (code {code}, HTTP {})", self.status),
-            None => write!(f, " (HTTP {})", self.status),
+        // Status 0: the error came inside a 200 stream, its HTTP status says nothing.
+        match (self.code, self.status) {
+            (Some(code), 0) => write!(f, " (code {code})"),
+            (Some(code), status) => write!(f, " (code {code}, HTTP {status})"),
+            (None, 0) => Ok(()),
+            (None, status) => write!(f, " (HTTP {status})"),
         }
     }
 }
@@ -835,7 +839,7 @@ impl Client {
             req = req.header("Authorization", token);
         }
         req.send(body.to_string())
-            .map_err(|e| Failure::Unavailable(describe_transport_error(&e)))
+            .map_err(|e| Failure::Unavailable(describe_transport_error(ep, &e)))
     }
 
     /// Sends a unary request and parses the whole reply with `parse`.
@@ -1023,7 +1027,7 @@ fn cancel_failure(reason: &str) -> Failure {
         format!("watch canceled: {reason}")
     };
     ApiError {
-        status: 200,
+        status: 0,
         code,
         message,
     }
@@ -1176,9 +1180,31 @@ fn build_tls(t: &TlsConfig, endpoints: &str) -> Result<ureq::tls::TlsConfig> {
     Ok(builder.build())
 }
 
-fn describe_transport_error(e: &ureq::Error) -> String {
+/// Says what went wrong on the wire, with a hint for the usual TLS mistakes.
+fn describe_transport_error(ep: &str, e: &ureq::Error) -> String {
+    use std::io::ErrorKind;
     match e {
+        ureq::Error::Timeout(ureq::Timeout::Global) => {
+            format!("no complete reply within {REQUEST_TIMEOUT_SECS} s (timed out)")
+        }
+        ureq::Error::Timeout(ureq::Timeout::Connect) => {
+            format!("could not connect within {CONNECT_TIMEOUT_SECS} s (timed out)")
+        }
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::Io(io) if io.to_string().contains("certificate") => format!(
+            "TLS handshake failed: {io} (is ca_file the CA that signed the server certificate?)"
+        ),
+        ureq::Error::Io(io)
+            if ep.starts_with("https://")
+                && matches!(
+                    io.kind(),
+                    ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof
+                ) =>
+        {
+            format!(
+                "connection failed: {io} (the server may have refused the TLS client certificate)"
+            )
+        }
         ureq::Error::Io(io) => format!("connection failed: {io}"),
         ureq::Error::ConnectionFailed => "connection failed".to_owned(),
         ureq::Error::HostNotFound => "host not found".to_owned(),
@@ -1244,7 +1270,7 @@ fn parse_stream_reply<T: DeserializeOwned>(text: &str) -> std::result::Result<T,
     };
     let parsed: StreamLine = parse_json(line)?;
     if let Some(err) = parsed.error {
-        return Err(api_error_from_value(200, &json!({ "error": err })).classify());
+        return Err(api_error_from_value(0, &json!({ "error": err })).classify());
     }
     match parsed.result {
         Some(result) => serde_json::from_value(result)

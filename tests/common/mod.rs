@@ -1,5 +1,7 @@
 //! Shared helpers of the integration tests: a temp-dir fixture with a
-//! config, fake scripts and a runner for the real binary.
+//! config, fake scripts and a runner for the real binary, and a real etcd
+//! started on a free loopback port.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod fixture;

@@ -77,6 +77,7 @@ PKG_FORBIDDEN_SYSTEMCTL := systemctl( --[a-z-]+)* (enable|start|restart|try-rest
 .PHONY: package package-check install man-lint contrib-lint contrib-test package-clean
 
 package: $(addprefix package-,$(PKG_ARCHES))
+	$(if $(filter arm64,$(PKG_ARCHES)),,@echo "package: arm64 skipped (needs rustup target $(PKG_TRIPLE_arm64) and $(PKG_CC_arm64))")
 	cd $(PKG_DIST) && sha256sum *.deb *.rpm > SHA256SUMS
 	@cat $(PKG_DIST)/SHA256SUMS
 

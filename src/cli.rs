@@ -182,7 +182,9 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     match humantime::parse_duration(s) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err("the duration must be greater than 0".to_string()),
-        Err(e) => Err(format!("{s:?} is not a duration such as 30m, 2h or 1d: {e}")),
+        Err(e) => Err(format!(
+            "{s:?} is not a duration such as 30m, 2h or 1d: {e}"
+        )),
     }
 }
 
@@ -473,7 +475,8 @@ fn forget(a: ForgetArgs) -> Result<u8> {
 fn operator_name() -> String {
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| format!("uid{}", nix::unistd::getuid()));
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_string());
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

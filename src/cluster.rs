@@ -124,14 +124,10 @@ pub fn policy_allows(me: &str, nodes: &[NodeState], policy: &ClusterPolicies) ->
         .filter(|n| n.name != me && n.counts_as_healthy())
         .collect();
     let healthy_count = healthy.len();
-    let summary = format!(
-        "{healthy_count} of {total} registered nodes healthy without this one"
-    );
+    let summary = format!("{healthy_count} of {total} registered nodes healthy without this one");
     if let Some(min) = policy.min_healthy_absolute {
         if healthy_count < min as usize {
-            return PolicyVerdict::Forbidden(format!(
-                "min_healthy_absolute {min}: only {summary}"
-            ));
+            return PolicyVerdict::Forbidden(format!("min_healthy_absolute {min}: only {summary}"));
         }
     }
     if let Some(fraction) = policy.min_healthy_fraction {
@@ -199,18 +195,36 @@ mod tests {
         let expired = None;
         // (case, me, nodes, policy, allowed)
         let cases: Vec<(&str, &str, Vec<NodeState>, ClusterPolicies, bool)> = vec![
-            ("no policy", "a", vec![node("a", h, None)], policy(None, None, &[]), true),
+            (
+                "no policy",
+                "a",
+                vec![node("a", h, None)],
+                policy(None, None, &[]),
+                true,
+            ),
             (
                 "fraction met: 3 of 5 without me",
                 "a",
-                vec![node("a", h, None), node("b", h, None), node("c", h, None), node("d", h, None), node("e", sick, None)],
+                vec![
+                    node("a", h, None),
+                    node("b", h, None),
+                    node("c", h, None),
+                    node("d", h, None),
+                    node("e", sick, None),
+                ],
                 policy(Some(0.6), None, &[]),
                 true,
             ),
             (
                 "fraction missed: 2 of 5 without me",
                 "a",
-                vec![node("a", h, None), node("b", h, None), node("c", h, None), node("d", sick, None), node("e", sick, None)],
+                vec![
+                    node("a", h, None),
+                    node("b", h, None),
+                    node("c", h, None),
+                    node("d", sick, None),
+                    node("e", sick, None),
+                ],
                 policy(Some(0.6), None, &[]),
                 false,
             ),
@@ -224,7 +238,12 @@ mod tests {
             (
                 "absolute met",
                 "a",
-                vec![node("a", h, None), node("b", h, None), node("c", h, None), node("d", h, None)],
+                vec![
+                    node("a", h, None),
+                    node("b", h, None),
+                    node("c", h, None),
+                    node("d", h, None),
+                ],
                 policy(None, Some(3), &[]),
                 true,
             ),
@@ -238,21 +257,34 @@ mod tests {
             (
                 "expired records do not count",
                 "a",
-                vec![node("a", h, None), node("b", expired, None), node("c", expired, None), node("d", h, None)],
+                vec![
+                    node("a", h, None),
+                    node("b", expired, None),
+                    node("c", expired, None),
+                    node("d", h, None),
+                ],
                 policy(None, Some(2), &[]),
                 false,
             ),
             (
                 "a node mid-reboot does not count even with a healthy record",
                 "a",
-                vec![node("a", h, None), node("b", h, Some(Rebooting)), node("c", h, None)],
+                vec![
+                    node("a", h, None),
+                    node("b", h, Some(Rebooting)),
+                    node("c", h, None),
+                ],
                 policy(None, Some(2), &[]),
                 false,
             ),
             (
                 "a node checking under the lock still counts",
                 "a",
-                vec![node("a", h, None), node("b", h, Some(Checking)), node("c", h, None)],
+                vec![
+                    node("a", h, None),
+                    node("b", h, Some(Checking)),
+                    node("c", h, None),
+                ],
                 policy(None, Some(2), &[]),
                 true,
             ),
@@ -266,7 +298,11 @@ mod tests {
             (
                 "only fallback left",
                 "lb-1",
-                vec![node("lb-1", h, None), node("lb-2", sick, None), node("web", h, None)],
+                vec![
+                    node("lb-1", h, None),
+                    node("lb-2", sick, None),
+                    node("web", h, None),
+                ],
                 policy(None, None, &["lb-1", "lb-2"]),
                 false,
             ),
@@ -287,7 +323,11 @@ mod tests {
             (
                 "non-fallback node is not bound by the fallback rule",
                 "web",
-                vec![node("lb-1", h, None), node("lb-2", sick, None), node("web", h, None)],
+                vec![
+                    node("lb-1", h, None),
+                    node("lb-2", sick, None),
+                    node("web", h, None),
+                ],
                 policy(None, None, &["lb-1", "lb-2"]),
                 true,
             ),
@@ -300,7 +340,11 @@ mod tests {
 
     #[test]
     fn forbidden_names_the_policy() {
-        let v = policy_allows("a", &[node("a", Some(true), None)], &policy(None, Some(1), &[]));
+        let v = policy_allows(
+            "a",
+            &[node("a", Some(true), None)],
+            &policy(None, Some(1), &[]),
+        );
         match v {
             PolicyVerdict::Forbidden(r) => assert!(r.starts_with("min_healthy_absolute 1"), "{r}"),
             other => panic!("{other:?}"),

@@ -96,7 +96,8 @@ impl Cluster {
     }
 
     fn put_json<T: Serialize>(&self, key: &str, value: &T, lease: Option<i64>) -> Result<()> {
-        let body = serde_json::to_vec(value).map_err(|e| Error::Runtime(format!("encoding {key}: {e}")))?;
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::Runtime(format!("encoding {key}: {e}")))?;
         self.client.put(key, &body, lease).map(|_| ())
     }
 
@@ -151,7 +152,10 @@ impl Cluster {
                 } else {
                     self.client.lease_time_to_live(lease)?
                 };
-                Ok(Some((rec, Duration::from_secs(left.unwrap_or(0).max(0).unsigned_abs()))))
+                Ok(Some((
+                    rec,
+                    Duration::from_secs(left.unwrap_or(0).max(0).unsigned_abs()),
+                )))
             }
         }
     }
@@ -244,7 +248,10 @@ impl Cluster {
             .into_iter()
             .map(|n| NodeState {
                 health: health.iter().find(|h| h.node == n.node).cloned(),
-                slot: slots.iter().find(|s| s.node() == n.node).and_then(Slot::phase),
+                slot: slots
+                    .iter()
+                    .find(|s| s.node() == n.node)
+                    .and_then(Slot::phase),
                 name: n.node,
             })
             .collect())

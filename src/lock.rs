@@ -173,8 +173,15 @@ impl Lock {
                 )));
             }
             let txn = Txn {
-                compare: vec![Compare::mod_revision(&mine.key, CmpResult::Equal, mine.mod_revision)],
-                success: vec![Op::put(&mine.key, body.as_bytes(), Some(lease)), Op::get(&mine.key)],
+                compare: vec![Compare::mod_revision(
+                    &mine.key,
+                    CmpResult::Equal,
+                    mine.mod_revision,
+                )],
+                success: vec![
+                    Op::put(&mine.key, body.as_bytes(), Some(lease)),
+                    Op::get(&mine.key),
+                ],
                 failure: vec![],
             };
             let resp = self.client.txn(&txn)?;
@@ -210,14 +217,22 @@ impl Lock {
     /// Switches `slot` to phase rebooting on `reboot_lease`, atomically
     /// proving it is still ours (unchanged since we read it). Returns the
     /// updated slot, or `None` when it is no longer ours.
-    pub fn to_rebooting(&self, slot: &Slot, value: &SlotValue, reboot_lease: i64) -> Result<Option<Slot>> {
+    pub fn to_rebooting(
+        &self,
+        slot: &Slot,
+        value: &SlotValue,
+        reboot_lease: i64,
+    ) -> Result<Option<Slot>> {
         let body = to_json(value)?;
         let txn = Txn {
             compare: vec![
                 Compare::create_revision(&slot.key, CmpResult::Equal, slot.create_revision),
                 Compare::mod_revision(&slot.key, CmpResult::Equal, slot.mod_revision),
             ],
-            success: vec![Op::put(&slot.key, body.as_bytes(), Some(reboot_lease)), Op::get(&slot.key)],
+            success: vec![
+                Op::put(&slot.key, body.as_bytes(), Some(reboot_lease)),
+                Op::get(&slot.key),
+            ],
             failure: vec![],
         };
         let resp = self.client.txn(&txn)?;
@@ -241,7 +256,11 @@ impl Lock {
     /// revision). Returns whether it was deleted.
     pub fn release(&self, slot: &Slot) -> Result<bool> {
         let txn = Txn {
-            compare: vec![Compare::create_revision(&slot.key, CmpResult::Equal, slot.create_revision)],
+            compare: vec![Compare::create_revision(
+                &slot.key,
+                CmpResult::Equal,
+                slot.create_revision,
+            )],
             success: vec![Op::delete(&slot.key)],
             failure: vec![],
         };
@@ -250,7 +269,8 @@ impl Lock {
 }
 
 fn to_json(value: &SlotValue) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Runtime(format!("encoding the slot value: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| Error::Runtime(format!("encoding the slot value: {e}")))
 }
 
 /// Keeps a lease alive from its own thread until dropped; notices when the

@@ -225,7 +225,11 @@ impl Pass<'_> {
 
     fn health_context(&self, phase: Phase) -> health::Context {
         health::Context {
-            phase: if self.opts.status { Phase::Status } else { phase },
+            phase: if self.opts.status {
+                Phase::Status
+            } else {
+                phase
+            },
             dry_run: self.opts.dry_run,
             lock_held: self.held.is_some(),
             lock_attempts: 0,
@@ -279,7 +283,11 @@ impl Pass<'_> {
                 c.register()?;
             }
         } else if self.cfg.is_cluster() {
-            self.step("cluster", StepState::Skipped, "--skip-lock: etcd not contacted");
+            self.step(
+                "cluster",
+                StepState::Skipped,
+                "--skip-lock: etcd not contacted",
+            );
         }
         // 1. Back from a reboot of our own?
         if self.post_reboot()? {
@@ -341,7 +349,10 @@ impl Pass<'_> {
         let went_down_at = record
             .as_ref()
             .map(|r| r.at.clone())
-            .or_else(|| slot.as_ref().and_then(|s| s.value.as_ref().map(|v| v.acquired_at.clone())))
+            .or_else(|| {
+                slot.as_ref()
+                    .and_then(|s| s.value.as_ref().map(|v| v.acquired_at.clone()))
+            })
             .unwrap_or_default();
         let recorded_boot = slot
             .as_ref()
@@ -385,8 +396,16 @@ impl Pass<'_> {
             return Ok(false);
         }
         if let Some(argv) = &self.cfg.hooks.post_reboot {
-            let reason = record.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
-            if let Err(e) = reboot::run_hook("post_reboot hook", argv, &self.vars(&reason), self.cfg.hooks.timeout) {
+            let reason = record
+                .as_ref()
+                .map(|r| r.reason.clone())
+                .unwrap_or_default();
+            if let Err(e) = reboot::run_hook(
+                "post_reboot hook",
+                argv,
+                &self.vars(&reason),
+                self.cfg.hooks.timeout,
+            ) {
                 log::warn!("{e}; keeping the slot and the record, retrying next pass");
                 return Ok(self.block("post-reboot", Block::PostRebootHealth(e.to_string())));
             }
@@ -412,7 +431,14 @@ impl Pass<'_> {
         self.step(
             "post-reboot",
             StepState::Ok,
-            format!("reboot issued at {went_down_at} completed; healthy{}", if slot.is_some() { ", slot released" } else { "" }),
+            format!(
+                "reboot issued at {went_down_at} completed; healthy{}",
+                if slot.is_some() {
+                    ", slot released"
+                } else {
+                    ""
+                }
+            ),
         );
         Ok(false)
     }
@@ -422,10 +448,17 @@ impl Pass<'_> {
         let path = &self.cfg.kill_switch_file;
         match path.try_exists() {
             Ok(false) => {
-                self.step("kill switch", StepState::Ok, format!("off ({} absent)", path.display()));
+                self.step(
+                    "kill switch",
+                    StepState::Ok,
+                    format!("off ({} absent)", path.display()),
+                );
                 false
             }
-            Ok(true) => self.block("kill switch", Block::KillSwitch(format!("{} exists", path.display()))),
+            Ok(true) => self.block(
+                "kill switch",
+                Block::KillSwitch(format!("{} exists", path.display())),
+            ),
             // Cannot tell: treat it as set, never as absent.
             Err(e) => self.block(
                 "kill switch",
@@ -436,7 +469,9 @@ impl Pass<'_> {
 
     /// The cluster pause. Returns true when the pass must stop.
     fn pause(&mut self) -> Result<bool> {
-        let Some(c) = self.cluster else { return Ok(false) };
+        let Some(c) = self.cluster else {
+            return Ok(false);
+        };
         match c.pause()? {
             None => {
                 self.step("pause", StepState::Ok, "cluster not paused");
@@ -444,11 +479,21 @@ impl Pass<'_> {
             }
             Some((rec, ttl)) => {
                 let until = match ttl {
-                    Some(t) => format!(", {} left", human_duration(Duration::from_secs(t.max(0).unsigned_abs()))),
+                    Some(t) => format!(
+                        ", {} left",
+                        human_duration(Duration::from_secs(t.max(0).unsigned_abs()))
+                    ),
                     None => String::new(),
                 };
-                let why = if rec.reason.is_empty() { "no reason given".to_string() } else { rec.reason.clone() };
-                Ok(self.block("pause", Block::Paused(format!("{why} (by {} at {}{until})", rec.by, rec.at))))
+                let why = if rec.reason.is_empty() {
+                    "no reason given".to_string()
+                } else {
+                    rec.reason.clone()
+                };
+                Ok(self.block(
+                    "pause",
+                    Block::Paused(format!("{why} (by {} at {}{until})", rec.by, rec.at)),
+                ))
             }
         }
     }
@@ -460,7 +505,11 @@ impl Pass<'_> {
         match detector::decide(&self.detectors) {
             Need::Required { by } => {
                 self.reboot_required = Some(true);
-                self.step("detectors", StepState::Ok, format!("reboot required by {}", by.join(", ")));
+                self.step(
+                    "detectors",
+                    StepState::Ok,
+                    format!("reboot required by {}", by.join(", ")),
+                );
                 Some(by)
             }
             Need::NotRequired => {
@@ -480,7 +529,9 @@ impl Pass<'_> {
         let now = Timestamp::now();
         match self.cfg.windows.verdict(now) {
             WindowVerdict::Open => {
-                let detail = if self.cfg.windows.allow_entries().is_empty() && self.cfg.windows.deny_entries().is_empty() {
+                let detail = if self.cfg.windows.allow_entries().is_empty()
+                    && self.cfg.windows.deny_entries().is_empty()
+                {
                     "open (no windows configured)".to_string()
                 } else {
                     format!("open ({})", self.cfg.windows.timezone_name())
@@ -499,7 +550,10 @@ impl Pass<'_> {
                 };
                 self.block(
                     "window",
-                    Block::Window(format!("{why} ({}){next}", self.cfg.windows.timezone_name())),
+                    Block::Window(format!(
+                        "{why} ({}){next}",
+                        self.cfg.windows.timezone_name()
+                    )),
                 )
             }
         }
@@ -540,7 +594,10 @@ impl Pass<'_> {
         };
         let elapsed = secs_between(at, Timestamp::now());
         if elapsed < self.cfg.min_reboot_interval {
-            return Ok(self.block("cooldown", Block::Cooldown(self.cfg.min_reboot_interval - elapsed)));
+            return Ok(self.block(
+                "cooldown",
+                Block::Cooldown(self.cfg.min_reboot_interval - elapsed),
+            ));
         }
         self.step("cooldown", StepState::Ok, "over");
         Ok(false)
@@ -583,7 +640,9 @@ impl Pass<'_> {
     }
 
     fn policies(&mut self) -> Result<bool> {
-        let Some(c) = self.cluster else { return Ok(false) };
+        let Some(c) = self.cluster else {
+            return Ok(false);
+        };
         let (slots, _) = c.lock.holders()?;
         let nodes = c.node_states(&slots)?;
         self.holders = slots;
@@ -607,21 +666,41 @@ impl Pass<'_> {
         let (slots, _) = c.lock.holders()?;
         let total = c.lock.slot_count() as usize;
         let mine = slots.iter().any(|s| s.node() == self.cfg.node_name);
-        let others: Vec<Slot> = slots.iter().filter(|s| s.node() != self.cfg.node_name).cloned().collect();
+        let others: Vec<Slot> = slots
+            .iter()
+            .filter(|s| s.node() != self.cfg.node_name)
+            .cloned()
+            .collect();
         if mine {
-            self.step("lock", StepState::Info, format!("this node holds a slot: {}", describe_holders(&slots)));
+            self.step(
+                "lock",
+                StepState::Info,
+                format!("this node holds a slot: {}", describe_holders(&slots)),
+            );
         } else if others.len() >= total {
             let _ = self.block(
                 "lock",
-                Block::NoSlot(format!("{} of {total} held: {}", others.len(), describe_holders(&others))),
+                Block::NoSlot(format!(
+                    "{} of {total} held: {}",
+                    others.len(),
+                    describe_holders(&others)
+                )),
             );
         } else if others.is_empty() {
-            self.step("lock", StepState::Ok, format!("{total} of {total} slots free"));
+            self.step(
+                "lock",
+                StepState::Ok,
+                format!("{total} of {total} slots free"),
+            );
         } else {
             self.step(
                 "lock",
                 StepState::Ok,
-                format!("{} of {total} free; held: {}", total - others.len(), describe_holders(&others)),
+                format!(
+                    "{} of {total} free; held: {}",
+                    total - others.len(),
+                    describe_holders(&others)
+                ),
             );
         }
         self.holders = slots;
@@ -630,8 +709,12 @@ impl Pass<'_> {
 
     /// Step 6. Returns true when the pass must stop (no free slot).
     fn acquire(&mut self) -> Result<bool> {
-        let Some(c) = self.cluster else { return Ok(false) };
-        let Some(etcd) = &self.cfg.etcd else { return Ok(false) };
+        let Some(c) = self.cluster else {
+            return Ok(false);
+        };
+        let Some(etcd) = &self.cfg.etcd else {
+            return Ok(false);
+        };
         let started = Instant::now();
         let lease = c.client.lease_grant(etcd.lock_ttl)?.id;
         let acquired = match c.lock.acquire(&self.slot_value(SlotPhase::Checking), lease) {
@@ -671,10 +754,16 @@ impl Pass<'_> {
         match detector::decide(&again) {
             Need::Required { .. } => {}
             Need::NotRequired => {
-                log::info!("the reboot is no longer required (re-checked under the lock); releasing the slot");
+                log::info!(
+                    "the reboot is no longer required (re-checked under the lock); releasing the slot"
+                );
                 self.reboot_required = Some(false);
                 self.detectors = again;
-                self.step("re-check", StepState::Info, "no reboot required any more; slot released");
+                self.step(
+                    "re-check",
+                    StepState::Info,
+                    "no reboot required any more; slot released",
+                );
                 return Ok(Some(Outcome::NeedVanished));
             }
             Need::Unknown { failed } => {
@@ -690,7 +779,9 @@ impl Pass<'_> {
             return Ok(Some(self.stop()));
         }
         if self.held.as_ref().is_some_and(|h| h.keepalive.lost()) {
-            return Err(Error::Runtime("the lock slot's lease expired during the checks; not rebooting".into()));
+            return Err(Error::Runtime(
+                "the lock slot's lease expired during the checks; not rebooting".into(),
+            ));
         }
         Ok(None)
     }
@@ -703,7 +794,10 @@ impl Pass<'_> {
         match c.lock.release(&held.slot) {
             Ok(true) => log::info!("released lock slot {}", held.slot.key),
             Ok(false) => log::warn!("lock slot {} was no longer ours", held.slot.key),
-            Err(e) => log::warn!("cannot release lock slot {} (its lease will expire): {e}", held.slot.key),
+            Err(e) => log::warn!(
+                "cannot release lock slot {} (its lease will expire): {e}",
+                held.slot.key
+            ),
         }
         if let Err(e) = c.client.lease_revoke(held.lease) {
             log::warn!("cannot revoke lease {:x}: {e}", held.lease);
@@ -719,15 +813,24 @@ impl Pass<'_> {
                 Some(h) => format!("run pre_reboot hook {:?}, then ", reboot::expand(h, &vars)),
                 None => String::new(),
             };
-            let release = if self.held.is_some() { " (slot released)" } else { "" };
-            self.step("reboot", StepState::Skipped, format!("dry-run: would {hook}run {argv:?}{release}"));
+            let release = if self.held.is_some() {
+                " (slot released)"
+            } else {
+                ""
+            };
+            self.step(
+                "reboot",
+                StepState::Skipped,
+                format!("dry-run: would {hook}run {argv:?}{release}"),
+            );
             if !self.opts.status {
                 log::info!("dry-run: every gate is open; would run {argv:?}{release}");
             }
             return Ok(Outcome::WouldReboot);
         }
         if let Some(hook) = &self.cfg.hooks.pre_reboot {
-            if let Err(e) = reboot::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout) {
+            if let Err(e) = reboot::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout)
+            {
                 log::warn!("{e}; not rebooting");
                 let _ = self.block("pre-reboot hook", Block::Hook(e.to_string()));
                 return Ok(self.stop());
@@ -750,7 +853,10 @@ impl Pass<'_> {
             return Err(e);
         }
         self.events.push(PassEvent::RebootStarted);
-        log::info!("rebooting (required by {}): running {argv:?}", reason.join(", "));
+        log::info!(
+            "rebooting (required by {}): running {argv:?}",
+            reason.join(", ")
+        );
         if let Err(e) = reboot::run_reboot_command(&self.cfg.reboot_command, &vars) {
             self.events.push(PassEvent::RebootFailed);
             return Err(e);
@@ -766,11 +872,18 @@ impl Pass<'_> {
             return Ok(());
         };
         if held.keepalive.lost() {
-            return Err(Error::Runtime("the lock slot's lease expired; not rebooting".into()));
+            return Err(Error::Runtime(
+                "the lock slot's lease expired; not rebooting".into(),
+            ));
         }
         let lease = c.client.lease_grant(self.cfg.reboot_timeout)?.id;
         let value = SlotValue {
-            acquired_at: held.slot.value.as_ref().map(|v| v.acquired_at.clone()).unwrap_or_default(),
+            acquired_at: held
+                .slot
+                .value
+                .as_ref()
+                .map(|v| v.acquired_at.clone())
+                .unwrap_or_default(),
             ..self.slot_value(SlotPhase::Rebooting)
         };
         match c.lock.to_rebooting(&held.slot, &value, lease) {

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::coordinator::NodeSummary;
 use crate::detector::{DetectorReport, Need, Verdict};
-use crate::orchestrator::{PassReport, StepState};
+use crate::lock::Slot;
+use crate::orchestrator::{PassReport, StepState, secs_between};
 use crate::outcome::Outcome;
 
 /// Width human output is laid out for.
@@ -216,6 +218,120 @@ pub fn simulate_json(reports: &[DetectorReport], need: &Need) -> Value {
         },
         "detectors": reports.iter().map(detector_json).collect::<Vec<_>>(),
     })
+}
+
+/// Age of an RFC 3339 time for people ("3m 12s"), or "?".
+fn age(at: &str) -> String {
+    at.parse::<jiff::Timestamp>()
+        .map(|t| human_duration(secs_between(t, jiff::Timestamp::now())))
+        .unwrap_or_else(|_| "?".to_string())
+}
+
+/// The human `lock` listing.
+pub fn lock_text(slots: &[Slot], total: u32) -> String {
+    let mut out = String::new();
+    let held = slots.len();
+    let _ = writeln!(
+        out,
+        "{held} of {total} lock slot{} held",
+        if total == 1 { "" } else { "s" }
+    );
+    if slots.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<5} {:<16} {:<10} {:>8} {:<12} BOOT ID",
+        "SLOT", "NODE", "PHASE", "PID", "HELD FOR"
+    );
+    for s in slots {
+        match &s.value {
+            Some(v) => {
+                let _ = writeln!(
+                    out,
+                    "{:<5} {:<16} {:<10} {:>8} {:<12} {}",
+                    s.index,
+                    truncate(&v.node, 16),
+                    v.phase.as_str(),
+                    v.pid,
+                    age(&v.acquired_at),
+                    truncate(&v.boot_id, 24)
+                );
+            }
+            None => {
+                push_wrapped(
+                    &mut out,
+                    &format!("{:<5} ", s.index),
+                    &format!("unreadable value: {}", s.raw),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The `lock --json` document.
+pub fn lock_json(slots: &[Slot], total: u32) -> Value {
+    json!({
+        "slots_total": total,
+        "slots_held": slots.len(),
+        "holders": slots.iter().map(|s| json!({
+            "slot": s.index,
+            "key": s.key,
+            "node": s.value.as_ref().map(|v| v.node.clone()),
+            "pid": s.value.as_ref().map(|v| v.pid),
+            "boot_id": s.value.as_ref().map(|v| v.boot_id.clone()),
+            "phase": s.value.as_ref().map(|v| v.phase.as_str()),
+            "acquired_at": s.value.as_ref().map(|v| v.acquired_at.clone()),
+            "raw": if s.value.is_none() { Value::from(s.raw.as_str()) } else { Value::Null },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The human `nodes` listing.
+pub fn nodes_text(nodes: &[NodeSummary]) -> String {
+    let mut out = String::new();
+    if nodes.is_empty() {
+        out.push_str("no registered nodes\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<16} {:<10} {:>7} {:<8} {:<10} LAST REBOOT",
+        "NODE", "HEALTH", "AGE", "NEEDS", "SLOT"
+    );
+    for n in nodes {
+        let health = match n.healthy {
+            Some(true) => "healthy",
+            Some(false) => "UNHEALTHY",
+            None => "unknown",
+        };
+        let health_age = n
+            .health_age_sec
+            .map(|s| human_duration(std::time::Duration::from_secs(s.max(0).unsigned_abs())))
+            .unwrap_or_else(|| "-".into());
+        let needs = match n.reboot_required {
+            Some(true) => "reboot",
+            Some(false) => "-",
+            None => "?",
+        };
+        let slot = n.slot_phase.as_deref().unwrap_or("-");
+        let last = n
+            .last_reboot
+            .as_deref()
+            .map(|t| format!("{} ago", age(t)))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "{:<16} {:<10} {:>7} {:<8} {:<10} {last}",
+            truncate(&n.node, 16),
+            health,
+            health_age,
+            needs,
+            slot
+        );
+    }
+    out
 }
 
 #[cfg(test)]

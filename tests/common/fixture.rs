@@ -119,6 +119,33 @@ impl Fixture {
         run_binary(&all, &[])
     }
 
+    /// Starts `rebootctl <args> --config <this config>` in the background.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let cfg = self.write_config();
+        Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(cfg)
+            .env_remove("REBOOTCTL_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rebootctl")
+    }
+
+    /// Makes this host a cluster member of the etcd at `endpoint`, with
+    /// short timers for tests.
+    pub fn join(&mut self, endpoint: &str) -> &mut Fixture {
+        self.set("etcd_endpoints", &format!("[\"{endpoint}\"]"));
+        self.set("lock_ttl_sec", "5");
+        self.set("health_timeout_sec", "3");
+        self.set("health_publish_interval_sec", "2");
+        self.set("reboot_timeout_sec", "600");
+        self
+    }
+
     /// The argument lines the fake reboot command recorded, one per call.
     pub fn reboots(&self) -> Vec<String> {
         fs::read_to_string(self.path("reboots.log"))

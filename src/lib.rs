@@ -12,6 +12,8 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod logging;
+pub mod metrics;
+pub mod notify;
 pub mod orchestrator;
 pub mod outcome;
 pub mod process;

@@ -16,6 +16,8 @@ pub mod events;
 pub mod health;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
+pub mod notify;
 pub mod orchestrator;
 pub mod outcome;
 pub mod process;

@@ -1,0 +1,897 @@
+//! Prometheus metrics (SPEC §8): an in-process registry the daemon updates
+//! ([`Metrics`]) and a tiny_http server thread that renders it in the text
+//! exposition format on `GET /metrics` ([`MetricsServer`]).
+//!
+//! The registry is a handful of fixed families behind one mutex; there is no
+//! metrics crate because ten families do not need one, and SPEC §1 keeps the
+//! dependency list short. The server thread blocks in `recv` (no polling), so
+//! an idle daemon costs no CPU; `stop` unblocks and joins it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::outcome::Block;
+
+/// Upper bounds (seconds) of the `rebootctl_lock_acquire_seconds` buckets,
+/// from an uncontended etcd round trip to a five-minute wait for a slot.
+pub const LOCK_ACQUIRE_BUCKETS_SECS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// The Content-Type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How long the server thread waits after an accept error before the next
+/// `recv`, so a persistent error (out of file descriptors) cannot spin a core.
+const ACCEPT_ERROR_PAUSE_MILLIS: u64 = 100;
+
+/// The values behind the families; one lock guards them all.
+#[derive(Debug)]
+struct State {
+    reboot_required: bool,
+    reboots_total: u64,
+    /// `(phase, result)` → count.
+    health_checks: BTreeMap<(String, String), u64>,
+    /// reason → count; every [`Block::LABELS`] entry is present from the start.
+    blocked_total: BTreeMap<String, u64>,
+    /// The reason the last pass stopped at, if it was blocked.
+    blocked_now: Option<String>,
+    /// Since when the lock has been held, if it is.
+    lock_held_since: Option<Instant>,
+    /// Per-bucket (not cumulative) counts, one per bound in
+    /// [`LOCK_ACQUIRE_BUCKETS_SECS`] plus the `+Inf` overflow bucket.
+    lock_acquire_buckets: [u64; LOCK_ACQUIRE_BUCKETS_SECS.len() + 1],
+    lock_acquire_sum: f64,
+    lock_acquire_count: u64,
+    /// Unix time of the end of the last pass, in seconds.
+    last_pass: Option<f64>,
+}
+
+impl State {
+    fn new() -> State {
+        State {
+            reboot_required: false,
+            reboots_total: 0,
+            health_checks: BTreeMap::new(),
+            blocked_total: Block::LABELS.iter().map(|l| (l.to_string(), 0)).collect(),
+            blocked_now: None,
+            lock_held_since: None,
+            lock_acquire_buckets: [0; LOCK_ACQUIRE_BUCKETS_SECS.len() + 1],
+            lock_acquire_sum: 0.0,
+            lock_acquire_count: 0,
+            last_pass: None,
+        }
+    }
+}
+
+/// The metrics registry; clones share the same values.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    state: Arc<Mutex<State>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every counter at zero.
+    pub fn new() -> Metrics {
+        Metrics {
+            state: Arc::new(Mutex::new(State::new())),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock, but a poisoned registry must
+        // not take the daemon down: the values are still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets `rebootctl_reboot_required`.
+    pub fn set_reboot_required(&self, required: bool) {
+        self.state().reboot_required = required;
+    }
+
+    /// Increments `rebootctl_reboots_total`.
+    pub fn inc_reboots(&self) {
+        self.state().reboots_total += 1;
+    }
+
+    /// Increments `rebootctl_health_checks_total{phase,result}`; `result` is
+    /// `healthy`, `unhealthy` or `error`.
+    pub fn inc_health_check(&self, phase: &str, result: &str) {
+        *self
+            .state()
+            .health_checks
+            .entry((phase.to_string(), result.to_string()))
+            .or_insert(0) += 1;
+    }
+
+    /// Records how the last pass ended: `Some(reason)` counts a block in
+    /// `rebootctl_blocked_total` and makes `rebootctl_blocked` 1 for that
+    /// reason only; `None` sets every `rebootctl_blocked` to 0.
+    pub fn pass_blocked(&self, reason: Option<&str>) {
+        let mut s = self.state();
+        match reason {
+            Some(r) => {
+                *s.blocked_total.entry(r.to_string()).or_insert(0) += 1;
+                s.blocked_now = Some(r.to_string());
+            }
+            None => s.blocked_now = None,
+        }
+    }
+
+    /// Sets `rebootctl_lock_held`; the first `true` after a `false` starts
+    /// the clock of `rebootctl_lock_held_seconds`.
+    pub fn set_lock_held(&self, held: bool) {
+        let mut s = self.state();
+        if !held {
+            s.lock_held_since = None;
+        } else if s.lock_held_since.is_none() {
+            s.lock_held_since = Some(Instant::now());
+        }
+    }
+
+    /// Adds one observation to the `rebootctl_lock_acquire_seconds` histogram.
+    pub fn observe_lock_acquire(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let mut s = self.state();
+        let i = LOCK_ACQUIRE_BUCKETS_SECS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(LOCK_ACQUIRE_BUCKETS_SECS.len());
+        s.lock_acquire_buckets[i] += 1;
+        s.lock_acquire_sum += secs;
+        s.lock_acquire_count += 1;
+    }
+
+    /// Sets `rebootctl_last_pass_timestamp_seconds` to now.
+    pub fn set_last_pass_now(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.state().last_pass = Some(now);
+    }
+
+    /// Renders every family in the Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let s = self.state();
+        let mut out = String::with_capacity(4096);
+
+        family(
+            &mut out,
+            "rebootctl_reboot_required",
+            "gauge",
+            "1 if a detector says this node needs a reboot.",
+        );
+        sample(
+            &mut out,
+            "rebootctl_reboot_required",
+            &[],
+            bool_value(s.reboot_required),
+        );
+
+        family(
+            &mut out,
+            "rebootctl_reboots_total",
+            "counter",
+            "Reboots this agent has issued since it started.",
+        );
+        sample(
+            &mut out,
+            "rebootctl_reboots_total",
+            &[],
+            s.reboots_total as f64,
+        );
+
+        family(
+            &mut out,
+            "rebootctl_health_checks_total",
+            "counter",
+            "Health script runs by phase and result (healthy, unhealthy, error).",
+        );
+        for ((phase, result), n) in &s.health_checks {
+            sample(
+                &mut out,
+                "rebootctl_health_checks_total",
+                &[("phase", phase), ("result", result)],
+                *n as f64,
+            );
+        }
+
+        family(
+            &mut out,
+            "rebootctl_blocked_total",
+            "counter",
+            "Passes stopped by a gate, by reason.",
+        );
+        for (reason, n) in &s.blocked_total {
+            sample(
+                &mut out,
+                "rebootctl_blocked_total",
+                &[("reason", reason)],
+                *n as f64,
+            );
+        }
+
+        family(
+            &mut out,
+            "rebootctl_blocked",
+            "gauge",
+            "1 for the reason the last pass stopped at, else 0.",
+        );
+        for reason in s.blocked_total.keys() {
+            let on = s.blocked_now.as_deref() == Some(reason.as_str());
+            sample(
+                &mut out,
+                "rebootctl_blocked",
+                &[("reason", reason)],
+                bool_value(on),
+            );
+        }
+
+        family(
+            &mut out,
+            "rebootctl_lock_held",
+            "gauge",
+            "1 while this node holds a slot of the reboot lock.",
+        );
+        sample(
+            &mut out,
+            "rebootctl_lock_held",
+            &[],
+            bool_value(s.lock_held_since.is_some()),
+        );
+
+        family(
+            &mut out,
+            "rebootctl_lock_held_seconds",
+            "gauge",
+            "How long this node has held its lock slot, 0 when it holds none.",
+        );
+        let held = s
+            .lock_held_since
+            .map(|t| t.elapsed().as_secs_f64())
+            .unwrap_or(0.0);
+        sample(&mut out, "rebootctl_lock_held_seconds", &[], held);
+
+        family(
+            &mut out,
+            "rebootctl_lock_acquire_seconds",
+            "histogram",
+            "Time from asking for a lock slot to getting one.",
+        );
+        let mut cumulative = 0;
+        for (i, le) in LOCK_ACQUIRE_BUCKETS_SECS.iter().enumerate() {
+            cumulative += s.lock_acquire_buckets[i];
+            sample(
+                &mut out,
+                "rebootctl_lock_acquire_seconds_bucket",
+                &[("le", &format_value(*le))],
+                cumulative as f64,
+            );
+        }
+        cumulative += s.lock_acquire_buckets[LOCK_ACQUIRE_BUCKETS_SECS.len()];
+        sample(
+            &mut out,
+            "rebootctl_lock_acquire_seconds_bucket",
+            &[("le", "+Inf")],
+            cumulative as f64,
+        );
+        sample(
+            &mut out,
+            "rebootctl_lock_acquire_seconds_sum",
+            &[],
+            s.lock_acquire_sum,
+        );
+        sample(
+            &mut out,
+            "rebootctl_lock_acquire_seconds_count",
+            &[],
+            s.lock_acquire_count as f64,
+        );
+
+        family(
+            &mut out,
+            "rebootctl_last_pass_timestamp_seconds",
+            "gauge",
+            "Unix time at which the last pass ended, 0 before the first.",
+        );
+        sample(
+            &mut out,
+            "rebootctl_last_pass_timestamp_seconds",
+            &[],
+            s.last_pass.unwrap_or(0.0),
+        );
+
+        family(
+            &mut out,
+            "rebootctl_build_info",
+            "gauge",
+            "Always 1; the version is in the label.",
+        );
+        sample(
+            &mut out,
+            "rebootctl_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
+
+        out
+    }
+}
+
+fn bool_value(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    // HELP text escapes only backslash and newline.
+    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Writes one sample line.
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            out.push_str(&escape_label_value(v));
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    out.push_str(&format_value(value));
+    out.push('\n');
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape_label_value(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// Formats a sample value the way Prometheus parses it (Go float syntax).
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v == f64::INFINITY {
+        "+Inf".to_string()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        // Rust's Display never uses an exponent and round-trips exactly.
+        format!("{v}")
+    }
+}
+
+/// The `/metrics` endpoint: a tiny_http server on its own thread.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    local_addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Binds `listen` and starts serving `metrics` on a thread named `metrics`.
+    pub fn start(listen: SocketAddr, metrics: Metrics) -> Result<MetricsServer> {
+        // Bind with std first: tiny_http's boxed error would lose the io kind,
+        // and "address in use" is the one an operator will meet.
+        let listener = TcpListener::bind(listen)
+            .map_err(|e| Error::Runtime(format!("metrics: cannot listen on {listen}: {e}")))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::Runtime(format!("metrics: cannot listen on {listen}: {e}")))?;
+        let server = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| Error::Runtime(format!("metrics: cannot listen on {listen}: {e}")))?;
+        let server = Arc::new(server);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let server = Arc::clone(&server);
+            let stopping = Arc::clone(&stopping);
+            std::thread::Builder::new()
+                .name("metrics".to_string())
+                .spawn(move || serve(&server, &metrics, &stopping))
+                .map_err(|e| {
+                    Error::Runtime(format!("metrics: cannot start the server thread: {e}"))
+                })?
+        };
+        log::debug!("metrics: serving on http://{local_addr}/metrics");
+        Ok(MetricsServer {
+            server,
+            local_addr,
+            stopping,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address actually bound (useful when `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops serving and joins the server thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stopping.store(true, Ordering::SeqCst);
+            self.server.unblock();
+            if thread.join().is_err() {
+                log::warn!("metrics: the server thread panicked");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The server thread: one blocking `recv` per request until unblocked.
+fn serve(server: &tiny_http::Server, metrics: &Metrics, stopping: &AtomicBool) {
+    loop {
+        match server.recv() {
+            Ok(request) => respond(request, metrics),
+            Err(_) if stopping.load(Ordering::SeqCst) => return,
+            Err(e) => {
+                log::debug!("metrics: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MILLIS));
+            }
+        }
+    }
+}
+
+/// Answers one request; errors writing the answer (client gone) are ignored.
+fn respond(request: tiny_http::Request, metrics: &Metrics) {
+    use tiny_http::{Method, Response};
+
+    let path = request.url().split(['?', '#']).next().unwrap_or("");
+    let result = if path != "/metrics" {
+        request.respond(Response::from_string("not found; try /metrics\n").with_status_code(404))
+    } else if !matches!(request.method(), Method::Get | Method::Head) {
+        let mut response = Response::from_string("method not allowed\n").with_status_code(405);
+        if let Ok(h) = tiny_http::Header::from_bytes("Allow", "GET, HEAD") {
+            response.add_header(h);
+        }
+        request.respond(response)
+    } else {
+        let mut response = Response::from_string(metrics.render());
+        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE) {
+            response.add_header(h);
+        }
+        request.respond(response)
+    };
+    if let Err(e) = result {
+        log::debug!("metrics: could not answer a request: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    /// A parsed sample line: name, labels, value.
+    type Sample = (String, Vec<(String, String)>, f64);
+
+    /// Parses the exposition text strictly enough to catch format mistakes:
+    /// returns the samples and checks every one has HELP and TYPE before it.
+    fn parse(text: &str) -> Vec<Sample> {
+        let mut help = HashSet::new();
+        let mut types: HashMap<String, String> = HashMap::new();
+        let mut samples = Vec::new();
+        assert!(text.ends_with('\n'), "exposition must end with a newline");
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().expect("HELP name");
+                assert!(help.insert(name.to_string()), "duplicate HELP {name}");
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut it = rest.split(' ');
+                let name = it.next().expect("TYPE name").to_string();
+                let kind = it.next().expect("TYPE kind").to_string();
+                assert!(
+                    ["counter", "gauge", "histogram"].contains(&kind.as_str()),
+                    "{line}"
+                );
+                assert!(help.contains(&name), "TYPE before HELP for {name}");
+                assert!(types.insert(name, kind).is_none(), "duplicate TYPE");
+                continue;
+            }
+            assert!(!line.starts_with('#'), "unexpected comment {line}");
+            let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+            };
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_string(), Vec::new()),
+                Some((name, rest)) => {
+                    let body = rest.strip_suffix('}').expect("labels end with }");
+                    (name.to_string(), parse_labels(body))
+                }
+            };
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    let base = name.strip_suffix(suffix)?;
+                    (types.get(base).map(String::as_str) == Some("histogram"))
+                        .then(|| base.to_string())
+                })
+                .unwrap_or_else(|| name.clone());
+            assert!(types.contains_key(&family), "{name} has no TYPE");
+            samples.push((name, labels, value));
+        }
+        samples
+    }
+
+    fn parse_labels(body: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut chars = body.chars().peekable();
+        while chars.peek().is_some() {
+            let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+            assert_eq!(chars.next(), Some('"'), "label value is quoted");
+            let mut value = String::new();
+            loop {
+                match chars.next().expect("unterminated label value") {
+                    '\\' => match chars.next() {
+                        Some('n') => value.push('\n'),
+                        Some(c @ ('\\' | '"')) => value.push(c),
+                        other => panic!("bad escape {other:?}"),
+                    },
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+            out.push((key, value));
+            match chars.next() {
+                None => break,
+                Some(',') => {}
+                Some(c) => panic!("unexpected {c:?} after a label"),
+            }
+        }
+        out
+    }
+
+    fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+        samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == name
+                    && l.len() == labels.len()
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|s| s.2)
+            .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
+    }
+
+    fn busy_metrics() -> Metrics {
+        let m = Metrics::new();
+        m.set_reboot_required(true);
+        m.inc_reboots();
+        m.inc_health_check("pre_lock", "healthy");
+        m.inc_health_check("pre_lock", "healthy");
+        m.inc_health_check("post_reboot", "unhealthy");
+        m.pass_blocked(Some("window"));
+        m.pass_blocked(Some("window"));
+        m.pass_blocked(Some("lock"));
+        m.set_lock_held(true);
+        for ms in [1, 7, 7, 300, 4_000, 1_000_000] {
+            m.observe_lock_acquire(Duration::from_millis(ms));
+        }
+        m.set_last_pass_now();
+        m
+    }
+
+    #[test]
+    fn fresh_registry_lists_every_family_and_reason_at_zero() {
+        let samples = parse(&Metrics::new().render());
+        for reason in Block::LABELS {
+            assert_eq!(
+                value(&samples, "rebootctl_blocked_total", &[("reason", reason)]),
+                0.0
+            );
+            assert_eq!(
+                value(&samples, "rebootctl_blocked", &[("reason", reason)]),
+                0.0
+            );
+        }
+        assert_eq!(value(&samples, "rebootctl_reboot_required", &[]), 0.0);
+        assert_eq!(value(&samples, "rebootctl_lock_held", &[]), 0.0);
+        assert_eq!(value(&samples, "rebootctl_lock_held_seconds", &[]), 0.0);
+        assert_eq!(
+            value(&samples, "rebootctl_last_pass_timestamp_seconds", &[]),
+            0.0
+        );
+        assert_eq!(
+            value(
+                &samples,
+                "rebootctl_build_info",
+                &[("version", env!("CARGO_PKG_VERSION"))]
+            ),
+            1.0
+        );
+    }
+
+    #[test]
+    fn render_reflects_updates() {
+        let m = busy_metrics();
+        let samples = parse(&m.render());
+        assert_eq!(value(&samples, "rebootctl_reboot_required", &[]), 1.0);
+        assert_eq!(value(&samples, "rebootctl_reboots_total", &[]), 1.0);
+        let hc = "rebootctl_health_checks_total";
+        assert_eq!(
+            value(
+                &samples,
+                hc,
+                &[("phase", "pre_lock"), ("result", "healthy")]
+            ),
+            2.0
+        );
+        assert_eq!(
+            value(
+                &samples,
+                hc,
+                &[("phase", "post_reboot"), ("result", "unhealthy")]
+            ),
+            1.0
+        );
+        let bt = "rebootctl_blocked_total";
+        assert_eq!(value(&samples, bt, &[("reason", "window")]), 2.0);
+        assert_eq!(value(&samples, bt, &[("reason", "lock")]), 1.0);
+        for reason in Block::LABELS {
+            let want = if reason == "lock" { 1.0 } else { 0.0 };
+            assert_eq!(
+                value(&samples, "rebootctl_blocked", &[("reason", reason)]),
+                want,
+                "{reason}"
+            );
+        }
+        assert_eq!(value(&samples, "rebootctl_lock_held", &[]), 1.0);
+        assert!(value(&samples, "rebootctl_last_pass_timestamp_seconds", &[]) > 1.0e9);
+
+        m.pass_blocked(None);
+        m.set_lock_held(false);
+        let samples = parse(&m.render());
+        for reason in Block::LABELS {
+            assert_eq!(
+                value(&samples, "rebootctl_blocked", &[("reason", reason)]),
+                0.0
+            );
+        }
+        assert_eq!(value(&samples, bt, &[("reason", "lock")]), 1.0);
+        assert_eq!(value(&samples, "rebootctl_lock_held", &[]), 0.0);
+        assert_eq!(value(&samples, "rebootctl_lock_held_seconds", &[]), 0.0);
+    }
+
+    #[test]
+    fn lock_held_seconds_counts_from_the_first_acquire() {
+        let m = Metrics::new();
+        m.set_lock_held(true);
+        let since = Instant::now();
+        // A second `true` (the next pass, still holding) must not restart the clock.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while since.elapsed() < Duration::from_millis(20) && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        m.set_lock_held(true);
+        let held = value(&parse(&m.render()), "rebootctl_lock_held_seconds", &[]);
+        assert!(held >= 0.020, "held {held}");
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_at_count() {
+        let samples = parse(&busy_metrics().render());
+        let buckets: Vec<(f64, f64)> = samples
+            .iter()
+            .filter(|(n, _, _)| n == "rebootctl_lock_acquire_seconds_bucket")
+            .map(|(_, l, v)| {
+                let le = &l.iter().find(|(k, _)| k == "le").expect("le label").1;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().expect("le is a number")
+                };
+                (le, *v)
+            })
+            .collect();
+        assert_eq!(buckets.len(), LOCK_ACQUIRE_BUCKETS_SECS.len() + 1);
+        for pair in buckets.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "bounds increase: {pair:?}");
+            assert!(pair[0].1 <= pair[1].1, "counts are cumulative: {pair:?}");
+        }
+        let count = value(&samples, "rebootctl_lock_acquire_seconds_count", &[]);
+        let inf = buckets.last().expect("+Inf bucket");
+        assert_eq!(inf.0, f64::INFINITY);
+        assert_eq!(inf.1, count);
+        assert_eq!(count, 6.0);
+        // 1 ms and 7 ms twice are <= 0.01 s; 1000 s only fits +Inf.
+        assert_eq!(buckets[1], (0.01, 3.0));
+        assert_eq!(buckets[buckets.len() - 2], (300.0, 5.0));
+        let sum = value(&samples, "rebootctl_lock_acquire_seconds_sum", &[]);
+        assert!((sum - 1_004.315).abs() < 1e-6, "sum {sum}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.inc_health_check("we\"ird\\phase\nx", "error");
+        let text = m.render();
+        assert!(
+            text.contains(r#"phase="we\"ird\\phase\nx",result="error"} 1"#),
+            "{text}"
+        );
+        let samples = parse(&text);
+        assert_eq!(
+            value(
+                &samples,
+                "rebootctl_health_checks_total",
+                &[("phase", "we\"ird\\phase\nx"), ("result", "error")]
+            ),
+            1.0
+        );
+    }
+
+    #[test]
+    fn promtool_accepts_the_exposition() {
+        let m = busy_metrics();
+        m.inc_health_check("odd \"phase\"", "error");
+        let mut child = match std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "cannot run promtool ({e}); install the Debian package `prometheus` \
+                 (apt-get install prometheus) to provide /usr/bin/promtool"
+            ),
+        };
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(m.render().as_bytes())
+            .expect("write to promtool");
+        let out = child.wait_with_output().expect("promtool finishes");
+        assert!(
+            out.status.success(),
+            "promtool check metrics failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A plain HTTP/1.0 GET; returns (status line, headers, body).
+    fn get(addr: SocketAddr, path: &str, method: &str) -> (String, String, String) {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let (head, body) = response.split_once("\r\n\r\n").expect("header end");
+        let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+        (status.to_string(), headers.to_string(), body.to_string())
+    }
+
+    #[test]
+    fn server_answers_metrics_and_404s_elsewhere() {
+        let m = Metrics::new();
+        let server = MetricsServer::start("127.0.0.1:0".parse().expect("addr"), m.clone())
+            .expect("server starts");
+        let addr = server.local_addr();
+        assert_ne!(addr.port(), 0);
+
+        m.inc_reboots();
+        let (status, headers, body) = get(addr, "/metrics", "GET");
+        assert!(status.contains(" 200 "), "{status}");
+        assert!(
+            headers
+                .to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4"),
+            "{headers}"
+        );
+        assert!(body.contains("\nrebootctl_reboots_total 1\n"), "{body}");
+        parse(&body);
+
+        let (status, _, _) = get(addr, "/metrics?x=1", "GET");
+        assert!(status.contains(" 200 "), "{status}");
+        for path in ["/", "/metricsx", "/metrics/", "/%ff%00"] {
+            let (status, _, _) = get(addr, path, "GET");
+            assert!(status.contains(" 404 "), "{path}: {status}");
+        }
+        let (status, headers, _) = get(addr, "/metrics", "POST");
+        assert!(status.contains(" 405 "), "{status}");
+        assert!(headers.contains("GET, HEAD"), "{headers}");
+
+        // Garbage must not kill the server thread.
+        let mut junk = TcpStream::connect(addr).expect("connect");
+        junk.write_all(b"\x00\xffnot http at all\r\n\r\n")
+            .expect("write junk");
+        drop(junk);
+        let (status, _, _) = get(addr, "/metrics", "GET");
+        assert!(status.contains(" 200 "), "{status}");
+
+        server.stop();
+    }
+
+    #[test]
+    fn address_in_use_is_a_clear_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        let err = MetricsServer::start(addr, Metrics::new()).expect_err("port is taken");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("metrics: cannot listen on {addr}: ")),
+            "{msg}"
+        );
+        assert!(msg.to_lowercase().contains("in use"), "{msg}");
+        assert_eq!(err.exit_code(), crate::error::EXIT_RUNTIME);
+    }
+
+    #[test]
+    fn stop_returns_promptly_with_an_idle_client_connected() {
+        let server = MetricsServer::start("127.0.0.1:0".parse().expect("addr"), Metrics::new())
+            .expect("server starts");
+        let addr = server.local_addr();
+        // An idle keep-alive client must not hold up the stop.
+        let _idle = TcpStream::connect(addr).expect("connect");
+        let started = Instant::now();
+        server.stop();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "stop took {:?}",
+            started.elapsed()
+        );
+    }
+}

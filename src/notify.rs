@@ -1,0 +1,507 @@
+//! Webhook notifications (SPEC §3 `notify`): a JSON POST of
+//! `{text, node, event, at}` to a Slack/Mattermost-style incoming webhook.
+//!
+//! Notifications must never slow down or fail a pass, so [`Notifier::send`]
+//! only queues: one worker thread, fed by a bounded `mpsc` channel, delivers
+//! with `notify.timeout_sec` as the budget of each request. A full queue
+//! drops the notification with a warning; a failed delivery is logged and
+//! forgotten. Logs name the webhook's host only: incoming-webhook URLs carry
+//! their secret in the path.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Notify;
+
+/// How many notifications may wait for delivery before new ones are dropped.
+pub const NOTIFY_QUEUE_LEN: usize = 32;
+
+/// The event sent once when passes have been blocked for `blocked_after`.
+pub const BLOCKED_TOO_LONG: &str = "blocked_too_long";
+
+/// Sends webhook notifications on a background thread; inert when `notify`
+/// is not configured.
+#[derive(Debug)]
+pub struct Notifier {
+    inner: Option<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    node: String,
+    events: Vec<String>,
+    blocked_after: Duration,
+    /// `host[:port]` of the webhook, the only part of the URL that is logged.
+    host: String,
+    tx: SyncSender<Delivery>,
+    /// Signalled by the worker when it has drained the queue and exits.
+    done: Receiver<()>,
+    /// Set by `shutdown`: deliveries are not started after this instant.
+    deadline: Arc<Mutex<Option<Instant>>>,
+    blocked: Mutex<Blocked>,
+    worker: JoinHandle<()>,
+}
+
+/// The `blocked_too_long` bookkeeping.
+#[derive(Debug, Default)]
+struct Blocked {
+    /// Since when passes have been blocked without interruption.
+    since: Option<Instant>,
+    /// Whether `blocked_too_long` has fired for this stretch.
+    fired: bool,
+}
+
+/// One queued notification.
+#[derive(Debug)]
+struct Delivery {
+    event: String,
+    body: serde_json::Value,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded values stay consistent even if a holder panicked.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Notifier {
+    /// A notifier for `notify` (none: every call is a no-op) on node `node`.
+    ///
+    /// If the worker thread cannot be started, notifications are disabled
+    /// with a warning rather than failing the daemon.
+    pub fn new(notify: Option<&Notify>, node: &str) -> Notifier {
+        let Some(notify) = notify else {
+            return Notifier { inner: None };
+        };
+        let host = webhook_host(&notify.url);
+        let (tx, rx) = mpsc::sync_channel(NOTIFY_QUEUE_LEN);
+        let (done_tx, done) = mpsc::channel();
+        let deadline = Arc::new(Mutex::new(None));
+        let worker = Worker {
+            url: notify.url.clone(),
+            host: host.clone(),
+            timeout: notify.timeout,
+            deadline: Arc::clone(&deadline),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("notify".to_string())
+            .spawn(move || {
+                worker.run(rx);
+                let _ = done_tx.send(());
+            });
+        let worker = match spawned {
+            Ok(w) => w,
+            Err(e) => {
+                log::warn!("notify: cannot start the delivery thread, notifications are off: {e}");
+                return Notifier { inner: None };
+            }
+        };
+        Notifier {
+            inner: Some(Inner {
+                node: node.to_string(),
+                events: notify.events.clone(),
+                blocked_after: notify.blocked_after,
+                host,
+                tx,
+                done,
+                deadline,
+                blocked: Mutex::new(Blocked::default()),
+                worker,
+            }),
+        }
+    }
+
+    /// Queues `event` with message `text` if the event is subscribed; never
+    /// blocks and never fails (problems are logged).
+    pub fn send(&self, event: &str, text: &str) {
+        let Some(inner) = &self.inner else { return };
+        if !inner.events.iter().any(|e| e == event) {
+            log::debug!("notify: {event} is not in notify.events, not sent");
+            return;
+        }
+        let body = serde_json::json!({
+            "text": text,
+            "node": inner.node,
+            "event": event,
+            "at": jiff::Timestamp::now().to_string(),
+        });
+        let delivery = Delivery {
+            event: event.to_string(),
+            body,
+        };
+        match inner.tx.try_send(delivery) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => log::warn!(
+                "notify: {NOTIFY_QUEUE_LEN} notifications already waiting for {}, dropping {event}",
+                inner.host
+            ),
+            Err(TrySendError::Disconnected(_)) => log::warn!(
+                "notify: the delivery thread is gone, dropping {event} for {}",
+                inner.host
+            ),
+        }
+    }
+
+    /// Records how a pass ended (`Some(reason)` when blocked) and sends
+    /// `blocked_too_long` once when passes have been blocked without a break
+    /// for `blocked_after`; an unblocked pass starts the count again.
+    pub fn note_blocked(&self, reason: Option<&str>, now: Instant) {
+        let Some(inner) = &self.inner else { return };
+        let mut blocked = lock(&inner.blocked);
+        let Some(reason) = reason else {
+            *blocked = Blocked::default();
+            return;
+        };
+        let since = *blocked.since.get_or_insert(now);
+        let for_how_long = now.saturating_duration_since(since);
+        if blocked.fired || for_how_long < inner.blocked_after {
+            return;
+        }
+        blocked.fired = true;
+        drop(blocked);
+        let shown = humantime::format_duration(Duration::from_secs(for_how_long.as_secs()));
+        self.send(
+            BLOCKED_TOO_LONG,
+            &format!(
+                "rebootctl on {}: reboots blocked for {shown} (last reason: {reason})",
+                inner.node
+            ),
+        );
+    }
+
+    /// Stops accepting notifications, delivers what is queued for at most
+    /// `grace`, then returns; what is left is dropped.
+    pub fn shutdown(self, grace: Duration) {
+        let Some(inner) = self.inner else { return };
+        let deadline = Instant::now() + grace;
+        *lock(&inner.deadline) = Some(deadline);
+        // Closing the channel ends the worker's loop once the queue is empty.
+        drop(inner.tx);
+        match inner.done.recv_timeout(grace) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                let _ = inner.worker.join();
+            }
+            Err(RecvTimeoutError::Timeout) => log::warn!(
+                "notify: delivery to {} still running after {}, not waiting longer",
+                inner.host,
+                humantime::format_duration(grace)
+            ),
+        }
+    }
+}
+
+/// The delivery thread's state.
+struct Worker {
+    url: String,
+    host: String,
+    timeout: Duration,
+    deadline: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Worker {
+    /// Delivers queued notifications until the channel closes.
+    fn run(self, rx: Receiver<Delivery>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            // Non-2xx is reported by us, with the host only.
+            .http_status_as_error(false)
+            .user_agent(concat!("rebootctl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let mut dropped = 0usize;
+        for delivery in rx {
+            let budget = match *lock(&self.deadline) {
+                None => self.timeout,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        dropped += 1;
+                        continue;
+                    }
+                    left.min(self.timeout)
+                }
+            };
+            self.deliver(&agent, &delivery, budget);
+        }
+        if dropped > 0 {
+            log::warn!(
+                "notify: shutdown grace over, {dropped} notification(s) for {} not sent",
+                self.host
+            );
+        }
+    }
+
+    /// One POST with `budget` as its global timeout; failures are logged.
+    fn deliver(&self, agent: &ureq::Agent, delivery: &Delivery, budget: Duration) {
+        let result = agent
+            .post(&self.url)
+            .config()
+            .timeout_global(Some(budget))
+            .build()
+            .send_json(&delivery.body);
+        let event = &delivery.event;
+        match result {
+            Ok(response) if response.status().is_success() => {
+                log::debug!("notify: {event} delivered to {}", self.host);
+            }
+            Ok(response) => log::warn!(
+                "notify: {event} to {} failed: HTTP {}",
+                self.host,
+                response.status()
+            ),
+            Err(e) => log::warn!(
+                "notify: {event} to {} failed: {}",
+                self.host,
+                redact(&e.to_string(), &self.url)
+            ),
+        }
+    }
+}
+
+/// The `host[:port]` of a webhook URL, without scheme, credentials or path.
+fn webhook_host(url: &str) -> String {
+    match url.parse::<ureq::http::Uri>() {
+        Ok(uri) => match (uri.host(), uri.port_u16()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => "the webhook (URL has no host)".to_string(),
+        },
+        Err(_) => "the webhook (unparsable URL)".to_string(),
+    }
+}
+
+/// Removes the URL (and with it the secret in its path) from an error text.
+fn redact(message: &str, url: &str) -> String {
+    let mut out = message.replace(url, "<webhook URL>");
+    if let Ok(uri) = url.parse::<ureq::http::Uri>() {
+        if let Some(pq) = uri.path_and_query() {
+            if pq.as_str().len() > 1 {
+                out = out.replace(pq.as_str(), "/<redacted>");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::Sender;
+
+    const EVENTS: [&str; 3] = ["reboot_started", "reboot_completed", BLOCKED_TOO_LONG];
+
+    /// A webhook receiver on 127.0.0.1:0; every request's (path, JSON body)
+    /// arrives on the channel. With `answer` false it reads requests and
+    /// never answers them.
+    struct WebhookReceiver {
+        server: Arc<tiny_http::Server>,
+        url: String,
+        got: mpsc::Receiver<(String, serde_json::Value)>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl WebhookReceiver {
+        fn start(answer: bool) -> WebhookReceiver {
+            let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind receiver"));
+            let port = server.server_addr().to_ip().expect("an IP listener").port();
+            let (tx, got) = mpsc::channel();
+            let thread = {
+                let server = Arc::clone(&server);
+                std::thread::spawn(move || serve(&server, answer, &tx))
+            };
+            WebhookReceiver {
+                server,
+                url: format!("http://127.0.0.1:{port}/hooks/s3cr3t-token"),
+                got,
+                thread: Some(thread),
+            }
+        }
+
+        fn next(&self) -> (String, serde_json::Value) {
+            self.got
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a notification within 10 s")
+        }
+    }
+
+    impl Drop for WebhookReceiver {
+        fn drop(&mut self) {
+            self.server.unblock();
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn serve(server: &tiny_http::Server, answer: bool, tx: &Sender<(String, serde_json::Value)>) {
+        let mut unanswered = Vec::new();
+        while let Ok(mut rq) = server.recv() {
+            let mut body = String::new();
+            let _ = rq.as_reader().read_to_string(&mut body);
+            let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+            let _ = tx.send((rq.url().to_string(), json));
+            if answer {
+                let _ = rq.respond(tiny_http::Response::from_string("ok"));
+            } else {
+                // Keep the connection open and silent.
+                unanswered.push(rq);
+            }
+        }
+    }
+
+    fn config(url: &str, timeout: Duration, blocked_after: Duration) -> Notify {
+        Notify {
+            url: url.to_string(),
+            events: EVENTS.iter().map(|s| s.to_string()).collect(),
+            blocked_after,
+            timeout,
+        }
+    }
+
+    #[test]
+    fn delivers_json_with_the_four_fields() {
+        let rx = WebhookReceiver::start(true);
+        let cfg = config(&rx.url, Duration::from_secs(5), Duration::from_secs(3600));
+        let n = Notifier::new(Some(&cfg), "web-1");
+        n.send("reboot_started", "web-1 is rebooting");
+        let (path, json) = rx.next();
+        assert_eq!(path, "/hooks/s3cr3t-token");
+        let obj = json.as_object().expect("a JSON object");
+        assert_eq!(obj.len(), 4, "{json}");
+        assert_eq!(json["text"], "web-1 is rebooting");
+        assert_eq!(json["node"], "web-1");
+        assert_eq!(json["event"], "reboot_started");
+        let at = json["at"].as_str().expect("at is a string");
+        let at: jiff::Timestamp = at.parse().expect("at is RFC 3339");
+        let age = jiff::Timestamp::now().duration_since(at);
+        assert!(age.as_secs() < 60, "at is now-ish: {at}");
+        n.shutdown(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unsubscribed_events_are_not_sent() {
+        let rx = WebhookReceiver::start(true);
+        let cfg = config(&rx.url, Duration::from_secs(5), Duration::from_secs(3600));
+        let n = Notifier::new(Some(&cfg), "web-1");
+        n.send("reboot_failed", "not subscribed");
+        n.send("reboot_completed", "subscribed");
+        // One worker delivers in order, so the first arrival decides.
+        assert_eq!(rx.next().1["event"], "reboot_completed");
+        n.shutdown(Duration::from_secs(5));
+        assert!(rx.got.try_recv().is_err(), "nothing else was sent");
+    }
+
+    #[test]
+    fn unconfigured_notifier_is_inert() {
+        let n = Notifier::new(None, "web-1");
+        n.send("reboot_started", "x");
+        n.note_blocked(Some("window"), Instant::now());
+        n.shutdown(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_silent_receiver_neither_delays_send_nor_outlives_the_timeout() {
+        let rx = WebhookReceiver::start(false);
+        let timeout = Duration::from_millis(500);
+        let cfg = config(&rx.url, timeout, Duration::from_secs(3600));
+        let n = Notifier::new(Some(&cfg), "web-1");
+        let started = Instant::now();
+        n.send("reboot_started", "into the void");
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "send took {:?}",
+            started.elapsed()
+        );
+        // The receiver has the request and sits on it.
+        assert_eq!(rx.next().1["event"], "reboot_started");
+        // A generous grace: shutdown returns when the worker is done, which
+        // is when the delivery gave up after `timeout`, not after `grace`.
+        n.shutdown(Duration::from_secs(30));
+        let took = started.elapsed();
+        assert!(took >= timeout, "gave up too early: {took:?}");
+        assert!(took < Duration::from_secs(10), "did not give up: {took:?}");
+    }
+
+    #[test]
+    fn shutdown_waits_at_most_grace() {
+        let rx = WebhookReceiver::start(false);
+        let cfg = config(&rx.url, Duration::from_secs(60), Duration::from_secs(3600));
+        let n = Notifier::new(Some(&cfg), "web-1");
+        n.send("reboot_started", "stuck");
+        n.send("reboot_completed", "queued behind it");
+        assert_eq!(rx.next().1["event"], "reboot_started");
+        let started = Instant::now();
+        n.shutdown(Duration::from_millis(300));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    }
+
+    #[test]
+    fn blocked_too_long_fires_once_per_blocked_stretch() {
+        let rx = WebhookReceiver::start(true);
+        let hour = Duration::from_secs(3600);
+        let cfg = config(&rx.url, Duration::from_secs(5), hour);
+        let n = Notifier::new(Some(&cfg), "web-1");
+        let t0 = Instant::now();
+        let min = Duration::from_secs(60);
+
+        n.note_blocked(Some("window"), t0);
+        n.note_blocked(Some("window"), t0 + 30 * min);
+        n.note_blocked(Some("lock"), t0 + 59 * min);
+        n.note_blocked(Some("lock"), t0 + 61 * min); // fires
+        n.note_blocked(Some("lock"), t0 + 90 * min);
+        n.note_blocked(Some("window"), t0 + 200 * min);
+        n.send("reboot_completed", "marker");
+
+        let (_, first) = rx.next();
+        assert_eq!(first["event"], BLOCKED_TOO_LONG);
+        let text = first["text"].as_str().expect("text");
+        assert!(text.contains("1h 1m"), "{text}");
+        assert!(text.contains("lock"), "{text}");
+        assert_eq!(rx.next().1["event"], "reboot_completed", "fired only once");
+
+        // An unblocked pass starts a new stretch, which may fire again.
+        n.note_blocked(None, t0 + 201 * min);
+        n.note_blocked(Some("health"), t0 + 202 * min);
+        n.note_blocked(Some("health"), t0 + 261 * min);
+        n.send("reboot_completed", "marker");
+        assert_eq!(rx.next().1["event"], "reboot_completed", "not yet an hour");
+        n.note_blocked(Some("health"), t0 + 262 * min); // fires
+        n.note_blocked(Some("health"), t0 + 300 * min);
+        n.send("reboot_completed", "marker");
+        assert_eq!(rx.next().1["event"], BLOCKED_TOO_LONG);
+        assert_eq!(rx.next().1["event"], "reboot_completed");
+        n.shutdown(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_full_queue_drops_instead_of_blocking() {
+        let rx = WebhookReceiver::start(false);
+        let cfg = config(&rx.url, Duration::from_secs(60), Duration::from_secs(3600));
+        let n = Notifier::new(Some(&cfg), "web-1");
+        let started = Instant::now();
+        for _ in 0..NOTIFY_QUEUE_LEN * 3 {
+            n.send("reboot_started", "flood");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "send blocked: {:?}",
+            started.elapsed()
+        );
+        n.shutdown(Duration::from_millis(200));
+    }
+
+    #[test]
+    fn logs_name_the_host_not_the_secret() {
+        let url = "https://user:pw@chat.example:8443/hooks/s3cr3t?token=x";
+        assert_eq!(webhook_host(url), "chat.example:8443");
+        assert_eq!(
+            webhook_host("https://hooks.slack.com/services/T0/B0/xyz"),
+            "hooks.slack.com"
+        );
+        let msg = format!("bad uri: {url}");
+        assert!(!redact(&msg, url).contains("s3cr3t"));
+        let msg = "request to /hooks/s3cr3t?token=x failed";
+        assert!(!redact(msg, url).contains("s3cr3t"));
+    }
+}

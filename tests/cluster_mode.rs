@@ -62,7 +62,10 @@ fn race(n: usize, slots: u32) -> (Vec<Fixture>, Vec<Run>) {
         let h = barrier_health(fx, barrier.path(), n);
         fx.set("health_script", &h);
     }
-    let children: Vec<_> = nodes.iter().map(|fx| fx.spawn(&["run", "--once"])).collect();
+    let children: Vec<_> = nodes
+        .iter()
+        .map(|fx| fx.spawn(&["run", "--once"]))
+        .collect();
     let runs: Vec<Run> = children
         .into_iter()
         .map(|c| {
@@ -111,21 +114,30 @@ fn a_killed_holder_frees_its_slot_when_the_lease_expires() {
     a.set("lock_ttl_sec", "4");
     a.set("health_timeout_sec", "2");
     let pid_file = a.path("hook.pid");
-    let hook = a.script("hook", &format!("echo $$ > {}\nexec sleep 60\n", pid_file.display()));
-    a.set("hooks", &format!("{{pre_reboot: [\"{}\"]}}", hook.display()));
+    let hook = a.script(
+        "hook",
+        &format!("echo $$ > {}\nexec sleep 60\n", pid_file.display()),
+    );
+    a.set(
+        "hooks",
+        &format!("{{pre_reboot: [\"{}\"]}}", hook.display()),
+    );
     let mut child = a.spawn(&["run", "--once"]);
     assert!(
         wait_until(Duration::from_secs(15), || pid_file.exists()),
         "the holder never reached its pre_reboot hook"
     );
-    assert_eq!(holders(&a), [("holder".to_string(), "checking".to_string())]);
+    assert_eq!(
+        holders(&a),
+        [("holder".to_string(), "checking".to_string())]
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
         let _ = std::process::Command::new("kill").arg(pid.trim()).status();
     }
     let killed_at = Instant::now();
-    let mut b = cluster_node("waiter", &etcd);
+    let b = cluster_node("waiter", &etcd);
     b.need_reboot();
     let first = b.rebootctl(&["run", "--once"]);
     assert_eq!(first.code, 4, "{first:?}");
@@ -145,13 +157,16 @@ fn a_killed_holder_frees_its_slot_when_the_lease_expires() {
 fn the_slot_is_held_through_the_reboot_until_post_reboot_health_passes() {
     let etcd = EtcdServer::start();
     let mut a = cluster_node("a", &etcd);
-    let mut b = cluster_node("b", &etcd);
+    let b = cluster_node("b", &etcd);
     a.need_reboot();
     b.need_reboot();
     let gate = a.path("healthy-after-boot");
     let h = a.script(
         "health",
-        &format!("[ \"$RC_PHASE\" != post-reboot ] || [ -e {} ]\n", gate.display()),
+        &format!(
+            "[ \"$RC_PHASE\" != post-reboot ] || [ -e {} ]\n",
+            gate.display()
+        ),
     );
     a.set("health_script", &h.display().to_string());
     assert_eq!(a.rebootctl(&["run", "--once"]).code, 0);
@@ -182,7 +197,13 @@ fn the_slot_is_held_through_the_reboot_until_post_reboot_health_passes() {
     // The history and the registry saw it all.
     let nodes = a.rebootctl(&["nodes", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&nodes.stdout).unwrap();
-    let a_row = v["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "a").unwrap().clone();
+    let a_row = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "a")
+        .unwrap()
+        .clone();
     assert!(a_row["last_reboot"].is_string(), "{a_row}");
     assert_eq!(a_row["holding_slot"], false);
 }
@@ -194,7 +215,7 @@ fn a_node_that_never_comes_back_frees_the_slot_after_reboot_timeout() {
     a.need_reboot();
     a.set("reboot_timeout_sec", "3");
     assert_eq!(a.rebootctl(&["run", "--once"]).code, 0);
-    let mut b = cluster_node("next", &etcd);
+    let b = cluster_node("next", &etcd);
     b.need_reboot();
     assert_eq!(b.rebootctl(&["run", "--once"]).code, 4);
     let mut last = None;
@@ -220,7 +241,10 @@ fn a_need_that_vanishes_under_the_lock_releases_without_rebooting() {
     // update was rolled back between the two detector runs.
     let h = a.script(
         "health",
-        &format!("[ \"$RC_PHASE\" != pre-lock ] || rm -f {}\n", marker.display()),
+        &format!(
+            "[ \"$RC_PHASE\" != pre-lock ] || rm -f {}\n",
+            marker.display()
+        ),
     );
     a.set("health_script", &h.display().to_string());
     let r = a.rebootctl(&["run", "--once"]);
@@ -233,8 +257,8 @@ fn a_need_that_vanishes_under_the_lock_releases_without_rebooting() {
 #[test]
 fn admin_commands_do_what_they_say() {
     let etcd = EtcdServer::start();
-    let mut a = cluster_node("web-1", &etcd);
-    let mut b = cluster_node("web-2", &etcd);
+    let a = cluster_node("web-1", &etcd);
+    let b = cluster_node("web-2", &etcd);
     a.need_reboot();
     b.need_reboot();
     assert_eq!(a.rebootctl(&["run", "--once"]).code, 0);
@@ -256,7 +280,10 @@ fn admin_commands_do_what_they_say() {
     let s = b.rebootctl(&["status", "--skip-health"]);
     assert!(s.stdout.contains("db migration"), "{}", s.stdout);
     assert!(
-        wait_until(Duration::from_secs(10), || b.rebootctl(&["status", "--skip-health"]).code != 5),
+        wait_until(Duration::from_secs(10), || b
+            .rebootctl(&["status", "--skip-health"])
+            .code
+            != 5),
         "the pause did not expire"
     );
     // pause without --for lasts until resume.
@@ -270,7 +297,12 @@ fn admin_commands_do_what_they_say() {
     // nodes lists both; forget removes one that holds nothing.
     let r = a.rebootctl(&["nodes", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let names: Vec<&str> = v["nodes"].as_array().unwrap().iter().map(|n| n["node"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["web-1", "web-2"]);
     let r = a.rebootctl(&["nodes"]);
     assert!(r.stdout.contains("web-2"), "{r:?}");
@@ -285,7 +317,11 @@ fn admin_commands_do_what_they_say() {
     // lock in human form.
     let r = a.rebootctl(&["lock"]);
     assert_eq!(r.code, 0);
-    assert!(r.stdout.starts_with("0 of 1 lock slot held"), "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("0 of 1 lock slot held"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -337,7 +373,10 @@ fn tls_with_client_certificates_and_prefix_only_auth() {
             pki.path("client.key").display()
         ),
     );
-    a.set("etcd_auth", &format!("{{username: agent, password_file: {}}}", pw.display()));
+    a.set(
+        "etcd_auth",
+        &format!("{{username: agent, password_file: {}}}", pw.display()),
+    );
     a.need_reboot();
     let r = a.rebootctl(&["run", "--once"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -364,7 +403,10 @@ fn tls_with_client_certificates_and_prefix_only_auth() {
     );
     let r = a.rebootctl(&["run", "--once"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("TLS") || r.stderr.contains("certificate"), "{r:?}");
+    assert!(
+        r.stderr.contains("TLS") || r.stderr.contains("certificate"),
+        "{r:?}"
+    );
     assert_eq!(a.reboots().len(), 1);
 }
 
@@ -391,7 +433,10 @@ fn etcd_stopped_mid_pass_means_exit_1_and_no_reboot() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("etcd") && stderr.contains(&etcd.endpoint), "{stderr}");
+    assert!(
+        stderr.contains("etcd") && stderr.contains(&etcd.endpoint),
+        "{stderr}"
+    );
     assert!(a.reboots().is_empty());
     assert!(!a.path("state/reboot-record.json").exists());
 }

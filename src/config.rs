@@ -436,6 +436,26 @@ impl Config {
     }
 }
 
+/// Every key the file accepts, nested keys as `section.key` and detector
+/// keys as `reboot_required_detectors[].key` (for documentation checks).
+pub fn known_keys() -> Vec<String> {
+    let mut keys: Vec<String> = TOP_KEYS.iter().map(|k| k.to_string()).collect();
+    let nested: [(&str, &[&str]); 8] = [
+        ("reboot_required_detectors[]", DETECTOR_KEYS),
+        ("etcd_tls", TLS_KEYS),
+        ("etcd_auth", AUTH_KEYS),
+        ("cluster_policies", POLICY_KEYS),
+        ("hooks", HOOK_KEYS),
+        ("notify", NOTIFY_KEYS),
+        ("windows", WINDOW_KEYS),
+        ("metrics", METRICS_KEYS),
+    ];
+    for (section, list) in nested {
+        keys.extend(list.iter().map(|k| format!("{section}.{k}")));
+    }
+    keys
+}
+
 /// Resolves the configuration path: the flag, else `$REBOOTCTL_CONFIG`, else the default.
 pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = flag {

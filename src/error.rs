@@ -25,6 +25,19 @@ pub const EXIT_WINDOW: u8 = 7;
 /// Exit code: command-line usage error.
 pub const EXIT_USAGE: u8 = 64;
 
+/// Every exit code with its meaning (SPEC §2), for documentation checks.
+pub const EXIT_CODES: [(u8, &str); 9] = [
+    (EXIT_OK, "success"),
+    (EXIT_RUNTIME, "runtime failure"),
+    (EXIT_CONFIG, "invalid configuration"),
+    (EXIT_HEALTH, "blocked by the health gate or a cluster policy"),
+    (EXIT_LOCK, "lock held by others"),
+    (EXIT_KILL_SWITCH, "kill switch present or cluster paused"),
+    (EXIT_DETECTOR, "a detector failed"),
+    (EXIT_WINDOW, "outside a maintenance window or inside the cooldown"),
+    (EXIT_USAGE, "command-line usage error"),
+];
+
 /// Everything that can go wrong in rebootctl.
 #[derive(Debug)]
 pub enum Error {

@@ -219,6 +219,7 @@ fn check_command(
         argv,
         env,
         timeout,
+        cancellable: true,
     }) {
         Ok(f) => f,
         Err(e) => {
@@ -239,7 +240,7 @@ fn check_command(
             format!("{described} (not in success_exit_codes {success_exit_codes:?})"),
             output,
         ),
-        Termination::Signalled(_) | Termination::TimedOut => {
+        Termination::Signalled(_) | Termination::TimedOut | Termination::Cancelled => {
             (Verdict::Failed(described.clone()), described, output)
         }
     }

@@ -30,11 +30,17 @@ pub const EXIT_CODES: [(u8, &str); 9] = [
     (EXIT_OK, "success"),
     (EXIT_RUNTIME, "runtime failure"),
     (EXIT_CONFIG, "invalid configuration"),
-    (EXIT_HEALTH, "blocked by the health gate or a cluster policy"),
+    (
+        EXIT_HEALTH,
+        "blocked by the health gate or a cluster policy",
+    ),
     (EXIT_LOCK, "lock held by others"),
     (EXIT_KILL_SWITCH, "kill switch present or cluster paused"),
     (EXIT_DETECTOR, "a detector failed"),
-    (EXIT_WINDOW, "outside a maintenance window or inside the cooldown"),
+    (
+        EXIT_WINDOW,
+        "outside a maintenance window or inside the cooldown",
+    ),
     (EXIT_USAGE, "command-line usage error"),
 ];
 

@@ -9,7 +9,7 @@
 //! their secret in the path.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,30 @@ struct Inner {
     /// Set by `shutdown`: deliveries are not started after this instant.
     deadline: Arc<Mutex<Option<Instant>>>,
     blocked: Mutex<Blocked>,
+    /// Notifications queued or being delivered; the worker counts down.
+    pending: Arc<Pending>,
     worker: JoinHandle<()>,
+}
+
+/// A count of undelivered notifications that [`Notifier::flush`] waits on.
+#[derive(Debug, Default)]
+struct Pending {
+    count: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl Pending {
+    fn add(&self) {
+        *lock(&self.count) += 1;
+    }
+
+    fn done(&self) {
+        let mut n = lock(&self.count);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.zero.notify_all();
+        }
+    }
 }
 
 /// The `blocked_too_long` bookkeeping.
@@ -78,11 +101,13 @@ impl Notifier {
         let (tx, rx) = mpsc::sync_channel(NOTIFY_QUEUE_LEN);
         let (done_tx, done) = mpsc::channel();
         let deadline = Arc::new(Mutex::new(None));
+        let pending = Arc::new(Pending::default());
         let worker = Worker {
             url: notify.url.clone(),
             host: host.clone(),
             timeout: notify.timeout,
             deadline: Arc::clone(&deadline),
+            pending: Arc::clone(&pending),
         };
         let spawned = std::thread::Builder::new()
             .name("notify".to_string())
@@ -107,6 +132,7 @@ impl Notifier {
                 done,
                 deadline,
                 blocked: Mutex::new(Blocked::default()),
+                pending,
                 worker,
             }),
         }
@@ -130,8 +156,9 @@ impl Notifier {
             event: event.to_string(),
             body,
         };
+        inner.pending.add();
         match inner.tx.try_send(delivery) {
-            Ok(()) => {}
+            Ok(()) => return,
             Err(TrySendError::Full(_)) => log::warn!(
                 "notify: {NOTIFY_QUEUE_LEN} notifications already waiting for {}, dropping {event}",
                 inner.host
@@ -140,6 +167,27 @@ impl Notifier {
                 "notify: the delivery thread is gone, dropping {event} for {}",
                 inner.host
             ),
+        }
+        inner.pending.done();
+    }
+
+    /// Waits up to `grace` for every queued notification to be delivered
+    /// (or to fail); used before the reboot command takes the host down.
+    pub fn flush(&self, grace: Duration) {
+        let Some(inner) = &self.inner else { return };
+        let count = lock(&inner.pending.count);
+        let (count, timeout) = inner
+            .pending
+            .zero
+            .wait_timeout_while(count, grace, |n| *n > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        if timeout.timed_out() {
+            log::warn!(
+                "notify: {} notification(s) for {} still undelivered after {}",
+                *count,
+                inner.host,
+                humantime::format_duration(grace)
+            );
         }
     }
 
@@ -197,6 +245,7 @@ struct Worker {
     host: String,
     timeout: Duration,
     deadline: Arc<Mutex<Option<Instant>>>,
+    pending: Arc<Pending>,
 }
 
 impl Worker {
@@ -216,12 +265,14 @@ impl Worker {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         dropped += 1;
+                        self.pending.done();
                         continue;
                     }
                     left.min(self.timeout)
                 }
             };
             self.deliver(&agent, &delivery, budget);
+            self.pending.done();
         }
         if dropped > 0 {
             log::warn!(
@@ -376,6 +427,34 @@ mod tests {
         let age = jiff::Timestamp::now().duration_since(at);
         assert!(age.as_secs() < 60, "at is now-ish: {at}");
         n.shutdown(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn flush_waits_for_delivery_and_gives_up_at_its_grace() {
+        let rx = WebhookReceiver::start(true);
+        let cfg = config(&rx.url, Duration::from_secs(5), Duration::from_secs(3600));
+        let n = Notifier::new(Some(&cfg), "web-1");
+        n.send("reboot_started", "going down");
+        n.flush(Duration::from_secs(5));
+        // Delivered before flush returned: already on the channel.
+        assert_eq!(
+            rx.got.try_recv().expect("delivered").1["event"],
+            "reboot_started"
+        );
+        n.shutdown(Duration::from_secs(1));
+
+        let silent = WebhookReceiver::start(false);
+        let cfg = config(
+            &silent.url,
+            Duration::from_secs(30),
+            Duration::from_secs(3600),
+        );
+        let n = Notifier::new(Some(&cfg), "web-1");
+        n.send("reboot_started", "going down");
+        let started = Instant::now();
+        n.flush(Duration::from_millis(300));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        n.shutdown(Duration::from_millis(100));
     }
 
     #[test]

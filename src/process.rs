@@ -11,6 +11,7 @@ use std::io::{self, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -48,6 +49,22 @@ pub struct Command<'a> {
     pub env: &'a [(String, String)],
     /// How long the child may run before its process group is killed.
     pub timeout: Duration,
+    /// Whether [`cancel_all`] stops it (everything but the reboot command).
+    pub cancellable: bool,
+}
+
+/// Set once the agent is stopping: cancellable children are killed.
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+/// Stops every cancellable child, now and from now on (SIGTERM/SIGINT: the
+/// pass then ends quickly and releases what it holds).
+pub fn cancel_all() {
+    CANCEL.store(true, Ordering::SeqCst);
+}
+
+/// True once [`cancel_all`] was called.
+pub fn cancelled() -> bool {
+    CANCEL.load(Ordering::SeqCst)
 }
 
 /// How a child ended.
@@ -59,6 +76,8 @@ pub enum Termination {
     Signalled(i32),
     /// It ran past its timeout and its process group was killed.
     TimedOut,
+    /// The agent is stopping (SIGTERM/SIGINT) and killed its process group.
+    Cancelled,
 }
 
 /// The result of a child that was started.
@@ -88,7 +107,7 @@ impl Finished {
     pub fn exit_code(&self) -> Option<i32> {
         match self.termination {
             Termination::Exited(code) => Some(code),
-            Termination::Signalled(_) | Termination::TimedOut => None,
+            Termination::Signalled(_) | Termination::TimedOut | Termination::Cancelled => None,
         }
     }
 
@@ -103,6 +122,7 @@ impl Finished {
                     humantime::format_duration(self.timeout)
                 )
             }
+            Termination::Cancelled => "cancelled: the agent is stopping".to_string(),
         }
     }
 
@@ -202,22 +222,41 @@ fn group_alive(pgid: Pid) -> bool {
     killpg(pgid, None::<Signal>).is_ok()
 }
 
-/// Polls `child` until it exits or `deadline` passes; `None` on the deadline.
-/// No deadline (a timeout too large to represent) waits for the exit.
-fn wait_until(child: &mut Child, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
-    let Some(deadline) = deadline else {
-        return child.wait().map(Some);
-    };
+/// How waiting for a child ended.
+enum Waited {
+    /// It exited.
+    Exited(ExitStatus),
+    /// The deadline passed.
+    Deadline,
+    /// [`cancel_all`] was called.
+    Cancelled,
+}
+
+/// Polls `child` until it exits, `deadline` passes or (when `cancellable`)
+/// the agent stops. No deadline (a timeout too large to represent) means
+/// only the exit or a cancel ends the wait.
+fn wait_until(
+    child: &mut Child,
+    deadline: Option<Instant>,
+    cancellable: bool,
+) -> io::Result<Waited> {
     let mut interval = Duration::from_millis(1);
     loop {
         if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
+            return Ok(Waited::Exited(status));
+        }
+        if cancellable && cancelled() {
+            return Ok(Waited::Cancelled);
         }
         let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
+        let mut nap = interval;
+        if let Some(deadline) = deadline {
+            if now >= deadline {
+                return Ok(Waited::Deadline);
+            }
+            nap = nap.min(deadline - now);
         }
-        thread::sleep(interval.min(deadline - now));
+        thread::sleep(nap);
         interval = (interval * 2).min(MAX_POLL_INTERVAL);
     }
 }
@@ -335,9 +374,18 @@ pub fn run(cmd: &Command) -> Result<Finished> {
     }
     drop(done_tx);
 
-    let termination = match wait_until(&mut child, start.checked_add(cmd.timeout)) {
-        Ok(Some(status)) => termination_of(status),
-        Ok(None) => {
+    let termination = match wait_until(&mut child, start.checked_add(cmd.timeout), cmd.cancellable)
+    {
+        Ok(Waited::Exited(status)) => termination_of(status),
+        Ok(Waited::Cancelled) => {
+            log::info!(
+                "{} {program}: the agent is stopping, killing its process group",
+                cmd.role
+            );
+            kill_group(&mut child, pgid, cmd.role).map_err(wait_error)?;
+            Termination::Cancelled
+        }
+        Ok(Waited::Deadline) => {
             log::warn!(
                 "{} {program} timed out after {}, killing its process group",
                 cmd.role,
@@ -519,6 +567,7 @@ mod tests {
             argv,
             env: &[],
             timeout,
+            cancellable: true,
         })
     }
 
@@ -634,6 +683,7 @@ mod tests {
             argv: &cmd_argv,
             env: &env,
             timeout: Duration::from_secs(5),
+            cancellable: true,
         })
         .expect("env starts");
         let mut lines: Vec<&str> = f.stdout.lines().collect();
@@ -673,6 +723,7 @@ mod tests {
             argv: &argv(&["/nonexistent/rebootctl-test"]),
             env: &[],
             timeout: Duration::from_secs(1),
+            cancellable: true,
         })
         .expect_err("must not start");
         match &err {

@@ -80,14 +80,26 @@ pub fn placeholders_in(arg: &str) -> Vec<&str> {
 }
 
 /// Runs a hook (`role` is "pre_reboot hook" or "post_reboot hook"); a
-/// non-zero exit, a signal or a timeout is an `Err` that says which.
+/// non-zero exit, a signal, a timeout or a stopping agent is an `Err` that
+/// says which.
 pub fn run_hook(role: &str, argv: &[String], vars: &Vars, timeout: Duration) -> Result<Finished> {
+    run_action(role, argv, vars, timeout, true)
+}
+
+fn run_action(
+    role: &str,
+    argv: &[String],
+    vars: &Vars,
+    timeout: Duration,
+    cancellable: bool,
+) -> Result<Finished> {
     let argv = expand(argv, vars);
     let finished = process::run(&process::Command {
         role,
         argv: &argv,
         env: &vars.0,
         timeout,
+        cancellable,
     })?;
     if finished.success() {
         Ok(finished)
@@ -104,13 +116,15 @@ pub fn run_hook(role: &str, argv: &[String], vars: &Vars, timeout: Duration) -> 
     }
 }
 
-/// Runs the reboot command.
+/// Runs the reboot command; unlike the hooks, a stopping agent does not
+/// cancel it (the reboot is under way).
 pub fn run_reboot_command(argv: &[String], vars: &Vars) -> Result<()> {
-    run_hook(
+    run_action(
         "reboot command",
         argv,
         vars,
         Duration::from_secs(REBOOT_COMMAND_TIMEOUT_SECS),
+        false,
     )
     .map(|_| ())
 }

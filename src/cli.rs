@@ -13,6 +13,7 @@ use crate::config::{self, Config, LogFormat};
 use crate::coordinator::Cluster;
 use crate::detector;
 use crate::error::{EXIT_OK, EXIT_USAGE, Error, Result};
+use crate::notify::Notifier;
 use crate::orchestrator::{self, Options};
 use crate::report;
 
@@ -221,8 +222,12 @@ pub fn main(args: Vec<String>) -> u8 {
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            log::logger().flush();
-            eprintln!("rebootctl: error: {e}");
+            if crate::logging::json_enabled() {
+                log::error!(event = "error", error_kind = e.kind(); "{e}");
+            } else {
+                log::logger().flush();
+                eprintln!("rebootctl: error: {e}");
+            }
             e.exit_code()
         }
     }
@@ -279,8 +284,11 @@ fn run(a: RunArgs) -> Result<u8> {
     };
     if a.once {
         let cluster = connect(&cfg)?;
-        let report = orchestrator::run_pass(&cfg, opts, cluster.as_ref())?;
-        log::info!("pass finished: {}", report.outcome);
+        let notifier = Notifier::new(cfg.notify.as_ref(), &cfg.node_name);
+        let result = orchestrator::run_pass(&cfg, opts, cluster.as_ref(), &notifier);
+        notifier.shutdown(cfg.notify.as_ref().map(|n| n.timeout).unwrap_or_default());
+        let report = result?;
+        log::info!(event = "pass", outcome = report.outcome.label(); "{}", report.outcome);
         return Ok(report.outcome.exit_code());
     }
     crate::daemon::run(cfg, opts)
@@ -293,9 +301,10 @@ fn status(a: StatusArgs) -> Result<u8> {
         status: true,
         skip_health: a.skip_health,
         skip_lock: a.skip_lock,
+        lock_attempts: 0,
     };
     let cluster = if a.skip_lock { None } else { connect(&cfg)? };
-    let report = orchestrator::run_pass(&cfg, opts, cluster.as_ref())?;
+    let report = orchestrator::run_pass(&cfg, opts, cluster.as_ref(), &Notifier::new(None, ""))?;
     if a.json {
         print_json(&report::status_json(&report))?;
     } else {

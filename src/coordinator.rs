@@ -68,7 +68,8 @@ impl Cluster {
         })
     }
 
-    fn key(&self, rest: &str) -> String {
+    /// The full key of `rest` below the namespace (`pause` → `/rebootctl/pause`).
+    pub fn key(&self, rest: &str) -> String {
         format!("{}/{rest}", self.namespace)
     }
 

@@ -1,117 +1,312 @@
-//! The long-running `rebootctl run` (SPEC §5): pass after pass on one
-//! thread, waiting on the event channel with a deadline so a signal or a
-//! reload ends the wait at once; transient errors back off with jitter.
+//! The long-running `rebootctl run` (SPEC §5, §8): pass after pass on the
+//! main thread, waiting on one event channel with a deadline so a signal, a
+//! reload or a lock release ends the wait at once. Helper threads: signals,
+//! the heartbeat, the etcd watches and the metrics server. Transient errors
+//! back off with jitter; outcomes are logged when they change.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use crate::backoff;
 use crate::config::{self, Config};
 use crate::coordinator::Cluster;
 use crate::error::Result;
+use crate::etcd::WatchEvent;
 use crate::events::{Event, SignalThread};
-use crate::orchestrator::{self, Options};
-use crate::outcome::Outcome;
+use crate::heartbeat::{Control, Heartbeat};
+use crate::logging::Throttle;
+use crate::metrics::{Metrics, MetricsServer};
+use crate::notify::Notifier;
+use crate::orchestrator::{self, Options, PassEvent, PassReport};
+use crate::outcome::{Block, Outcome};
+use crate::report::human_duration;
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code (0, or the
 /// code of the last pass when it was blocked or failed).
-pub fn run(mut cfg: Config, opts: Options) -> Result<u8> {
+pub fn run(cfg: Config, opts: Options) -> Result<u8> {
     let cluster = if cfg.is_cluster() {
         Some(Cluster::connect(&cfg)?)
     } else {
         None
     };
+    let metrics = Metrics::new();
+    let server = if cfg.metrics.enabled {
+        Some(MetricsServer::start(cfg.metrics.listen, metrics.clone())?)
+    } else {
+        None
+    };
+    let notifier = Notifier::new(cfg.notify.as_ref(), &cfg.node_name);
     let (tx, rx) = mpsc::channel();
-    let signals = SignalThread::start(tx)?;
+    let signals = SignalThread::start(tx.clone())?;
+    let heartbeat = cluster
+        .as_ref()
+        .map(|c| Heartbeat::start(c.clone(), cfg.clone(), tx.clone()));
     log::info!(
-        "rebootctl {} started: node {}, {} mode{}",
+        event = "started";
+        "rebootctl {} started: node {}, {} mode{}{}",
         env!("CARGO_PKG_VERSION"),
         cfg.node_name,
         if cfg.is_cluster() { "cluster" } else { "local" },
-        if opts.dry_run || cfg.dry_run {
-            ", dry-run"
-        } else {
-            ""
+        if opts.dry_run || cfg.dry_run { ", dry-run" } else { "" },
+        match &server {
+            Some(s) => format!(", metrics on http://{}/metrics", s.local_addr()),
+            None => String::new(),
         }
     );
-    let mut last_message = String::new();
-    let mut errors: u32 = 0;
-    let code = loop {
-        let last_code;
-        let wait = match orchestrator::run_pass(&cfg, opts, cluster.as_ref()) {
-            Ok(report) => {
-                errors = 0;
-                last_code = report.outcome.exit_code();
-                let message = report.outcome.to_string();
-                if message != last_message {
-                    log::info!("{message}");
-                    last_message = message;
-                }
-                if report.outcome == Outcome::RebootIssued {
-                    // The machine is going down; wait for it without new passes.
-                    cfg.reboot_timeout
-                } else {
-                    cfg.check_interval
-                }
-            }
-            Err(e) => {
-                errors += 1;
-                last_code = e.exit_code();
-                let wait =
-                    backoff::delay(errors, cfg.backoff_min, cfg.backoff_max, backoff::jitter());
-                log::error!(
-                    "pass failed: {e}; retrying in {}",
-                    crate::report::human_duration(wait)
-                );
-                last_message.clear();
-                wait
-            }
-        };
-        match wait_for_event(&rx, wait) {
-            Some(Event::Stop(sig)) => {
-                log::info!("received signal {sig}; stopping");
-                break last_code;
-            }
-            Some(Event::Reload) => cfg = reload(cfg),
-            Some(Event::SlotReleased(_)) | None => {}
-        }
+    let mut daemon = Daemon {
+        cfg,
+        opts,
+        cluster,
+        metrics,
+        notifier,
+        heartbeat,
+        events: tx,
+        watching: false,
+        throttle: Throttle::default(),
+        errors: 0,
+        lock_attempts: 0,
     };
+    let code = daemon.main_loop(&rx);
+    log::info!(event = "stopped"; "stopping with exit code {code}");
+    if let Some(s) = server {
+        s.stop();
+    }
+    if let Some(h) = daemon.heartbeat.take() {
+        h.stop();
+    }
+    let grace = daemon
+        .cfg
+        .notify
+        .as_ref()
+        .map(|n| n.timeout)
+        .unwrap_or_default();
+    daemon.notifier.shutdown(grace);
     signals.close();
     Ok(code)
 }
 
-/// Waits up to `wait` for one event; None when the deadline passed.
-fn wait_for_event(rx: &mpsc::Receiver<Event>, wait: Duration) -> Option<Event> {
-    let deadline = Instant::now() + wait;
-    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        Ok(ev) => Some(ev),
-        Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
-    }
+struct Daemon {
+    cfg: Config,
+    opts: Options,
+    cluster: Option<Cluster>,
+    metrics: Metrics,
+    notifier: Notifier,
+    heartbeat: Option<Heartbeat>,
+    events: Sender<Event>,
+    watching: bool,
+    throttle: Throttle,
+    errors: u32,
+    lock_attempts: u32,
 }
 
-/// Re-reads the configuration; an invalid file keeps the old one running.
-fn reload(old: Config) -> Config {
-    match config::load(&old.source) {
-        Ok(new) => {
-            let ignored = old.restart_only_changes(&new);
-            if !ignored.is_empty() {
-                log::warn!(
-                    "configuration reloaded; changes to {} need a restart and are ignored until then",
-                    ignored.join(", ")
-                );
-            } else {
-                log::info!("configuration reloaded from {}", new.source.display());
-            }
-            Config {
-                node_name: old.node_name.clone(),
-                etcd: old.etcd.clone(),
-                metrics: old.metrics.clone(),
-                ..new
+/// What the wait after a pass is for.
+struct Wait {
+    how_long: Duration,
+    /// A lock release, an expired pause or cooldown may end it early.
+    wake_on_release: bool,
+    /// A reboot is under way: no new pass until it happens or times out.
+    rebooting: bool,
+}
+
+impl Daemon {
+    fn main_loop(&mut self, rx: &Receiver<Event>) -> u8 {
+        loop {
+            self.ensure_watches();
+            let (code, wait) = self.pass();
+            let deadline = Instant::now() + wait.how_long;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(Event::Stop(sig)) => {
+                        log::info!(event = "signal", signal = sig; "received signal {sig}");
+                        return code;
+                    }
+                    Ok(Event::Reload) => {
+                        self.reload();
+                        if !wait.rebooting {
+                            break;
+                        }
+                    }
+                    Ok(Event::Wake(why)) => {
+                        if wait.wake_on_release {
+                            log::debug!("woken: {why}");
+                            break;
+                        }
+                    }
+                    Ok(Event::Heartbeat { healthy, .. }) => {
+                        let result = if healthy { "healthy" } else { "unhealthy" };
+                        self.metrics.inc_health_check("heartbeat", result);
+                    }
+                    Err(RecvTimeoutError::Timeout) => break,
+                    // Cannot happen while we hold a sender; treat as a tick.
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
             }
         }
-        Err(e) => {
-            log::error!("reload rejected, keeping the running configuration: {e}");
-            old
+    }
+
+    /// One pass with its bookkeeping; returns its exit code and the wait.
+    fn pass(&mut self) -> (u8, Wait) {
+        let opts = Options {
+            lock_attempts: self.lock_attempts,
+            ..self.opts
+        };
+        let result = orchestrator::run_pass(&self.cfg, opts, self.cluster.as_ref(), &self.notifier);
+        self.metrics.set_last_pass_now();
+        match result {
+            Ok(report) => {
+                self.errors = 0;
+                self.record(&report);
+                let rebooting = report.outcome == Outcome::RebootIssued;
+                let wake_on_release = matches!(
+                    &report.outcome,
+                    Outcome::Blocked(Block::NoSlot(_) | Block::Cooldown(_) | Block::Paused(_))
+                );
+                let how_long = if rebooting {
+                    // The machine is going down; if it does not, the next
+                    // pass sees the same boot id and releases the slot.
+                    self.cfg.reboot_timeout
+                } else {
+                    self.cfg.check_interval
+                };
+                (
+                    report.outcome.exit_code(),
+                    Wait {
+                        how_long,
+                        wake_on_release,
+                        rebooting,
+                    },
+                )
+            }
+            Err(e) => {
+                self.errors += 1;
+                let delay = backoff::delay(
+                    self.errors,
+                    self.cfg.backoff_min,
+                    self.cfg.backoff_max,
+                    backoff::jitter(),
+                );
+                log::error!(
+                    event = "pass_failed", attempt = self.errors, error_kind = e.kind();
+                    "pass failed: {e}; retrying in {}",
+                    human_duration(delay)
+                );
+                self.throttle.reset();
+                self.metrics.pass_blocked(None);
+                (
+                    e.exit_code(),
+                    Wait {
+                        how_long: delay,
+                        wake_on_release: false,
+                        rebooting: false,
+                    },
+                )
+            }
+        }
+    }
+
+    /// Logs (on change), counts and notifies what a pass did.
+    fn record(&mut self, report: &PassReport) {
+        let message = report.outcome.to_string();
+        let blocked_by = match &report.outcome {
+            Outcome::Blocked(b) => Some(b.label()),
+            _ => None,
+        };
+        if let Outcome::Blocked(Block::NoSlot(_)) = report.outcome {
+            self.lock_attempts += 1;
+        } else {
+            self.lock_attempts = 0;
+        }
+        if self.throttle.should_log(&message, Instant::now()) {
+            log::info!(
+                event = "pass", outcome = report.outcome.label(), blocked_by = blocked_by.unwrap_or(""),
+                attempt = self.lock_attempts;
+                "{message}"
+            );
+        }
+        self.metrics.pass_blocked(blocked_by);
+        if let Some(r) = report.reboot_required {
+            self.metrics.set_reboot_required(r);
+        }
+        for ev in &report.events {
+            match ev {
+                PassEvent::HealthChecked { phase, healthy } => self
+                    .metrics
+                    .inc_health_check(phase, if *healthy { "healthy" } else { "unhealthy" }),
+                PassEvent::SlotAcquired(took) => self.metrics.observe_lock_acquire(*took),
+                PassEvent::RebootCompleted => self.metrics.inc_reboots(),
+                PassEvent::RebootStarted | PassEvent::RebootFailed => {}
+            }
+        }
+        self.metrics.set_lock_held(report.holding_slot);
+        self.notifier.note_blocked(blocked_by, Instant::now());
+        if let Some(h) = &self.heartbeat {
+            h.update(Control::RebootRequired(report.reboot_required));
+        }
+    }
+
+    /// Starts the watches that wake a waiting node (cluster mode), once.
+    fn ensure_watches(&mut self) {
+        let Some(c) = &self.cluster else { return };
+        if self.watching {
+            return;
+        }
+        let prefixes = [c.lock.prefix(), c.key("pause"), c.key("cooldown")];
+        for prefix in prefixes {
+            let tx = self.events.clone();
+            let started = c.client.watch_prefix(&prefix, 0, move |ev| {
+                let wake = match ev {
+                    WatchEvent::Delete { key, .. } => Some(format!("{key} went away")),
+                    WatchEvent::Compacted { .. } | WatchEvent::Reconnected => {
+                        Some("the watch was re-established".to_string())
+                    }
+                    WatchEvent::Put(_) | WatchEvent::Error(_) => None,
+                };
+                match wake {
+                    Some(why) => tx.send(Event::Wake(why)).is_ok(),
+                    None => true,
+                }
+            });
+            if let Err(e) = started {
+                log::warn!(
+                    "cannot watch {prefix} (waiting nodes fall back to check_interval_sec): {e}"
+                );
+                return;
+            }
+        }
+        self.watching = true;
+    }
+
+    /// SIGHUP: re-reads the configuration; an invalid file keeps the old one.
+    fn reload(&mut self) {
+        match config::load(&self.cfg.source) {
+            Ok(new) => {
+                let ignored = self.cfg.restart_only_changes(&new);
+                if ignored.is_empty() {
+                    log::info!(event = "reload"; "configuration reloaded from {}", new.source.display());
+                } else {
+                    log::warn!(
+                        event = "reload";
+                        "configuration reloaded; changes to {} need a restart and are ignored until then",
+                        ignored.join(", ")
+                    );
+                }
+                let new = Config {
+                    node_name: self.cfg.node_name.clone(),
+                    etcd: self.cfg.etcd.clone(),
+                    metrics: self.cfg.metrics.clone(),
+                    ..new
+                };
+                if let Some(h) = &self.heartbeat {
+                    h.update(Control::Config(Box::new(new.clone())));
+                }
+                self.notifier = Notifier::new(new.notify.as_ref(), &new.node_name);
+                self.cfg = new;
+                self.throttle.reset();
+            }
+            Err(e) => {
+                log::error!(event = "reload_rejected"; "reload rejected, keeping the running configuration: {e}");
+            }
         }
     }
 }

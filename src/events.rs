@@ -1,6 +1,6 @@
-//! The main loop's one channel: signals (through signal-hook) and, in
-//! cluster mode, lock releases from the watch and heartbeat results all
-//! arrive as [`Event`]s on a `std::sync::mpsc` channel.
+//! The main loop's one channel: signals (through signal-hook), wake-ups
+//! from the etcd watch and heartbeat results all arrive as [`Event`]s on a
+//! `std::sync::mpsc` channel.
 
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
@@ -17,8 +17,16 @@ pub enum Event {
     Stop(i32),
     /// SIGHUP: re-read the configuration.
     Reload,
-    /// A lock slot was released (cluster mode).
-    SlotReleased(String),
+    /// A lock slot, the pause or the cooldown went away (cluster mode):
+    /// a waiting node should try again now.
+    Wake(String),
+    /// The heartbeat ran the health script.
+    Heartbeat {
+        /// Its verdict.
+        healthy: bool,
+        /// Whether the record reached etcd.
+        published: bool,
+    },
 }
 
 /// The signal thread; [`SignalThread::close`] stops and joins it.
@@ -28,7 +36,9 @@ pub struct SignalThread {
 }
 
 impl SignalThread {
-    /// Starts forwarding SIGTERM, SIGINT and SIGHUP into `tx`.
+    /// Starts forwarding SIGTERM, SIGINT and SIGHUP into `tx`. A stop
+    /// signal also cancels running health scripts, detectors and hooks
+    /// (never the reboot command) so the pass ends and releases its slot.
     pub fn start(tx: Sender<Event>) -> Result<SignalThread> {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
             .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
@@ -40,6 +50,7 @@ impl SignalThread {
                     let ev = if sig == SIGHUP {
                         Event::Reload
                     } else {
+                        crate::process::cancel_all();
                         Event::Stop(sig)
                     };
                     if tx.send(ev).is_err() {

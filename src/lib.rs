@@ -14,6 +14,7 @@ pub mod error;
 pub mod etcd;
 pub mod events;
 pub mod health;
+pub mod heartbeat;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

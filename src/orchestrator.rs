@@ -23,6 +23,7 @@ use crate::detector::{self, DetectorReport, Need};
 use crate::error::{Error, Result};
 use crate::health::{self, HealthReport, Phase};
 use crate::lock::{Acquire, Keepalive, Slot, SlotPhase, SlotValue};
+use crate::notify::Notifier;
 use crate::outcome::{Block, Outcome};
 use crate::reboot::{self, Vars};
 use crate::report::human_duration;
@@ -40,6 +41,8 @@ pub struct Options {
     pub skip_health: bool,
     /// `status --skip-lock`: do not contact etcd.
     pub skip_lock: bool,
+    /// Consecutive passes that found no free slot (`RC_LOCK_ATTEMPTS`).
+    pub lock_attempts: u32,
 }
 
 /// The state of one step of the pass, for humans and JSON.
@@ -106,6 +109,8 @@ pub struct PassReport {
     pub reboot_required: Option<bool>,
     /// The lock slots as last seen (cluster mode).
     pub holders: Vec<Slot>,
+    /// Whether this node holds a slot after the pass (phase rebooting).
+    pub holding_slot: bool,
     /// What happened.
     pub outcome: Outcome,
     /// Events for notifications and metrics.
@@ -117,6 +122,7 @@ struct Pass<'a> {
     opts: Options,
     boot_id: String,
     cluster: Option<&'a Cluster>,
+    notifier: &'a Notifier,
     steps: Vec<Step>,
     detectors: Vec<DetectorReport>,
     reboot_required: Option<bool>,
@@ -125,6 +131,8 @@ struct Pass<'a> {
     events: Vec<PassEvent>,
     /// The slot this pass holds in phase checking, with its lease.
     held: Option<Held>,
+    /// Whether this node holds a slot in phase rebooting.
+    holding: bool,
 }
 
 struct Held {
@@ -134,10 +142,16 @@ struct Held {
 }
 
 /// Runs one pass and reports what happened. `cluster` is the etcd
-/// connection in cluster mode (None in local mode or with `--skip-lock`).
-/// Errors are runtime failures (exit 1); no error path runs the reboot
-/// command, and a slot held in phase checking is released on every path.
-pub fn run_pass(cfg: &Config, opts: Options, cluster: Option<&Cluster>) -> Result<PassReport> {
+/// connection in cluster mode (None in local mode or with `--skip-lock`);
+/// `notifier` gets the reboot events. Errors are runtime failures (exit 1);
+/// no error path runs the reboot command, and a slot held in phase checking
+/// is released on every path.
+pub fn run_pass(
+    cfg: &Config,
+    opts: Options,
+    cluster: Option<&Cluster>,
+    notifier: &Notifier,
+) -> Result<PassReport> {
     let boot_id = state::read_boot_id(&cfg.boot_id_file)?;
     let mut pass = Pass {
         cfg,
@@ -147,6 +161,7 @@ pub fn run_pass(cfg: &Config, opts: Options, cluster: Option<&Cluster>) -> Resul
         },
         boot_id,
         cluster,
+        notifier,
         steps: Vec::new(),
         detectors: Vec::new(),
         reboot_required: None,
@@ -154,6 +169,7 @@ pub fn run_pass(cfg: &Config, opts: Options, cluster: Option<&Cluster>) -> Resul
         blocked: None,
         events: Vec::new(),
         held: None,
+        holding: false,
     };
     let result = pass.run();
     // The one place a slot held while checking is given back.
@@ -167,6 +183,7 @@ pub fn run_pass(cfg: &Config, opts: Options, cluster: Option<&Cluster>) -> Resul
         detectors: pass.detectors,
         reboot_required: pass.reboot_required,
         holders: pass.holders,
+        holding_slot: pass.holding,
         outcome,
         events: pass.events,
     })
@@ -232,7 +249,7 @@ impl Pass<'_> {
             },
             dry_run: self.opts.dry_run,
             lock_held: self.held.is_some(),
-            lock_attempts: 0,
+            lock_attempts: self.opts.lock_attempts,
             skip_health: self.opts.skip_health,
             skip_lock: self.opts.skip_lock,
         }
@@ -383,6 +400,7 @@ impl Pass<'_> {
             );
             return Ok(false);
         }
+        self.holding = slot.is_some();
         let report = self.run_health(Phase::PostReboot)?;
         if !report.healthy {
             return Ok(self.block("post-reboot", Block::PostRebootHealth(report.reason)));
@@ -413,6 +431,7 @@ impl Pass<'_> {
         if let Some(c) = self.cluster {
             if let Some(s) = &slot {
                 c.lock.release(s)?;
+                self.holding = false;
             }
             c.start_cooldown(self.cfg.min_reboot_interval)?;
             if let Err(e) = c.record_history("reboot_completed", &self.boot_id) {
@@ -426,8 +445,12 @@ impl Pass<'_> {
             },
         )?;
         state::clear_record(&self.cfg.state_dir)?;
-        log::info!("reboot completed: back since the reboot issued at {went_down_at} and healthy");
+        log::info!(event = "reboot_completed"; "reboot completed: back since the reboot issued at {went_down_at} and healthy");
         self.events.push(PassEvent::RebootCompleted);
+        self.notifier.send(
+            "reboot_completed",
+            &format!("{} is back from its reboot and healthy", self.cfg.node_name),
+        );
         self.step(
             "post-reboot",
             StepState::Ok,
@@ -726,8 +749,13 @@ impl Pass<'_> {
         };
         match acquired {
             Acquire::Held(slot) => {
-                self.events.push(PassEvent::SlotAcquired(started.elapsed()));
-                log::info!("took lock slot {} (lease {lease:x})", slot.key);
+                let took = started.elapsed();
+                self.events.push(PassEvent::SlotAcquired(took));
+                log::info!(
+                    event = "slot_acquired", lock_wait_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                    attempt = self.opts.lock_attempts;
+                    "took lock slot {} (lease {lease:x})", slot.key
+                );
                 self.step("lock", StepState::Ok, format!("took {}", slot.key));
                 self.held = Some(Held {
                     keepalive: Keepalive::start(c.client.clone(), lease, etcd.lock_ttl),
@@ -792,7 +820,7 @@ impl Pass<'_> {
         let Some(c) = self.cluster else { return };
         drop(held.keepalive);
         match c.lock.release(&held.slot) {
-            Ok(true) => log::info!("released lock slot {}", held.slot.key),
+            Ok(true) => log::info!(event = "slot_released"; "released lock slot {}", held.slot.key),
             Ok(false) => log::warn!("lock slot {} was no longer ours", held.slot.key),
             Err(e) => log::warn!(
                 "cannot release lock slot {} (its lease will expire): {e}",
@@ -895,7 +923,8 @@ impl Pass<'_> {
                         log::warn!("cannot revoke lease {:x}: {e}", held.lease);
                     }
                 }
-                log::info!("lock slot {} is now in phase rebooting", slot.key);
+                log::info!(event = "slot_rebooting"; "lock slot {} is now in phase rebooting", slot.key);
+                self.holding = true;
                 if let Err(e) = c.record_history("reboot_started", &self.boot_id) {
                     log::warn!("cannot record the history entry: {e}");
                 }

@@ -1,0 +1,102 @@
+//! The health heartbeat (SPEC §6, §8): a thread that runs the health script
+//! with `RC_PHASE=heartbeat` every `health_publish_interval_sec` and
+//! publishes this node's health record into etcd, also while the kill
+//! switch is set (it blocks reboots, not reporting). Results go to the main
+//! loop as [`Event::Heartbeat`].
+
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+
+use jiff::Timestamp;
+
+use crate::cluster::HealthRecord;
+use crate::config::Config;
+use crate::coordinator::Cluster;
+use crate::events::Event;
+use crate::health::{self, Phase};
+
+/// What the main loop tells the heartbeat.
+#[derive(Debug)]
+pub enum Control {
+    /// A reloaded configuration.
+    Config(Box<Config>),
+    /// Whether the last pass found a reboot required.
+    RebootRequired(Option<bool>),
+}
+
+/// The heartbeat thread; [`Heartbeat::stop`] ends and joins it.
+pub struct Heartbeat {
+    tx: Sender<Control>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    /// Starts the heartbeat for `cluster`, reporting to `events`.
+    pub fn start(cluster: Cluster, cfg: Config, events: Sender<Event>) -> Heartbeat {
+        let (tx, rx) = mpsc::channel::<Control>();
+        let thread = std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || run(cluster, cfg, &rx, &events))
+            .map_err(|e| log::error!("cannot start the heartbeat thread: {e}"))
+            .ok();
+        Heartbeat { tx, thread }
+    }
+
+    /// Sends the heartbeat news from the main loop.
+    pub fn update(&self, control: Control) {
+        let _ = self.tx.send(control);
+    }
+
+    /// Stops the thread (after its current check) and waits for it.
+    pub fn stop(self) {
+        drop(self.tx);
+        if let Some(t) = self.thread {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(cluster: Cluster, mut cfg: Config, rx: &mpsc::Receiver<Control>, events: &Sender<Event>) {
+    let mut reboot_required = None;
+    loop {
+        match rx.recv_timeout(cfg.health_publish_interval) {
+            Ok(Control::Config(new)) => {
+                cfg = *new;
+                continue;
+            }
+            Ok(Control::RebootRequired(r)) => {
+                reboot_required = r;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let boot_id = crate::state::read_boot_id(&cfg.boot_id_file).unwrap_or_default();
+        let (healthy, reason) = match health::check(&cfg, &health::Context::new(Phase::Heartbeat)) {
+            Ok(r) => (r.healthy, r.reason),
+            Err(e) => (false, e.to_string()),
+        };
+        let record = HealthRecord {
+            node: cfg.node_name.clone(),
+            healthy,
+            phase: Phase::Heartbeat.as_str().to_string(),
+            reason,
+            checked_at: Timestamp::now().to_string(),
+            boot_id,
+            reboot_required,
+        };
+        let published = cluster.publish_health(&record, cfg.health_publish_interval * 3);
+        if let Err(e) = &published {
+            log::warn!(event = "heartbeat_failed"; "cannot publish the health record: {e}");
+        }
+        if events
+            .send(Event::Heartbeat {
+                healthy,
+                published: published.is_ok(),
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}

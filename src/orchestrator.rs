@@ -783,6 +783,7 @@ impl Pass<'_> {
             Need::Required { .. } => {}
             Need::NotRequired => {
                 log::info!(
+                    event = "need_vanished";
                     "the reboot is no longer required (re-checked under the lock); releasing the slot"
                 );
                 self.reboot_required = Some(false);
@@ -856,6 +857,11 @@ impl Pass<'_> {
             }
             return Ok(Outcome::WouldReboot);
         }
+        if crate::process::cancelled() {
+            return Err(Error::Runtime(
+                "the agent is stopping; not rebooting".into(),
+            ));
+        }
         if let Some(hook) = &self.cfg.hooks.pre_reboot {
             if let Err(e) = reboot::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout)
             {
@@ -875,18 +881,42 @@ impl Pass<'_> {
                 reason: reason.to_vec(),
             },
         )?;
-        if let Err(e) = self.switch_to_rebooting() {
+        let switched = if crate::process::cancelled() {
+            Err(Error::Runtime(
+                "the agent is stopping; not rebooting".into(),
+            ))
+        } else {
+            self.switch_to_rebooting()
+        };
+        if let Err(e) = switched {
             // Not rebooting: the record must not make the next boot think we did.
             state::clear_record(&self.cfg.state_dir)?;
             return Err(e);
         }
         self.events.push(PassEvent::RebootStarted);
         log::info!(
+            event = "reboot_started";
             "rebooting (required by {}): running {argv:?}",
             reason.join(", ")
         );
+        self.notifier.send(
+            "reboot_started",
+            &format!(
+                "{} is rebooting (required by {})",
+                self.cfg.node_name,
+                reason.join(", ")
+            ),
+        );
+        // Give the notification its chance before the host goes down.
+        if let Some(n) = &self.cfg.notify {
+            self.notifier.flush(n.timeout);
+        }
         if let Err(e) = reboot::run_reboot_command(&self.cfg.reboot_command, &vars) {
             self.events.push(PassEvent::RebootFailed);
+            self.notifier.send(
+                "reboot_failed",
+                &format!("{}: the reboot command failed: {e}", self.cfg.node_name),
+            );
             return Err(e);
         }
         self.step("reboot", StepState::Ok, format!("ran {argv:?}"));

@@ -21,7 +21,7 @@ struct Agent {
 impl Agent {
     fn start(fx: &Fixture) -> Agent {
         Agent {
-            child: Some(fx.spawn(&["run"])),
+            child: Some(fx.spawn_logged(&["run"])),
         }
     }
 
@@ -41,26 +41,24 @@ impl Agent {
         self.child.as_mut().unwrap().try_wait().unwrap().is_none()
     }
 
-    /// Waits (bounded) for the exit; returns (code, stderr).
-    fn wait(mut self, within: Duration) -> (i32, String) {
+    /// Waits (bounded) for the exit; returns (code, what it logged).
+    fn wait(mut self, fx: &Fixture, within: Duration) -> (i32, String) {
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + within;
-        while child.try_wait().unwrap().is_none() {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status.code().unwrap_or(-1), fx.agent_log());
+            }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
+                let _ = child.wait();
                 panic!(
-                    "the daemon did not exit within {within:?}; stderr:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
+                    "the daemon did not exit within {within:?}; log:\n{}",
+                    fx.agent_log()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
     }
 }
 
@@ -124,10 +122,17 @@ fn a_waiting_daemon_takes_the_released_slot_within_two_seconds() {
     assert!(wait_until(Duration::from_secs(15), || a.reboots().len() == 1));
     let agent_b = Agent::start(&b);
     // b is blocked on the lock and then waits for an hour, unless woken.
-    assert!(wait_until(Duration::from_secs(10), || {
-        holders(&b) == [("first".to_string(), "rebooting".to_string())]
-    }));
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_until(Duration::from_secs(10), || b
+            .agent_log()
+            .contains("no free lock slot")),
+        "{}",
+        b.agent_log()
+    );
+    assert_eq!(
+        holders(&b),
+        [("first".to_string(), "rebooting".to_string())]
+    );
     assert!(b.reboots().is_empty());
     // a's "power cycle": the agent dies, the host comes back with a new boot
     // id and no need, the agent starts again and completes the reboot.
@@ -154,26 +159,35 @@ fn sighup_applies_a_valid_file_and_rejects_a_broken_one() {
     let mut fx = Fixture::new("reload");
     fx.set("check_interval_sec", "3600");
     fx.set("log_format", "json");
-    let agent = Agent::start(&fx);
-    // Let the first pass (nothing to do) happen, then need a reboot and deny now.
-    std::thread::sleep(Duration::from_millis(500));
+    let mut agent = Agent::start(&fx);
+    // The first pass has nothing to do; then need a reboot and deny now.
+    assert!(wait_until(Duration::from_secs(10), || fx
+        .agent_log()
+        .contains("nothing_to_do")));
     fx.need_reboot();
     fx.set("windows", "{timezone: UTC, deny: [\"* 00:00-24:00\"]}");
     fx.write_config();
     agent.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || fx
+            .agent_log()
+            .contains("inside deny window")),
+        "{}",
+        fx.agent_log()
+    );
     // A broken file is rejected with its problems; the daemon keeps running.
-    std::thread::sleep(Duration::from_millis(800));
     std::fs::write(
         fx.path("config.yaml"),
         "check_interval_sec: often\nnod_name: x\n",
     )
     .unwrap();
     agent.signal("HUP");
-    std::thread::sleep(Duration::from_millis(500));
-    let mut agent = agent;
+    assert!(wait_until(Duration::from_secs(10), || fx
+        .agent_log()
+        .contains("reload rejected")));
     assert!(agent.alive());
     agent.signal("TERM");
-    let (code, stderr) = agent.wait(Duration::from_secs(10));
+    let (code, stderr) = agent.wait(&fx, Duration::from_secs(10));
     assert_eq!(code, 7, "the last pass was blocked by the window: {stderr}");
     assert!(fx.reboots().is_empty());
     assert!(stderr.contains("reload rejected"), "{stderr}");
@@ -213,7 +227,7 @@ fn sigterm_while_checking_frees_the_slot_at_once() {
     );
     agent.signal("TERM");
     let t = Instant::now();
-    let (code, stderr) = agent.wait(Duration::from_secs(10));
+    let (code, stderr) = agent.wait(&fx, Duration::from_secs(10));
     assert!(t.elapsed() < Duration::from_secs(5), "{stderr}");
     assert_eq!(code, 3, "{stderr}");
     assert!(holders(&fx).is_empty(), "{stderr}");
@@ -229,7 +243,7 @@ fn sigterm_while_rebooting_keeps_the_slot() {
     let agent = Agent::start(&fx);
     assert!(wait_until(Duration::from_secs(15), || fx.reboots().len() == 1));
     agent.signal("TERM");
-    let (code, stderr) = agent.wait(Duration::from_secs(10));
+    let (code, stderr) = agent.wait(&fx, Duration::from_secs(10));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         holders(&fx),
@@ -324,7 +338,7 @@ fn metrics_address_in_use_is_a_clear_startup_error() {
         &format!("{{enabled: true, listen: \"127.0.0.1:{port}\"}}"),
     );
     let agent = Agent::start(&fx);
-    let (code, stderr) = agent.wait(Duration::from_secs(10));
+    let (code, stderr) = agent.wait(&fx, Duration::from_secs(10));
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
 }

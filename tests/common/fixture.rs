@@ -135,6 +135,33 @@ impl Fixture {
             .expect("spawn rebootctl")
     }
 
+    /// Starts `rebootctl <args> --config <this config>` in the background
+    /// with stdout and stderr appended to `agent.log` in the fixture.
+    pub fn spawn_logged(&self, args: &[&str]) -> std::process::Child {
+        let cfg = self.write_config();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("agent.log"))
+            .unwrap();
+        Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(cfg)
+            .env_remove("REBOOTCTL_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn rebootctl")
+    }
+
+    /// What agents started with [`Fixture::spawn_logged`] wrote so far.
+    pub fn agent_log(&self) -> String {
+        fs::read_to_string(self.path("agent.log")).unwrap_or_default()
+    }
+
     /// Makes this host a cluster member of the etcd at `endpoint`, with
     /// short timers for tests.
     pub fn join(&mut self, endpoint: &str) -> &mut Fixture {

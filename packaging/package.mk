@@ -12,6 +12,10 @@
 #   install        binary, man pages, completion, contrib, unit, tmpfiles and
 #                  (only if absent) the config; honours PREFIX, DESTDIR, CARGO
 #   man-lint       mandoc -T lint -W warning on both pages
+#   docs-check     man-lint, then tests/docs.rs alone (the man pages against
+#                  the binary's commands, options, exit codes, config keys,
+#                  health variables, placeholders and --json fields); the
+#                  same test also runs in `make test`
 #   contrib-lint   shellcheck on contrib and the maintainer scripts
 #   contrib-test   packaging/test-contrib.sh (fakes on 127.0.0.1 only)
 #
@@ -74,7 +78,7 @@ PKG_EXPECTED_FILES := \
 # A maintainer script must never do any of these to the service.
 PKG_FORBIDDEN_SYSTEMCTL := systemctl( --[a-z-]+)* (enable|start|restart|try-restart|reload-or-restart|preset)
 
-.PHONY: package package-check install man-lint contrib-lint contrib-test package-clean
+.PHONY: package package-check install man-lint docs-check contrib-lint contrib-test package-clean
 
 package: $(addprefix package-,$(PKG_ARCHES))
 	$(if $(filter arm64,$(PKG_ARCHES)),,@echo "package: arm64 skipped (needs rustup target $(PKG_TRIPLE_arm64) and $(PKG_CC_arm64))")
@@ -178,6 +182,9 @@ install:
 
 man-lint:
 	$(MANDOC) -T lint -W warning $(MAN_PAGES)
+
+docs-check: man-lint
+	$(CARGO) test --locked --test docs
 
 contrib-lint:
 	$(SHELLCHECK) -s sh $(CONTRIB_SH) $(MAINT_SCRIPTS) packaging/test-contrib.sh

@@ -127,14 +127,20 @@ STUB
 chmod 0755 "$tmp/bin/rebootctl"
 PATH="$tmp/bin:$PATH"
 
-node() { # node NAME HEALTHY HOLDING AGE
-    printf '{"node":"%s","healthy":%s,"reboot_required":false,"holding_slot":%s,"health_age_sec":%s,"last_reboot":null}' "$1" "$2" "$3" "$4"
+node() { # node NAME HEALTHY HOLDING AGE: every field of `rebootctl nodes --json` (NodeSummary)
+    phase=null
+    [ "$3" = true ] && phase='"checking"'
+    printf '{"node":"%s","registered_at":"2026-01-01T00:00:00Z","version":"0.1.0","healthy":%s,"health_reason":"exited 0","health_age_sec":%s,"reboot_required":false,"holding_slot":%s,"slot_phase":%s,"last_reboot":null}' \
+        "$1" "$2" "$4" "$3" "$phase"
 }
 printf '{"nodes":[%s,%s,%s]}' "$(node lb-1 true false 3)" "$(node lb-2 true false 5)" "$(node web-1 true false 1)" > "$tmp/peer-ok.json"
 printf '{"nodes":[%s,%s,%s]}' "$(node lb-1 true false 3)" "$(node lb-2 false false 5)" "$(node web-1 true false 1)" > "$tmp/peer-down.json"
 printf '{"nodes":[%s,%s]}' "$(node lb-1 true false 3)" "$(node lb-2 true true 5)" > "$tmp/peer-holding.json"
 printf '{"nodes":[%s,%s]}' "$(node lb-1 true false 3)" "$(node lb-2 true false 500)" > "$tmp/peer-stale.json"
-printf '{"nodes":[%s,{"node":"lb-2","healthy":true,"holding_slot":false,"health_age_sec":null}]}' "$(node lb-1 true false 3)" > "$tmp/peer-noage.json"
+# No unexpired health record: healthy and health_age_sec are null.
+printf '{"nodes":[%s,%s]}' "$(node lb-1 true false 3)" "$(node lb-2 null false null)" > "$tmp/peer-noage.json"
+# The peer's clock is ahead of ours: a negative age is fresh.
+printf '{"nodes":[%s,%s]}' "$(node lb-1 true false 3)" "$(node lb-2 true false -2)" > "$tmp/peer-skew.json"
 printf '{"nodes":[%s,%s,%s]}' "$(node lb-1 true false 3)" "$(node lb-2 false false 5)" "$(node lb-3 true false 2)" > "$tmp/peer-three.json"
 printf 'this is not json' > "$tmp/garbage.json"
 
@@ -154,7 +160,8 @@ for parser in python3 jq; do
     expect 1 "peer/$parser: peer holding a slot does not count" $E "$P" STUB_JSON_FILE="$tmp/peer-holding.json" "$f"
     expect 1 "peer/$parser: stale peer record does not count" $E "$P" STUB_JSON_FILE="$tmp/peer-stale.json" "$f"
     expect 0 "peer/$parser: MAX_AGE raised" $E "$P" FALLBACK_PEER_MAX_AGE_SEC=600 STUB_JSON_FILE="$tmp/peer-stale.json" "$f"
-    expect 1 "peer/$parser: unknown age does not count" $E "$P" STUB_JSON_FILE="$tmp/peer-noage.json" "$f"
+    expect 1 "peer/$parser: no health record does not count" $E "$P" STUB_JSON_FILE="$tmp/peer-noage.json" "$f"
+    expect 0 "peer/$parser: negative age (clock skew) counts as fresh" $E "$P" STUB_JSON_FILE="$tmp/peer-skew.json" "$f"
     expect 0 "peer/$parser: one of two others is enough" RC_NODE_NAME=lb-1 RC_PHASE=post-lock RC_CLUSTER_FALLBACK_NODES=lb-1,lb-2,lb-3 "$P" STUB_JSON_FILE="$tmp/peer-three.json" "$f"
     expect 0 "peer/$parser: non-fallback node is not gated" RC_NODE_NAME=web-1 RC_PHASE=pre-lock RC_CLUSTER_FALLBACK_NODES=lb-1,lb-2 "$P" STUB_JSON_FILE="$tmp/peer-down.json" "$f"
     expect 0 "peer/$parser: heartbeat is not gated" RC_NODE_NAME=lb-1 RC_PHASE=heartbeat RC_CLUSTER_FALLBACK_NODES=lb-1,lb-2 "$P" STUB_JSON_FILE="$tmp/peer-down.json" "$f"

@@ -214,7 +214,8 @@ pub fn main(args: Vec<String>) -> u8 {
                 EXIT_OK
             } else {
                 eprintln!("{}", early.output.trim_end());
-                eprintln!("Run '{name} help' or '{name} <command> --help' for usage.");
+                eprintln!("{}", usage_line(&name, rest.first().copied()));
+                eprintln!("Run '{name} help' or '{name} <command> --help' for more.");
                 EXIT_USAGE
             };
         }
@@ -231,6 +232,20 @@ pub fn main(args: Vec<String>) -> u8 {
             e.exit_code()
         }
     }
+}
+
+/// The `Usage:` line of `command` (or of the whole tool when `command` is
+/// not one), from argh's own help text.
+fn usage_line(name: &str, command: Option<&str>) -> String {
+    let help = |args: &[&str]| match Cli::from_args(&[name], args) {
+        Err(early) if early.status.is_ok() => Some(early.output),
+        _ => None,
+    };
+    command
+        .and_then(|c| help(&[c, "--help"]))
+        .or_else(|| help(&["--help"]))
+        .and_then(|h| h.lines().next().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn dispatch(command: Command) -> Result<u8> {

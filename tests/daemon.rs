@@ -263,7 +263,7 @@ fn metrics_pass_promtool_and_move_with_passes() {
     fx.need_reboot();
     std::fs::write(fx.path("disable"), "").unwrap();
     let env_out = fx.path("env.txt");
-    let h = fx.script("health", &format!("env > {}\n", env_out.display()));
+    let h = fx.script("health", &format!("env > {}\nexit 1\n", env_out.display()));
     fx.set("health_script", &h.display().to_string());
     let agent = Agent::start(&fx);
     let mut text = String::new();
@@ -289,15 +289,25 @@ fn metrics_pass_promtool_and_move_with_passes() {
             "rebootctl_blocked_total{reason=\"kill_switch\"}",
         ) == Some(2.0)
     }));
-    // Kill switch gone: the health gate runs and is counted; reboot required is known.
+    // Kill switch gone: the (failing) health gate runs and is counted.
     std::fs::remove_file(fx.path("disable")).unwrap();
-    fx.set("windows", "{timezone: UTC, deny: [\"* 00:00-24:00\"]}");
-    fx.write_config();
     agent.signal("HUP");
     assert!(wait_until(Duration::from_secs(10), || {
-        sample(&scrape(port), "rebootctl_blocked{reason=\"window\"}") == Some(1.0)
+        sample(&scrape(port), "rebootctl_blocked{reason=\"health\"}") == Some(1.0)
     }));
     let text = scrape(port);
+    assert_eq!(
+        sample(&text, "rebootctl_blocked{reason=\"kill_switch\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "rebootctl_health_checks_total{phase=\"pre-lock\",result=\"unhealthy\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(
         sample(&text, "rebootctl_reboot_required"),
         Some(1.0),
@@ -324,8 +334,45 @@ fn metrics_pass_promtool_and_move_with_passes() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let env = std::fs::read_to_string(&env_out).unwrap();
+    assert!(
+        env.contains(&format!(
+            "RC_METRICS_ENDPOINT=http://127.0.0.1:{port}/metrics"
+        )),
+        "{env}"
+    );
     drop(agent);
-    let _ = env_out;
+}
+
+#[test]
+fn the_heartbeat_publishes_health_while_the_kill_switch_is_set() {
+    let etcd = EtcdServer::start();
+    let mut fx = Fixture::new("beat");
+    fx.join(&etcd.endpoint);
+    fx.set("check_interval_sec", "3600");
+    fx.need_reboot();
+    std::fs::write(fx.path("disable"), "").unwrap();
+    let phases = fx.path("phases");
+    let h = fx.script(
+        "health",
+        &format!("echo $RC_PHASE >> {}\n", phases.display()),
+    );
+    fx.set("health_script", &h.display().to_string());
+    let _agent = Agent::start(&fx);
+    let mut row = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let r = fx.rebootctl(&["nodes", "--json"]);
+            let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+            row = v["nodes"][0].clone();
+            row["healthy"] == true
+        }),
+        "no health record: {row}"
+    );
+    assert_eq!(row["node"], "beat");
+    let ran = std::fs::read_to_string(&phases).unwrap();
+    assert!(ran.lines().all(|l| l == "heartbeat"), "{ran}");
+    assert!(fx.reboots().is_empty());
 }
 
 #[test]

@@ -316,10 +316,13 @@ impl Pass<'_> {
         }
         // 3. Detectors.
         let Some(reason) = self.detect() else {
-            // Nothing to do or a detector failed; status still shows the gates.
+            // Nothing to do or a detector failed; status still shows the
+            // gates, but they do not change the outcome.
             if self.opts.status {
+                let before = self.blocked.take();
                 self.gates()?;
                 self.show_lock()?;
+                self.blocked = before;
             }
             return Ok(self.stop());
         };

@@ -357,6 +357,16 @@ fn status_explains_in_one_line_and_fits_80_columns() {
 }
 
 #[test]
+fn status_with_nothing_to_do_says_so_even_outside_the_window() {
+    let mut fx = Fixture::new("status-idle");
+    fx.set("windows", "{timezone: UTC, deny: [\"* 00:00-24:00\"]}");
+    let r = fx.rebootctl(&["status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("inside deny window"), "{}", r.stdout);
+    assert!(r.stdout.contains("=> nothing to do"), "{}", r.stdout);
+}
+
+#[test]
 fn status_never_acts() {
     let fx = Fixture::new("status-ok");
     fx.need_reboot();

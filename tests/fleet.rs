@@ -583,3 +583,186 @@ fn checker_sorts_by_time_and_skips_torn_lines() {
     assert!(ev.windows(2).all(|w| w[0].t_us <= w[1].t_us));
     assert!(check(&ev, 1).done());
 }
+
+// ---------------------------------------------------------------------------
+// A node cut off from etcd through a network namespace
+
+/// A network namespace joined to the host by a veth pair
+/// (`10.213.<n>.1` on the host, `.2` inside), with a TCP forwarder from
+/// the host end to etcd on loopback; [`NetNs::cut`] takes the link down.
+/// Needs root (`ip netns add`); everything is deleted on drop.
+struct NetNs {
+    name: String,
+    host_if: String,
+    /// `http://10.213.<n>.1:<port>`: etcd as seen from inside.
+    endpoint: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl NetNs {
+    fn create(etcd_port: u16) -> Result<NetNs, String> {
+        let n = std::process::id() % 250 + 1;
+        let name = format!("rcfleet-{}", std::process::id());
+        let host_if = format!("rcfh{n}");
+        let ns_if = format!("rcfn{n}");
+        let (host_ip, ns_ip) = (format!("10.213.{n}.1"), format!("10.213.{n}.2"));
+        ip(&["netns", "add", &name])?;
+        let mut ns = NetNs {
+            name: name.clone(),
+            host_if: host_if.clone(),
+            endpoint: String::new(),
+            stop: Default::default(),
+        };
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ])?;
+        ip(&["link", "set", &ns_if, "netns", &name])?;
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])?;
+        ip(&["link", "set", &host_if, "up"])?;
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &name, "ip"];
+            all.extend_from_slice(args);
+            ip(&all)
+        };
+        inside(&["addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if])?;
+        inside(&["link", "set", &ns_if, "up"])?;
+        inside(&["link", "set", "lo", "up"])?;
+        let listener = std::net::TcpListener::bind((host_ip.as_str(), 0))
+            .map_err(|e| format!("bind {host_ip}: {e}"))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let stop = ns.stop.clone();
+        std::thread::spawn(move || forward(listener, etcd_port, stop));
+        ns.endpoint = format!("http://{host_ip}:{port}");
+        Ok(ns)
+    }
+
+    /// Takes the host end of the link down (or up again).
+    fn cut(&self, down: bool) {
+        ip(&[
+            "link",
+            "set",
+            &self.host_if,
+            if down { "down" } else { "up" },
+        ])
+        .expect("toggle the veth link");
+    }
+}
+
+/// Forwards every connection accepted on `listener` to 127.0.0.1:`port`.
+fn forward(
+    listener: std::net::TcpListener,
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok((client, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let _ = client.set_nonblocking(false);
+        let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            continue;
+        };
+        for (mut from, mut to) in [
+            (client.try_clone(), server.try_clone()),
+            (server.try_clone(), client.try_clone()),
+        ]
+        .into_iter()
+        .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+        {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from, &mut to);
+                let _ = to.shutdown(std::net::Shutdown::Both);
+                let _ = from.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+#[test]
+fn a_node_cut_off_from_etcd_while_holding_the_slot() {
+    let mut f = fleet(FleetSpec {
+        nodes: 3,
+        ..FleetSpec::default()
+    });
+    let ns = NetNs::create(f.etcd.client_port()).unwrap_or_else(|e| {
+        panic!(
+            "this test needs root to create a network namespace (ip netns add, veth): {e}; \
+             skip it with `cargo test --test fleet -- --skip cut_off`"
+        )
+    });
+    f.nodes[0].wrapper = vec!["ip".into(), "netns".into(), "exec".into(), ns.name.clone()];
+    f.nodes[0].set("etcd_endpoints", &format!("[\"{}\"]", ns.endpoint));
+    f.post_lock_sleep(0, 2.5);
+    f.need_all();
+    f.start(0);
+    assert!(
+        f.wait_for(Duration::from_secs(30), |ev| has(
+            ev,
+            "node-0",
+            Kind::SlotTaken
+        )),
+        "node-0 (in {}) never took the slot through {}\n{}",
+        ns.name,
+        ns.endpoint,
+        f.diagnostics()
+    );
+    ns.cut(true);
+    f.note("node-0 cut off");
+    let cut = common::fleet::now_us();
+    f.start(1);
+    f.start(2);
+    assert!(
+        f.wait_for(DONE, |ev| has(ev, "node-1", Kind::Healthy)
+            && has(ev, "node-2", Kind::Healthy)),
+        "the connected nodes did not finish\n{}",
+        f.diagnostics()
+    );
+    let ev = f.events();
+    let next = ev
+        .iter()
+        .find(|e| e.kind == Kind::SlotTaken && e.node != "node-0" && e.t_us > cut)
+        .map(|e| e.t_us)
+        .expect("a slot taken after the cut");
+    let bound = f.spec.lock_ttl_secs + f.spec.check_interval_secs + 3;
+    assert!(
+        secs(next - cut) <= bound as f64,
+        "the cut-off holder delayed the fleet by {:.1} s (bound {bound} s)",
+        secs(next - cut)
+    );
+    assert!(
+        !has(&ev, "node-0", Kind::Rebooting),
+        "node-0 rebooted while cut off\n{}",
+        f.diagnostics()
+    );
+    ns.cut(false);
+    f.note("node-0 reconnected");
+    let r = f.wait_done(DONE);
+    assert_done(&f, &r);
+}

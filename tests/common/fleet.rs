@@ -439,6 +439,8 @@ pub struct Node {
     pub name: String,
     /// Its directory.
     pub dir: PathBuf,
+    /// A command the agent is started under (`ip netns exec NS`); empty: none.
+    pub wrapper: Vec<String>,
     keys: BTreeMap<String, String>,
 }
 
@@ -589,6 +591,7 @@ impl Fleet {
         let mut node = Node {
             name: name.to_string(),
             dir: d.clone(),
+            wrapper: Vec::new(),
             keys: BTreeMap::new(),
         };
         let (ds, t, f) = (
@@ -700,7 +703,16 @@ impl Fleet {
             .open(node.path("agent.log"))
             .expect("agent log");
         let err = log.try_clone().expect("agent log");
-        let child = Command::new(&self.bin)
+        // A wrapper such as `ip netns exec NS` execs the agent: same pid.
+        let mut cmd = match node.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = cmd
             .args(["run", "--config"])
             .arg(node.config())
             .env_remove("REBOOTCTL_CONFIG")

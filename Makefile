@@ -22,4 +22,14 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
+## demo: 5 simulated nodes, one slot, on an etcd it starts itself: timeline and summary (< 2 min)
+demo:
+	$(CARGO) build --release --locked --bins --example fleet
+	$(CARGO) run --release --locked --example fleet -- demo
+
+## bench: writes BENCHMARKS.md (binary size, idle RSS/CPU, status and handoff latency, makespan; ~6 min)
+bench:
+	$(CARGO) build --release --locked --bins --example fleet
+	$(CARGO) run --release --locked --example fleet -- bench BENCHMARKS.md
+
 -include packaging/package.mk

@@ -24,8 +24,8 @@ lint:
 
 ## demo: 5 simulated nodes, one slot, on an etcd it starts itself: timeline and summary (< 2 min)
 demo:
-	$(CARGO) build --release --locked --bins --example fleet
-	$(CARGO) run --release --locked --example fleet -- demo
+	$(CARGO) build --locked --bins --example fleet
+	$(CARGO) run --locked --example fleet -- demo
 
 ## bench: writes BENCHMARKS.md (binary size, idle RSS/CPU, status and handoff latency, makespan; ~6 min)
 bench:

@@ -593,7 +593,7 @@ impl Pass<'_> {
         if self.health_gate(Phase::PreLock)? {
             return Ok(true);
         }
-        self.policies()
+        self.policies(false)
     }
 
     fn cooldown(&mut self) -> Result<bool> {
@@ -665,12 +665,22 @@ impl Pass<'_> {
         }
     }
 
-    fn policies(&mut self) -> Result<bool> {
+    /// The cluster policies. Under the lock (`under_lock`), every other
+    /// slot holder counts as down, not only those already rebooting: with
+    /// several slots, two nodes checking at once could otherwise each count
+    /// the other as up and go down together. Returns true when the pass
+    /// must stop.
+    fn policies(&mut self, under_lock: bool) -> Result<bool> {
         let Some(c) = self.cluster else {
             return Ok(false);
         };
         let (slots, _) = c.lock.holders()?;
-        let nodes = c.node_states(&slots)?;
+        let mut nodes = c.node_states(&slots)?;
+        if under_lock {
+            for n in nodes.iter_mut().filter(|n| n.slot.is_some()) {
+                n.slot = Some(SlotPhase::Rebooting);
+            }
+        }
         self.holders = slots;
         match cluster::policy_allows(&self.cfg.node_name, &nodes, &self.cfg.cluster_policies) {
             PolicyVerdict::Allowed(summary) => {
@@ -807,7 +817,7 @@ impl Pass<'_> {
         if self.kill_switch() || self.pause()? || self.window() {
             return Ok(Some(self.stop()));
         }
-        if self.health_gate(Phase::PostLock)? {
+        if self.health_gate(Phase::PostLock)? || self.policies(true)? {
             return Ok(Some(self.stop()));
         }
         if self.held.as_ref().is_some_and(|h| h.keepalive.lost()) {

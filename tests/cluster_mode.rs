@@ -440,3 +440,46 @@ fn etcd_stopped_mid_pass_means_exit_1_and_no_reboot() {
     assert!(a.reboots().is_empty());
     assert!(!a.path("state/reboot-record.json").exists());
 }
+
+#[test]
+fn two_fallback_nodes_with_two_slots_never_go_down_together() {
+    let etcd = EtcdServer::start();
+    let barrier = common::etcd::TempDir::new("barrier");
+    let mut nodes: Vec<Fixture> = ["lb-1", "lb-2"]
+        .iter()
+        .map(|n| cluster_node(n, &etcd))
+        .collect();
+    for fx in &mut nodes {
+        fx.set("max_concurrent_reboots", "2");
+        fx.set(
+            "cluster_policies",
+            "{forbid_if_only_fallback_left: true, fallback_nodes: [lb-1, lb-2]}",
+        );
+        fx.set("health_publish_interval_sec", "20");
+    }
+    // Both publish a healthy record first (a dry-run pass with a need).
+    for fx in &nodes {
+        fx.need_reboot();
+        let r = fx.rebootctl(&["run", "--once", "--dry-run"]);
+        assert!(r.code == 0 || r.code == 3, "{r:?}");
+    }
+    for fx in &mut nodes {
+        let h = barrier_health(fx, barrier.path(), 2);
+        fx.set("health_script", &h);
+    }
+    let children: Vec<_> = nodes
+        .iter()
+        .map(|fx| fx.spawn(&["run", "--once"]))
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        assert!(
+            code == 0 || code == 3,
+            "{code}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rebooted = nodes.iter().filter(|fx| !fx.reboots().is_empty()).count();
+    assert!(rebooted <= 1, "both fallback nodes rebooted together");
+}

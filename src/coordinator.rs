@@ -3,6 +3,8 @@
 //! admin commands use — registry, health, pause, cooldown, history — plus
 //! the lock slots through [`crate::lock`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -26,6 +28,8 @@ pub struct Cluster {
     pub lock: Lock,
     namespace: String,
     node: String,
+    /// Set once this process registered the node (one txn, not one per pass).
+    registered: Arc<AtomicBool>,
 }
 
 /// A node as `rebootctl nodes` shows it.
@@ -65,6 +69,7 @@ impl Cluster {
             client,
             namespace: etcd.namespace.clone(),
             node: cfg.node_name.clone(),
+            registered: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -102,8 +107,12 @@ impl Cluster {
         self.client.put(key, &body, lease).map(|_| ())
     }
 
-    /// Registers this node in `<ns>/nodes/` unless it already is.
+    /// Registers this node in `<ns>/nodes/` unless it already is (once per
+    /// process).
     pub fn register(&self) -> Result<()> {
+        if self.registered.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let key = self.key(&format!("nodes/{}", self.node));
         let body = serde_json::to_vec(&NodeRecord {
             node: self.node.clone(),
@@ -116,6 +125,7 @@ impl Cluster {
             success: vec![Op::put(&key, &body, None)],
             failure: vec![],
         })?;
+        self.registered.store(true, Ordering::SeqCst);
         Ok(())
     }
 

@@ -30,26 +30,6 @@ fn cluster_node(name: &str, etcd: &EtcdServer) -> Fixture {
     fx
 }
 
-fn lock_json(fx: &Fixture) -> serde_json::Value {
-    let r = fx.rebootctl(&["lock", "--json"]);
-    assert_eq!(r.code, 0, "{r:?}");
-    serde_json::from_str(&r.stdout).unwrap()
-}
-
-fn holders(fx: &Fixture) -> Vec<(String, String)> {
-    lock_json(fx)["holders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["node"].as_str().unwrap_or("?").to_string(),
-                h["phase"].as_str().unwrap_or("?").to_string(),
-            )
-        })
-        .collect()
-}
-
 fn race(n: usize, slots: u32) -> (Vec<Fixture>, Vec<Run>) {
     let etcd = EtcdServer::start();
     let barrier = common::etcd::TempDir::new("barrier");
@@ -78,7 +58,7 @@ fn race(n: usize, slots: u32) -> (Vec<Fixture>, Vec<Run>) {
         })
         .collect();
     // Every holder is now in phase rebooting.
-    let h = holders(&nodes[0]);
+    let h = nodes[0].holders();
     assert_eq!(h.len(), slots as usize, "{h:?}");
     assert!(h.iter().all(|(_, phase)| phase == "rebooting"), "{h:?}");
     drop(etcd);
@@ -128,7 +108,7 @@ fn a_killed_holder_frees_its_slot_when_the_lease_expires() {
         "the holder never reached its pre_reboot hook"
     );
     assert_eq!(
-        holders(&a),
+        a.holders(),
         [("holder".to_string(), "checking".to_string())]
     );
     child.kill().unwrap();
@@ -171,7 +151,7 @@ fn the_slot_is_held_through_the_reboot_until_post_reboot_health_passes() {
     a.set("health_script", &h.display().to_string());
     assert_eq!(a.rebootctl(&["run", "--once"]).code, 0);
     assert_eq!(a.reboots().len(), 1);
-    assert_eq!(holders(&a), [("a".to_string(), "rebooting".to_string())]);
+    assert_eq!(a.holders(), [("a".to_string(), "rebooting".to_string())]);
     // While a is down, b waits.
     let r = b.rebootctl(&["run", "--once"]);
     assert_eq!(r.code, 4, "{r:?}");
@@ -183,13 +163,13 @@ fn the_slot_is_held_through_the_reboot_until_post_reboot_health_passes() {
     a.new_boot("boot-2");
     let r = a.rebootctl(&["run", "--once"]);
     assert_eq!(r.code, 3, "{r:?}");
-    assert_eq!(holders(&a), [("a".to_string(), "rebooting".to_string())]);
+    assert_eq!(a.holders(), [("a".to_string(), "rebooting".to_string())]);
     assert_eq!(b.rebootctl(&["run", "--once"]).code, 4);
     // Healthy: released, and b goes next.
     std::fs::write(&gate, "").unwrap();
     let r = a.rebootctl(&["run", "--once"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(holders(&a).is_empty());
+    assert!(a.holders().is_empty());
     let r = b.rebootctl(&["run", "--once"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(b.reboots().len(), 1);
@@ -251,7 +231,7 @@ fn a_need_that_vanishes_under_the_lock_releases_without_rebooting() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("no longer required"), "{r:?}");
     assert!(a.reboots().is_empty());
-    assert!(holders(&a).is_empty());
+    assert!(a.holders().is_empty());
 }
 
 #[test]
@@ -265,10 +245,10 @@ fn admin_commands_do_what_they_say() {
     // unlock refuses without --yes when stdin is not a terminal.
     let r = b.rebootctl(&["unlock", "web-1"]);
     assert_eq!(r.code, 64, "{r:?}");
-    assert_eq!(holders(&b).len(), 1);
+    assert_eq!(b.holders().len(), 1);
     let r = b.rebootctl(&["unlock", "web-1", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(holders(&b).is_empty());
+    assert!(b.holders().is_empty());
     let r = b.rebootctl(&["unlock", "web-1", "--yes"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("holds no lock slot"), "{r:?}");
@@ -381,7 +361,7 @@ fn tls_with_client_certificates_and_prefix_only_auth() {
     let r = a.rebootctl(&["run", "--once"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(a.reboots().len(), 1);
-    assert_eq!(holders(&a).len(), 1);
+    assert_eq!(a.holders().len(), 1);
     // Wrong password: a clear error, exit 1, no reboot, no secret printed.
     std::fs::write(&pw, "wrong\n").unwrap();
     a.new_boot("boot-2");

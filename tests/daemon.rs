@@ -71,23 +71,6 @@ impl Drop for Agent {
     }
 }
 
-fn holders(fx: &Fixture) -> Vec<(String, String)> {
-    let r = fx.rebootctl(&["lock", "--json"]);
-    assert_eq!(r.code, 0, "{r:?}");
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    v["holders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["node"].as_str().unwrap_or("?").to_string(),
-                h["phase"].as_str().unwrap_or("?").to_string(),
-            )
-        })
-        .collect()
-}
-
 fn scrape(port: u16) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     use std::io::Write;
@@ -130,7 +113,7 @@ fn a_waiting_daemon_takes_the_released_slot_within_two_seconds() {
         b.agent_log()
     );
     assert_eq!(
-        holders(&b),
+        b.holders(),
         [("first".to_string(), "rebooting".to_string())]
     );
     assert!(b.reboots().is_empty());
@@ -148,7 +131,7 @@ fn a_waiting_daemon_takes_the_released_slot_within_two_seconds() {
     let handoff = back.elapsed();
     assert!(handoff < Duration::from_secs(3), "handoff took {handoff:?}");
     assert_eq!(
-        holders(&b),
+        b.holders(),
         [("second".to_string(), "rebooting".to_string())]
     );
     drop(agent_b);
@@ -222,7 +205,7 @@ fn sigterm_while_checking_frees_the_slot_at_once() {
     let agent = Agent::start(&fx);
     assert!(wait_until(Duration::from_secs(15), || started.exists()));
     assert_eq!(
-        holders(&fx),
+        fx.holders(),
         [("term-check".to_string(), "checking".to_string())]
     );
     agent.signal("TERM");
@@ -230,7 +213,7 @@ fn sigterm_while_checking_frees_the_slot_at_once() {
     let (code, stderr) = agent.wait(&fx, Duration::from_secs(10));
     assert!(t.elapsed() < Duration::from_secs(5), "{stderr}");
     assert_eq!(code, 3, "{stderr}");
-    assert!(holders(&fx).is_empty(), "{stderr}");
+    assert!(fx.holders().is_empty(), "{stderr}");
     assert!(fx.reboots().is_empty());
 }
 
@@ -246,7 +229,7 @@ fn sigterm_while_rebooting_keeps_the_slot() {
     let (code, stderr) = agent.wait(&fx, Duration::from_secs(10));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
-        holders(&fx),
+        fx.holders(),
         [("term-reboot".to_string(), "rebooting".to_string())]
     );
 }

@@ -411,7 +411,7 @@ impl EtcdServer {
     /// Turns on auth: a `root` user (password `root_password`) with the root
     /// role, and `user`/`password` whose only role grants readwrite on `prefix`.
     pub fn enable_auth(&self, root_password: &str, user: &str, password: &str, prefix: &str) {
-        let end = prefix_end(prefix.as_bytes());
+        let end = rebootctl::etcd::prefix_end(prefix.as_bytes());
         let steps = [
             (
                 "/v3/auth/user/add",
@@ -488,17 +488,6 @@ fn http_get(url: &str) -> Option<(u16, String)> {
     let mut resp = test_agent(None).get(url).call().ok()?;
     let status = resp.status().as_u16();
     Some((status, resp.body_mut().read_to_string().ok()?))
-}
-
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 /// Throwaway PKI made with the `openssl` CLI (ETCD-GATEWAY.md §11): a CA, a

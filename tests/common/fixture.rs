@@ -119,31 +119,25 @@ impl Fixture {
         run_binary(&all, &[])
     }
 
-    /// Starts `rebootctl <args> --config <this config>` in the background.
+    /// Starts `rebootctl <args> --config <this config>` in the background,
+    /// its output piped.
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        let cfg = self.write_config();
-        Command::new(binary())
-            .args(args)
-            .arg("--config")
-            .arg(cfg)
-            .env_remove("REBOOTCTL_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rebootctl")
+        self.spawn_with(args, Stdio::piped(), Stdio::piped())
     }
 
-    /// Starts `rebootctl <args> --config <this config>` in the background
-    /// with stdout and stderr appended to `agent.log` in the fixture.
+    /// Like [`Fixture::spawn`], with stdout and stderr appended to
+    /// `agent.log` in the fixture.
     pub fn spawn_logged(&self, args: &[&str]) -> std::process::Child {
-        let cfg = self.write_config();
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path("agent.log"))
             .unwrap();
+        self.spawn_with(args, log.try_clone().unwrap().into(), log.into())
+    }
+
+    fn spawn_with(&self, args: &[&str], stdout: Stdio, stderr: Stdio) -> std::process::Child {
+        let cfg = self.write_config();
         Command::new(binary())
             .args(args)
             .arg("--config")
@@ -151,8 +145,8 @@ impl Fixture {
             .env_remove("REBOOTCTL_CONFIG")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("spawn rebootctl")
     }
@@ -171,6 +165,24 @@ impl Fixture {
         self.set("health_publish_interval_sec", "2");
         self.set("reboot_timeout_sec", "600");
         self
+    }
+
+    /// The lock holders as (node, phase), from `rebootctl lock --json`.
+    pub fn holders(&self) -> Vec<(String, String)> {
+        let r = self.rebootctl(&["lock", "--json"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["holders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["node"].as_str().unwrap_or("?").to_string(),
+                    h["phase"].as_str().unwrap_or("?").to_string(),
+                )
+            })
+            .collect()
     }
 
     /// The argument lines the fake reboot command recorded, one per call.

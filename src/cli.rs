@@ -445,7 +445,7 @@ fn pause(a: PauseArgs) -> Result<u8> {
     let rec = PauseRecord {
         reason: a.reason.unwrap_or_default(),
         by: operator_name(),
-        at: jiff::Timestamp::now().to_string(),
+        at: crate::cluster::timestamp_now(),
     };
     cluster.set_pause(&rec, a.duration)?;
     match a.duration {

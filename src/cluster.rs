@@ -11,6 +11,15 @@ use crate::lock::SlotPhase;
 /// Number of history entries kept in etcd.
 pub const HISTORY_KEEP: usize = 200;
 
+/// The current time as written into records: RFC 3339 in UTC with
+/// millisecond precision (`2026-11-27T10:29:06.388Z`).
+pub fn timestamp_now() -> String {
+    let now = jiff::Timestamp::now();
+    now.round(jiff::Unit::Millisecond)
+        .unwrap_or(now)
+        .to_string()
+}
+
 /// `<ns>/nodes/<node>`: a node that has run the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRecord {

@@ -116,7 +116,7 @@ impl Cluster {
         let key = self.key(&format!("nodes/{}", self.node));
         let body = serde_json::to_vec(&NodeRecord {
             node: self.node.clone(),
-            registered_at: Timestamp::now().to_string(),
+            registered_at: crate::cluster::timestamp_now(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         })
         .map_err(|e| Error::Runtime(e.to_string()))?;
@@ -181,7 +181,7 @@ impl Cluster {
             &self.key("cooldown"),
             &CooldownRecord {
                 node: self.node.clone(),
-                started_at: Timestamp::now().to_string(),
+                started_at: crate::cluster::timestamp_now(),
             },
             Some(lease),
         )
@@ -205,14 +205,20 @@ impl Cluster {
 
     /// Appends a history entry and trims the history to the newest entries.
     fn append_history(&self, node: &str, event: &str, boot_id: &str) -> Result<()> {
-        let at = Timestamp::now();
+        let now = Timestamp::now();
         let rec = HistoryRecord {
             node: node.to_string(),
             event: event.to_string(),
-            at: at.to_string(),
+            at: crate::cluster::timestamp_now(),
             boot_id: boot_id.to_string(),
         };
-        self.put_json(&self.key(&format!("history/{at}-{node}")), &rec, None)?;
+        // Fixed-width nanoseconds so the keys sort in time order.
+        let key_time = format!(
+            "{}.{:09}Z",
+            now.strftime("%Y-%m-%dT%H:%M:%S"),
+            now.subsec_nanosecond()
+        );
+        self.put_json(&self.key(&format!("history/{key_time}-{node}")), &rec, None)?;
         let prefix = self.key("history/");
         let (kvs, _) = self.client.get_prefix(&prefix)?;
         if kvs.len() > HISTORY_KEEP {

@@ -7,8 +7,6 @@
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 
-use jiff::Timestamp;
-
 use crate::cluster::HealthRecord;
 use crate::config::Config;
 use crate::coordinator::Cluster;
@@ -81,7 +79,7 @@ fn run(cluster: Cluster, mut cfg: Config, rx: &mpsc::Receiver<Control>, events: 
             healthy,
             phase: Phase::Heartbeat.as_str().to_string(),
             reason,
-            checked_at: Timestamp::now().to_string(),
+            checked_at: crate::cluster::timestamp_now(),
             boot_id,
             reboot_required,
         };

@@ -150,7 +150,7 @@ impl Notifier {
             "text": text,
             "node": inner.node,
             "event": event,
-            "at": jiff::Timestamp::now().to_string(),
+            "at": crate::cluster::timestamp_now(),
         });
         let delivery = Delivery {
             event: event.to_string(),

@@ -278,7 +278,7 @@ impl Pass<'_> {
             pid: std::process::id(),
             boot_id: self.boot_id.clone(),
             phase,
-            acquired_at: Timestamp::now().to_string(),
+            acquired_at: crate::cluster::timestamp_now(),
         }
     }
 
@@ -444,7 +444,7 @@ impl Pass<'_> {
         state::write_last_reboot(
             &self.cfg.state_dir,
             &LastReboot {
-                completed_at: Timestamp::now().to_string(),
+                completed_at: crate::cluster::timestamp_now(),
             },
         )?;
         state::clear_record(&self.cfg.state_dir)?;
@@ -656,7 +656,7 @@ impl Pass<'_> {
             healthy: report.healthy,
             phase: phase.as_str().to_string(),
             reason: report.reason.clone(),
-            checked_at: Timestamp::now().to_string(),
+            checked_at: crate::cluster::timestamp_now(),
             boot_id: self.boot_id.clone(),
             reboot_required: self.reboot_required,
         };
@@ -890,7 +890,7 @@ impl Pass<'_> {
                 node: self.cfg.node_name.clone(),
                 boot_id: self.boot_id.clone(),
                 slot: self.held.as_ref().map(|h| h.slot.key.clone()),
-                at: Timestamp::now().to_string(),
+                at: crate::cluster::timestamp_now(),
                 reason: reason.to_vec(),
             },
         )?;

@@ -297,11 +297,17 @@ fn run(a: RunArgs) -> Result<u8> {
         dry_run: a.dry_run,
         ..Options::default()
     };
+    let _instance = crate::state::lock_instance(&cfg.state_dir)?;
     if a.once {
+        // SIGTERM/SIGINT cancel running scripts and hooks so the pass ends
+        // at once and releases what it holds.
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let signals = crate::events::SignalThread::start(tx)?;
         let cluster = connect(&cfg)?;
         let notifier = Notifier::new(cfg.notify.as_ref(), &cfg.node_name);
         let result = orchestrator::run_pass(&cfg, opts, cluster.as_ref(), &notifier);
         notifier.shutdown(cfg.notify.as_ref().map(|n| n.timeout).unwrap_or_default());
+        signals.close();
         let report = result?;
         log::info!(event = "pass", outcome = report.outcome.label(); "{}", report.outcome);
         return Ok(report.outcome.exit_code());

@@ -30,6 +30,9 @@ pub struct NodeRecord {
     /// The agent version that registered it.
     #[serde(default)]
     pub version: String,
+    /// The registering machine's id (empty when unknown).
+    #[serde(default)]
+    pub machine_id: String,
 }
 
 /// `<ns>/health/<node>`: the node's last health report, on a lease.

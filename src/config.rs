@@ -18,6 +18,8 @@ use crate::window::Windows;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/rebootctl/config.yaml";
 /// Environment variable naming the configuration file.
 pub const CONFIG_ENV_VAR: &str = "REBOOTCTL_CONFIG";
+/// Upper bound of every `*_sec` key: ten years.
+pub const MAX_SECS: u64 = 315_360_000;
 /// Default timeout of a command detector.
 pub const DEFAULT_DETECTOR_TIMEOUT_SECS: u64 = 10;
 /// Default timeout of the health script.
@@ -46,6 +48,8 @@ pub const DEFAULT_KILL_SWITCH_FILE: &str = "/etc/rebootctl/disable";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/rebootctl";
 /// Default boot id file.
 pub const DEFAULT_BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
+/// Default machine id file.
+pub const DEFAULT_MACHINE_ID_FILE: &str = "/etc/machine-id";
 /// Default etcd namespace.
 pub const DEFAULT_ETCD_NAMESPACE: &str = "/rebootctl";
 /// Default metrics listen address.
@@ -82,6 +86,7 @@ const TOP_KEYS: &[&str] = &[
     "kill_switch_file",
     "state_dir",
     "boot_id_file",
+    "machine_id_file",
     "etcd_endpoints",
     "etcd_namespace",
     "lock_key",
@@ -142,6 +147,7 @@ struct RawConfig {
     kill_switch_file: Option<String>,
     state_dir: Option<String>,
     boot_id_file: Option<String>,
+    machine_id_file: Option<String>,
     etcd_endpoints: Option<Vec<String>>,
     etcd_namespace: Option<String>,
     lock_key: Option<String>,
@@ -264,6 +270,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// File holding the current boot id.
     pub boot_id_file: PathBuf,
+    /// File holding this machine's id (tells hosts that share a `node_name` apart).
+    pub machine_id_file: PathBuf,
     /// Cluster mode settings; `None` is local mode.
     pub etcd: Option<EtcdConfig>,
     /// The reboot command, argv with `${RC_…}` placeholders.
@@ -689,6 +697,19 @@ impl Checker<'_> {
         if secs == 0 {
             self.problem(path, "must be greater than 0");
         }
+        self.bounded_secs(path, secs)
+    }
+
+    /// Seconds up to [`MAX_SECS`]; larger values are a problem (they would
+    /// overflow time arithmetic and exceed etcd's lease limit).
+    fn bounded_secs(&mut self, path: &str, secs: u64) -> Duration {
+        if secs > MAX_SECS {
+            self.problem(
+                path,
+                format!("must be at most {MAX_SECS} (10 years), got {secs}"),
+            );
+            return Duration::from_secs(MAX_SECS);
+        }
         Duration::from_secs(secs)
     }
 
@@ -794,7 +815,10 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
             ),
         );
     }
-    let min_reboot_interval = Duration::from_secs(raw.min_reboot_interval_sec.unwrap_or(0));
+    let min_reboot_interval = c.bounded_secs(
+        "min_reboot_interval_sec",
+        raw.min_reboot_interval_sec.unwrap_or(0),
+    );
     let reboot_timeout = c.positive_secs(
         "reboot_timeout_sec",
         raw.reboot_timeout_sec,
@@ -807,6 +831,11 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
     );
     let state_dir = c.absolute("state_dir", raw.state_dir, DEFAULT_STATE_DIR);
     let boot_id_file = c.absolute("boot_id_file", raw.boot_id_file, DEFAULT_BOOT_ID_FILE);
+    let machine_id_file = c.absolute(
+        "machine_id_file",
+        raw.machine_id_file,
+        DEFAULT_MACHINE_ID_FILE,
+    );
 
     let lock_ttl = c.positive_secs("lock_ttl_sec", raw.lock_ttl_sec, DEFAULT_LOCK_TTL_SECS);
     if lock_ttl <= health_timeout {
@@ -900,6 +929,7 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
         kill_switch_file,
         state_dir,
         boot_id_file,
+        machine_id_file,
         etcd,
         reboot_command,
         cluster_policies,
@@ -1175,25 +1205,39 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<Et
     for (i, e) in endpoints.iter().enumerate() {
         let path = format!("etcd_endpoints[{i}]");
         let e = e.trim_end_matches('/');
+        // What problems may show: never a password written into the URL.
+        let shown = match e.rfind('@') {
+            Some(at) => format!(
+                "{}<credentials>{}",
+                &e[..e.find("://").map_or(0, |s| s + 3)],
+                &e[at..]
+            ),
+            None => e.to_string(),
+        };
         let rest = if let Some(r) = e.strip_prefix("https://") {
             Some(r)
         } else if let Some(r) = e.strip_prefix("http://") {
             if tls_enabled {
                 c.problem(
                     &path,
-                    format!("{e:?} is plain http but etcd_tls.enabled is true"),
+                    format!("{shown:?} is plain http but etcd_tls.enabled is true"),
                 );
             }
             Some(r)
         } else {
             c.problem(
                 &path,
-                format!("must be http://HOST:PORT or https://HOST:PORT, got {e:?}"),
+                format!("must be http://HOST:PORT or https://HOST:PORT, got {shown:?}"),
             );
             None
         };
         if let Some(r) = rest {
-            if r.is_empty() || r.contains('/') {
+            if r.contains('@') {
+                c.problem(
+                    &path,
+                    "must not carry credentials (they would show in logs); use etcd_auth",
+                );
+            } else if r.is_empty() || r.contains('/') {
                 c.problem(
                     &path,
                     format!("must be a scheme, a host and a port only, got {e:?}"),
@@ -1429,6 +1473,37 @@ mod tests {
             assert!(
                 p.iter().any(|l| l.starts_with(prefix)),
                 "missing {prefix:?} in {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoints_with_credentials_are_rejected() {
+        let p = problems(&format!(
+            "{MINIMAL}etcd_endpoints: [\"http://root:secret@127.0.0.1:2379\"]\n"
+        ));
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("etcd_endpoints[0]: must not carry credentials")),
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|l| l.contains("secret")), "{p:?}");
+    }
+
+    #[test]
+    fn huge_durations_are_rejected() {
+        let p = problems(&format!(
+            "{MINIMAL}check_interval_sec: 18446744073709551615\nhealth_publish_interval_sec: 9223372036854775807\nmin_reboot_interval_sec: 400000000\n"
+        ));
+        for key in [
+            "check_interval_sec",
+            "health_publish_interval_sec",
+            "min_reboot_interval_sec",
+        ] {
+            assert!(
+                p.iter()
+                    .any(|l| l.starts_with(&format!("{key}: must be at most 315360000"))),
+                "{key} in {p:?}"
             );
         }
     }

@@ -16,7 +16,7 @@ use crate::cluster::{
 };
 use crate::config::{Config, EtcdConfig};
 use crate::error::{Error, Result};
-use crate::etcd::{Client, CmpResult, Compare, Op, Txn};
+use crate::etcd::{Client, CmpResult, Compare, Op, OpResponse, Txn};
 use crate::lock::{Lock, Slot};
 
 /// A connection to the cluster's namespace.
@@ -109,7 +109,11 @@ impl Cluster {
 
     /// Registers this node in `<ns>/nodes/` unless it already is (once per
     /// process).
-    pub fn register(&self) -> Result<()> {
+    ///
+    /// Refuses when the name is registered by another machine: two hosts
+    /// sharing a `node_name` would take each other's lock slot for their
+    /// own.
+    pub fn register(&self, machine_id: &str) -> Result<()> {
         if self.registered.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -118,13 +122,31 @@ impl Cluster {
             node: self.node.clone(),
             registered_at: crate::cluster::timestamp_now(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            machine_id: machine_id.to_string(),
         })
         .map_err(|e| Error::Runtime(e.to_string()))?;
-        self.client.txn(&Txn {
+        let resp = self.client.txn(&Txn {
             compare: vec![Compare::create_revision(&key, CmpResult::Equal, 0)],
             success: vec![Op::put(&key, &body, None)],
-            failure: vec![],
+            failure: vec![Op::get(&key)],
         })?;
+        if !resp.succeeded {
+            let theirs = match resp.responses.first() {
+                Some(OpResponse::Range { kvs, .. }) => kvs
+                    .first()
+                    .and_then(|kv| serde_json::from_slice::<NodeRecord>(&kv.value).ok())
+                    .map(|r| r.machine_id)
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            if !same_machine(&theirs, machine_id) {
+                return Err(Error::Runtime(format!(
+                    "node_name {} is registered by another machine (machine id {theirs}, this one is {machine_id}): \
+                     give every host its own node_name, or run 'rebootctl forget {}' if the old machine is gone",
+                    self.node, self.node
+                )));
+            }
+        }
         self.registered.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -316,6 +338,11 @@ impl Cluster {
         self.client.delete(&self.key(&format!("health/{node}")))?;
         Ok(n > 0)
     }
+}
+
+/// True unless both machine ids are known and differ.
+pub fn same_machine(a: &str, b: &str) -> bool {
+    a.is_empty() || b.is_empty() || a == b
 }
 
 fn bad_value(key: &str, e: serde_json::Error) -> Error {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::backoff;
 use crate::config::{self, Config};
 use crate::coordinator::Cluster;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::etcd::WatchEvent;
 use crate::events::{Event, SignalThread};
 use crate::heartbeat::{Control, Heartbeat};
@@ -19,6 +19,7 @@ use crate::metrics::{Metrics, MetricsServer};
 use crate::notify::Notifier;
 use crate::orchestrator::{self, Options, PassEvent, PassReport};
 use crate::outcome::{Block, Outcome};
+use crate::reboot;
 use crate::report::human_duration;
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code (0, or the
@@ -61,7 +62,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<u8> {
         notifier,
         heartbeat,
         events: tx,
-        watching: false,
+        watching: Vec::new(),
         throttle: Throttle::default(),
         errors: 0,
         lock_attempts: 0,
@@ -93,7 +94,8 @@ struct Daemon {
     notifier: Notifier,
     heartbeat: Option<Heartbeat>,
     events: Sender<Event>,
-    watching: bool,
+    /// The prefixes whose watch is running.
+    watching: Vec<String>,
     throttle: Throttle,
     errors: u32,
     lock_attempts: u32,
@@ -178,6 +180,25 @@ impl Daemon {
                     },
                 )
             }
+            Err(e) if is_reboot_command_failure(&e) => {
+                // The command may have started a shutdown before it failed
+                // or timed out: no new pass (which would release the slot)
+                // until the reboot had its time.
+                log::error!(
+                    event = "reboot_failed", error_kind = e.kind();
+                    "{e}; waiting {} for a reboot before the next pass",
+                    human_duration(self.cfg.reboot_timeout)
+                );
+                self.throttle.reset();
+                (
+                    e.exit_code(),
+                    Wait {
+                        how_long: self.cfg.reboot_timeout,
+                        wake_on_release: false,
+                        rebooting: true,
+                    },
+                )
+            }
             Err(e) => {
                 self.errors += 1;
                 let delay = backoff::delay(
@@ -245,14 +266,14 @@ impl Daemon {
         }
     }
 
-    /// Starts the watches that wake a waiting node (cluster mode), once.
+    /// Starts the watches that wake a waiting node (cluster mode), each once.
     fn ensure_watches(&mut self) {
         let Some(c) = &self.cluster else { return };
-        if self.watching {
-            return;
-        }
         let prefixes = [c.lock.prefix(), c.key("pause"), c.key("cooldown")];
         for prefix in prefixes {
+            if self.watching.contains(&prefix) {
+                continue;
+            }
             let tx = self.events.clone();
             let started = c.client.watch_prefix(&prefix, 0, move |ev| {
                 let wake = match ev {
@@ -267,19 +288,29 @@ impl Daemon {
                     None => true,
                 }
             });
-            if let Err(e) = started {
-                log::warn!(
-                    "cannot watch {prefix} (waiting nodes fall back to check_interval_sec): {e}"
-                );
-                return;
+            match started {
+                Ok(_) => self.watching.push(prefix),
+                Err(e) => {
+                    log::warn!(
+                        "cannot watch {prefix} (waiting nodes fall back to check_interval_sec): {e}"
+                    );
+                    return;
+                }
             }
         }
-        self.watching = true;
     }
 
     /// SIGHUP: re-reads the configuration; an invalid file keeps the old one.
     fn reload(&mut self) {
         match config::load(&self.cfg.source) {
+            Ok(new) if new.health_timeout >= self.running_lock_ttl() => {
+                log::error!(
+                    event = "reload_rejected";
+                    "reload rejected, keeping the running configuration: health_timeout_sec ({}) must stay below the running lock_ttl_sec ({}), which changes only with a restart",
+                    new.health_timeout.as_secs(),
+                    self.running_lock_ttl().as_secs()
+                );
+            }
             Ok(new) => {
                 let ignored = self.cfg.restart_only_changes(&new);
                 if ignored.is_empty() {
@@ -309,4 +340,21 @@ impl Daemon {
             }
         }
     }
+}
+
+impl Daemon {
+    /// The lease TTL of a checking slot as running (`etcd_*` keys need a
+    /// restart); unbounded in local mode.
+    fn running_lock_ttl(&self) -> Duration {
+        self.cfg
+            .etcd
+            .as_ref()
+            .map(|e| e.lock_ttl)
+            .unwrap_or(Duration::MAX)
+    }
+}
+
+/// True for a failure of the reboot command itself.
+fn is_reboot_command_failure(e: &Error) -> bool {
+    matches!(e, Error::Command { role, .. } if role == reboot::REBOOT_COMMAND_ROLE)
 }

@@ -6,6 +6,7 @@
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crate::cluster::HealthRecord;
 use crate::config::Config;
@@ -56,8 +57,10 @@ impl Heartbeat {
 
 fn run(cluster: Cluster, mut cfg: Config, rx: &mpsc::Receiver<Control>, events: &Sender<Event>) {
     let mut reboot_required = None;
+    // A fixed schedule: news from the main loop must not postpone the beat.
+    let mut next_beat = Instant::now() + cfg.health_publish_interval;
     loop {
-        match rx.recv_timeout(cfg.health_publish_interval) {
+        match rx.recv_timeout(next_beat.saturating_duration_since(Instant::now())) {
             Ok(Control::Config(new)) => {
                 cfg = *new;
                 continue;
@@ -69,6 +72,7 @@ fn run(cluster: Cluster, mut cfg: Config, rx: &mpsc::Receiver<Control>, events: 
             Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
         }
+        next_beat = Instant::now() + cfg.health_publish_interval;
         let boot_id = crate::state::read_boot_id(&cfg.boot_id_file).unwrap_or_default();
         let (healthy, reason) = match health::check(&cfg, &health::Context::new(Phase::Heartbeat)) {
             Ok(r) => (r.healthy, r.reason),

@@ -48,6 +48,9 @@ pub struct SlotValue {
     pub phase: SlotPhase,
     /// When the slot was taken (RFC 3339).
     pub acquired_at: String,
+    /// The holder's machine id (empty when unknown).
+    #[serde(default)]
+    pub machine_id: String,
 }
 
 /// A held slot as read from etcd.
@@ -61,7 +64,7 @@ pub struct Slot {
     pub value: Option<SlotValue>,
     /// The raw value, for display when it did not parse.
     pub raw: String,
-    /// The key's create revision: the fencing token of this holding.
+    /// The key's create revision; with the lease, it identifies this holding.
     pub create_revision: i64,
     /// The key's mod revision.
     pub mod_revision: i64,
@@ -161,7 +164,10 @@ impl Lock {
 
     /// Takes a free slot for `value.node` on `lease`, or reports the
     /// holders. A node that already holds a slot in phase checking gets it
-    /// back, re-attached to `lease` (idempotent).
+    /// back, re-attached to `lease` (idempotent), unless another live agent
+    /// of the same host is working under it. Slots held beyond the
+    /// configured count (left from a larger `max_concurrent_reboots`) count
+    /// against the limit.
     pub fn acquire(&self, value: &SlotValue, lease: i64) -> Result<Acquire> {
         let body = to_json(value)?;
         let (holders, _) = self.holders()?;
@@ -171,6 +177,16 @@ impl Lock {
                     "{} already holds {} in phase rebooting; it must complete its post-reboot check first",
                     value.node, mine.key
                 )));
+            }
+            if mine.value.as_ref().is_some_and(|v| {
+                v.boot_id == value.boot_id && v.pid != value.pid && pid_alive(v.pid)
+            }) {
+                log::warn!(
+                    "another rebootctl of this node (pid {}) holds {}; not taking it over",
+                    mine.value.as_ref().map(|v| v.pid).unwrap_or(0),
+                    mine.key
+                );
+                return Ok(Acquire::Busy(holders));
             }
             let txn = Txn {
                 compare: vec![Compare::mod_revision(
@@ -182,33 +198,26 @@ impl Lock {
                     Op::put(&mine.key, body.as_bytes(), Some(lease)),
                     Op::get(&mine.key),
                 ],
-                failure: vec![],
+                failure: vec![Op::get(&mine.key)],
             };
-            let resp = self.client.txn(&txn)?;
-            if resp.succeeded {
-                if let Some(slot) = self.read_back(&resp) {
-                    return Ok(Acquire::Held(slot));
-                }
+            if let Some(slot) = self.ours_after(&self.client.txn(&txn)?, lease) {
+                return Ok(Acquire::Held(slot));
             }
-            // Changed under us (released or expired): fall through and compete.
+            // Changed under us (released or expired): compete like anyone.
+        }
+        let others = holders.iter().filter(|s| s.node() != value.node).count();
+        if others >= self.slots as usize {
+            return Ok(Acquire::Busy(holders));
         }
         for i in 0..self.slots {
             let key = self.slot_key(i);
             let txn = Txn {
                 compare: vec![Compare::create_revision(&key, CmpResult::Equal, 0)],
                 success: vec![Op::put(&key, body.as_bytes(), Some(lease)), Op::get(&key)],
-                failure: vec![],
+                failure: vec![Op::get(&key)],
             };
-            let resp = self.client.txn(&txn)?;
-            if resp.succeeded {
-                if let Some(slot) = self.read_back(&resp) {
-                    return Ok(Acquire::Held(slot));
-                }
-                return Err(Error::etcd(
-                    self.client.endpoint(),
-                    "txn",
-                    format!("took {key} but the read-back returned nothing"),
-                ));
+            if let Some(slot) = self.ours_after(&self.client.txn(&txn)?, lease) {
+                return Ok(Acquire::Held(slot));
             }
         }
         Ok(Acquire::Busy(self.holders()?.0))
@@ -233,38 +242,55 @@ impl Lock {
                 Op::put(&slot.key, body.as_bytes(), Some(reboot_lease)),
                 Op::get(&slot.key),
             ],
-            failure: vec![],
+            failure: vec![Op::get(&slot.key)],
         };
-        let resp = self.client.txn(&txn)?;
-        if !resp.succeeded {
-            return Ok(None);
-        }
-        Ok(self.read_back(&resp))
+        Ok(self.ours_after(&self.client.txn(&txn)?, reboot_lease))
     }
 
-    /// The slot read back by the `get` that follows the `put` in a txn.
-    fn read_back(&self, resp: &TxnResponse) -> Option<Slot> {
-        match resp.responses.get(1) {
-            Some(OpResponse::Range { kvs, .. }) => {
-                kvs.first().and_then(|kv| Slot::from_kv(kv, &self.lock_key))
-            }
+    /// The slot a put-then-get txn left, when it is on `lease`: the success
+    /// branch's read-back, or the failure branch's read when an earlier
+    /// attempt of the same write (retried on another endpoint after a
+    /// timeout) had already been applied.
+    fn ours_after(&self, resp: &TxnResponse, lease: i64) -> Option<Slot> {
+        let read = if resp.succeeded {
+            resp.responses.get(1)
+        } else {
+            resp.responses.first()
+        };
+        match read {
+            Some(OpResponse::Range { kvs, .. }) => kvs
+                .first()
+                .filter(|kv| kv.lease == lease)
+                .and_then(|kv| Slot::from_kv(kv, &self.lock_key)),
             _ => None,
         }
     }
 
-    /// Releases `slot` if it is still the same holding (same create
-    /// revision). Returns whether it was deleted.
+    /// Releases `slot` if it is still the same holding: same create
+    /// revision and same lease (a slot re-attached by another agent
+    /// process, or switched to phase rebooting, is not this holding any
+    /// more). Returns whether it was deleted.
     pub fn release(&self, slot: &Slot) -> Result<bool> {
         let txn = Txn {
-            compare: vec![Compare::create_revision(
-                &slot.key,
-                CmpResult::Equal,
-                slot.create_revision,
-            )],
+            compare: vec![
+                Compare::create_revision(&slot.key, CmpResult::Equal, slot.create_revision),
+                Compare::lease(&slot.key, CmpResult::Equal, slot.lease),
+            ],
             success: vec![Op::delete(&slot.key)],
             failure: vec![],
         };
         Ok(self.client.txn(&txn)?.succeeded)
+    }
+}
+
+/// True while process `pid` exists (meaningful for a slot of this boot).
+fn pid_alive(pid: u32) -> bool {
+    match i32::try_from(pid) {
+        Ok(p) if p > 0 => !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None),
+            Err(nix::errno::Errno::ESRCH)
+        ),
+        _ => false,
     }
 }
 

@@ -121,6 +121,7 @@ struct Pass<'a> {
     cfg: &'a Config,
     opts: Options,
     boot_id: String,
+    machine_id: String,
     cluster: Option<&'a Cluster>,
     notifier: &'a Notifier,
     steps: Vec<Step>,
@@ -160,6 +161,7 @@ pub fn run_pass(
             ..opts
         },
         boot_id,
+        machine_id: state::read_machine_id(&cfg.machine_id_file),
         cluster,
         notifier,
         steps: Vec::new(),
@@ -279,6 +281,7 @@ impl Pass<'_> {
             boot_id: self.boot_id.clone(),
             phase,
             acquired_at: crate::cluster::timestamp_now(),
+            machine_id: self.machine_id.clone(),
         }
     }
 
@@ -297,7 +300,7 @@ impl Pass<'_> {
     fn run(&mut self) -> Result<Outcome> {
         if let Some(c) = self.cluster {
             if !self.opts.status {
-                c.register()?;
+                c.register(&self.machine_id)?;
             }
         } else if self.cfg.is_cluster() {
             self.step(
@@ -363,6 +366,19 @@ impl Pass<'_> {
                 .filter(|s| s.phase() == Some(SlotPhase::Rebooting)),
             None => None,
         };
+        // A slot of this name taken by another machine is never ours to
+        // complete (two hosts sharing a node_name; register refuses that too).
+        if let Some(v) = slot.as_ref().and_then(|s| s.value.as_ref()) {
+            if !crate::coordinator::same_machine(&v.machine_id, &self.machine_id) {
+                return Err(Error::Runtime(format!(
+                    "{} is held by node {} on another machine (machine id {}, this one is {}); not touching it",
+                    slot.as_ref().map(|s| s.key.as_str()).unwrap_or(""),
+                    v.node,
+                    v.machine_id,
+                    self.machine_id
+                )));
+            }
+        }
         if record.is_none() && slot.is_none() {
             return Ok(false);
         }
@@ -406,6 +422,13 @@ impl Pass<'_> {
         self.holding = slot.is_some();
         let report = self.run_health(Phase::PostReboot)?;
         if !report.healthy {
+            // Back but not healthy: the host still counts as down, so the
+            // slot stays held (its lease renewed) until the check passes.
+            if let (Some(c), Some(s), false) = (self.cluster, &slot, self.opts.status) {
+                if let Err(e) = c.client.lease_keepalive(s.lease) {
+                    log::warn!("cannot renew the lease of {}: {e}", s.key);
+                }
+            }
             return Ok(self.block("post-reboot", Block::PostRebootHealth(report.reason)));
         }
         if self.opts.status {
@@ -432,11 +455,13 @@ impl Pass<'_> {
             }
         }
         if let Some(c) = self.cluster {
+            // The cooldown starts before the slot is free, so a node woken
+            // by the release already sees it.
+            c.start_cooldown(self.cfg.min_reboot_interval)?;
             if let Some(s) = &slot {
                 c.lock.release(s)?;
                 self.holding = false;
             }
-            c.start_cooldown(self.cfg.min_reboot_interval)?;
             if let Err(e) = c.record_history("reboot_completed", &self.boot_id) {
                 log::warn!("cannot record the history entry: {e}");
             }
@@ -814,7 +839,7 @@ impl Pass<'_> {
                 return Ok(Some(self.stop()));
             }
         }
-        if self.kill_switch() || self.pause()? || self.window() {
+        if self.kill_switch() || self.pause()? || self.window() || self.cooldown()? {
             return Ok(Some(self.stop()));
         }
         if self.health_gate(Phase::PostLock)? || self.policies(true)? {
@@ -875,35 +900,29 @@ impl Pass<'_> {
                 "the agent is stopping; not rebooting".into(),
             ));
         }
+        // The reboot lease exists before the hook runs, so nothing that can
+        // fail on etcd's side is left between the hook and the switch.
+        let reboot_lease = match (self.cluster, &self.held) {
+            (Some(c), Some(_)) => Some(c.client.lease_grant(self.cfg.reboot_timeout)?.id),
+            _ => None,
+        };
         if let Some(hook) = &self.cfg.hooks.pre_reboot {
             if let Err(e) = reboot::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout)
             {
                 log::warn!("{e}; not rebooting");
+                self.revoke(reboot_lease);
                 let _ = self.block("pre-reboot hook", Block::Hook(e.to_string()));
                 return Ok(self.stop());
             }
             self.step("pre-reboot hook", StepState::Ok, "succeeded");
         }
-        state::write_record(
-            &self.cfg.state_dir,
-            &RebootRecord {
-                node: self.cfg.node_name.clone(),
-                boot_id: self.boot_id.clone(),
-                slot: self.held.as_ref().map(|h| h.slot.key.clone()),
-                at: crate::cluster::timestamp_now(),
-                reason: reason.to_vec(),
-            },
-        )?;
-        let switched = if crate::process::cancelled() {
-            Err(Error::Runtime(
-                "the agent is stopping; not rebooting".into(),
-            ))
-        } else {
-            self.switch_to_rebooting()
-        };
-        if let Err(e) = switched {
-            // Not rebooting: the record must not make the next boot think we did.
-            state::clear_record(&self.cfg.state_dir)?;
+        if let Err(e) = self.commit_to_reboot(reason, reboot_lease) {
+            // Not rebooting: undo what the pre_reboot hook did.
+            self.revoke(reboot_lease);
+            if let Err(clear) = state::clear_record(&self.cfg.state_dir) {
+                log::error!("{clear}");
+            }
+            self.undo_pre_reboot(&vars);
             return Err(e);
         }
         self.events.push(PassEvent::RebootStarted);
@@ -936,9 +955,65 @@ impl Pass<'_> {
         Ok(Outcome::RebootIssued)
     }
 
-    /// Turns the held slot into phase rebooting on a `reboot_timeout_sec`
-    /// lease, in a txn that proves it is still ours. Local mode: nothing.
-    fn switch_to_rebooting(&mut self) -> Result<()> {
+    /// Writes the reboot record, then turns the held slot into phase
+    /// rebooting. After this succeeds, only the reboot command is left.
+    fn commit_to_reboot(&mut self, reason: &[String], reboot_lease: Option<i64>) -> Result<()> {
+        state::write_record(
+            &self.cfg.state_dir,
+            &RebootRecord {
+                node: self.cfg.node_name.clone(),
+                boot_id: self.boot_id.clone(),
+                slot: self.held.as_ref().map(|h| h.slot.key.clone()),
+                at: crate::cluster::timestamp_now(),
+                reason: reason.to_vec(),
+            },
+        )?;
+        if crate::process::cancelled() {
+            return Err(Error::Runtime(
+                "the agent is stopping; not rebooting".into(),
+            ));
+        }
+        match reboot_lease {
+            Some(lease) => self.switch_to_rebooting(lease),
+            None => Ok(()),
+        }
+    }
+
+    /// Revokes a lease this pass granted and will not use.
+    fn revoke(&self, lease: Option<i64>) {
+        if let (Some(c), Some(lease)) = (self.cluster, lease) {
+            if let Err(e) = c.client.lease_revoke(lease) {
+                log::warn!("cannot revoke lease {lease:x} (it expires by itself): {e}");
+            }
+        }
+    }
+
+    /// After an aborted reboot, runs the `post_reboot` hook to undo the
+    /// `pre_reboot` hook (a drained node must not stay drained).
+    fn undo_pre_reboot(&self, vars: &Vars) {
+        if self.cfg.hooks.pre_reboot.is_none() {
+            return;
+        }
+        match &self.cfg.hooks.post_reboot {
+            Some(argv) => {
+                log::warn!(
+                    "the reboot was aborted after the pre_reboot hook; running the post_reboot hook to undo it"
+                );
+                if let Err(e) =
+                    reboot::run_hook("post_reboot hook", argv, vars, self.cfg.hooks.timeout)
+                {
+                    log::error!("{e}");
+                }
+            }
+            None => log::warn!(
+                "the reboot was aborted after the pre_reboot hook, and no post_reboot hook is configured to undo it"
+            ),
+        }
+    }
+
+    /// Turns the held slot into phase rebooting on `lease` (of
+    /// `reboot_timeout_sec`), in a txn that proves it is still ours.
+    fn switch_to_rebooting(&mut self, lease: i64) -> Result<()> {
         let (Some(c), Some(held)) = (self.cluster, self.held.as_ref()) else {
             return Ok(());
         };
@@ -947,7 +1022,6 @@ impl Pass<'_> {
                 "the lock slot's lease expired; not rebooting".into(),
             ));
         }
-        let lease = c.client.lease_grant(self.cfg.reboot_timeout)?.id;
         let value = SlotValue {
             acquired_at: held
                 .slot
@@ -973,17 +1047,12 @@ impl Pass<'_> {
                 }
                 Ok(())
             }
-            Ok(None) => {
-                let _ = c.client.lease_revoke(lease);
-                Err(Error::Runtime(format!(
-                    "lock slot {} changed under us before the reboot; not rebooting",
-                    held.slot.key
-                )))
-            }
-            Err(e) => {
-                let _ = c.client.lease_revoke(lease);
-                Err(e)
-            }
+            // The caller revokes the unused lease.
+            Ok(None) => Err(Error::Runtime(format!(
+                "lock slot {} changed under us before the reboot; not rebooting",
+                held.slot.key
+            ))),
+            Err(e) => Err(e),
         }
     }
 }

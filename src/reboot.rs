@@ -17,6 +17,9 @@ pub const PLACEHOLDERS: [&str; 5] = [
     "RC_LOCK_KEY",
 ];
 
+/// The role of the reboot command in messages and errors.
+pub const REBOOT_COMMAND_ROLE: &str = "reboot command";
+
 /// How long the reboot command may run before it is killed (it normally
 /// returns at once and the machine goes down afterwards).
 pub const REBOOT_COMMAND_TIMEOUT_SECS: u64 = 120;
@@ -120,7 +123,7 @@ fn run_action(
 /// cancel it (the reboot is under way).
 pub fn run_reboot_command(argv: &[String], vars: &Vars) -> Result<()> {
     run_action(
-        "reboot command",
+        REBOOT_COMMAND_ROLE,
         argv,
         vars,
         Duration::from_secs(REBOOT_COMMAND_TIMEOUT_SECS),

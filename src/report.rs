@@ -283,6 +283,7 @@ pub fn lock_json(slots: &[Slot], total: u32) -> Value {
             "boot_id": s.value.as_ref().map(|v| v.boot_id.clone()),
             "phase": s.value.as_ref().map(|v| v.phase.as_str()),
             "acquired_at": s.value.as_ref().map(|v| v.acquired_at.clone()),
+            "machine_id": s.value.as_ref().map(|v| v.machine_id.clone()),
             "raw": if s.value.is_none() { Value::from(s.raw.as_str()) } else { Value::Null },
         })).collect::<Vec<_>>(),
     })

@@ -15,6 +15,36 @@ use crate::error::{Error, Result};
 pub const RECORD_FILE: &str = "reboot-record.json";
 /// File name of the last completed reboot inside `state_dir` (local cooldown).
 pub const LAST_REBOOT_FILE: &str = "last-reboot.json";
+/// File name of the single-instance lock inside `state_dir`.
+pub const INSTANCE_LOCK_FILE: &str = "agent.lock";
+
+/// Held while a `rebootctl run` works on this `state_dir`; released on drop.
+pub struct InstanceLock {
+    _flock: nix::fcntl::Flock<fs::File>,
+}
+
+/// Makes sure only one `rebootctl run` works on `state_dir` at a time: two
+/// agents of one node would fight over its slot and its reboot record.
+pub fn lock_instance(state_dir: &Path) -> Result<InstanceLock> {
+    fs::create_dir_all(state_dir)
+        .map_err(|e| Error::io("creating the state directory", state_dir, e))?;
+    let path = state_dir.join(INSTANCE_LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("opening the instance lock", &path, e))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(flock) => Ok(InstanceLock { _flock: flock }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::Runtime(format!(
+            "another 'rebootctl run' is already working on {} (it holds {}); stop it first",
+            state_dir.display(),
+            path.display()
+        ))),
+        Err((_, e)) => Err(Error::io("locking", &path, std::io::Error::from(e))),
+    }
+}
 
 /// Written before the reboot command runs; read after the next boot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +81,19 @@ pub fn read_boot_id(path: &Path) -> Result<String> {
         )));
     }
     Ok(id)
+}
+
+/// Reads this machine's id (trimmed); empty when the file is missing or
+/// unreadable (some containers have none): the checks that use it are then
+/// skipped.
+pub fn read_machine_id(path: &Path) -> String {
+    match fs::read_to_string(path) {
+        Ok(text) => text.trim().to_string(),
+        Err(e) => {
+            log::debug!("no machine id from {}: {e}", path.display());
+            String::new()
+        }
+    }
 }
 
 /// Reads the reboot record, if one exists.

@@ -463,3 +463,115 @@ fn two_fallback_nodes_with_two_slots_never_go_down_together() {
     let rebooted = nodes.iter().filter(|fx| !fx.reboots().is_empty()).count();
     assert!(rebooted <= 1, "both fallback nodes rebooted together");
 }
+
+#[test]
+fn two_machines_sharing_a_node_name_never_touch_each_others_slot() {
+    let etcd = EtcdServer::start();
+    let mut a = cluster_node("twin", &etcd);
+    let mut b = cluster_node("twin", &etcd);
+    std::fs::write(a.path("machine-id"), "aaaa\n").unwrap();
+    std::fs::write(b.path("machine-id"), "bbbb\n").unwrap();
+    for fx in [&mut a, &mut b] {
+        let id = fx.path("machine-id").display().to_string();
+        fx.set("machine_id_file", &id);
+        fx.need_reboot();
+    }
+    b.new_boot("boot-of-b");
+    assert_eq!(a.rebootctl(&["run", "--once"]).code, 0);
+    assert_eq!(a.holders(), [("twin".to_string(), "rebooting".to_string())]);
+    // b has another boot id: without the machine id it would take a's
+    // rebooting slot for its own completed reboot and release it.
+    let r = b.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("registered by another machine"), "{r:?}");
+    assert_eq!(a.holders(), [("twin".to_string(), "rebooting".to_string())]);
+    assert!(b.reboots().is_empty());
+}
+
+#[test]
+fn slots_beyond_the_configured_count_still_count() {
+    use base64::Engine;
+    let etcd = EtcdServer::start();
+    // A node rebooting in slot-1 from the time the fleet had two slots.
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let value = r#"{"node":"old","pid":1,"boot_id":"x","phase":"rebooting","acquired_at":"2026-01-01T00:00:00Z"}"#;
+    etcd.post(
+        "/v3/kv/put",
+        serde_json::json!({"key": b64("/rebootctl/lock/slot-1"), "value": b64(value)}),
+        None,
+    );
+    let mut fx = cluster_node("new", &etcd);
+    fx.need_reboot();
+    fx.set("max_concurrent_reboots", "1");
+    let r = fx.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(fx.reboots().is_empty());
+}
+
+#[test]
+fn an_abort_after_the_pre_reboot_hook_undoes_it() {
+    let etcd = EtcdServer::start();
+    let mut fx = cluster_node("undo", &etcd);
+    fx.need_reboot();
+    let log = fx.path("reboots.log");
+    let started = fx.path("drain-started");
+    let go = fx.path("go");
+    let drain = fx.script(
+        "drain",
+        &format!(
+            "echo drain >> {log}\ntouch {s}\ni=0; while [ ! -e {g} ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done\n",
+            log = log.display(),
+            s = started.display(),
+            g = go.display()
+        ),
+    );
+    let undrain = fx.script("undrain", &format!("echo undrain >> {}\n", log.display()));
+    fx.set(
+        "hooks",
+        &format!(
+            "{{pre_reboot: [\"{}\"], post_reboot: [\"{}\"]}}",
+            drain.display(),
+            undrain.display()
+        ),
+    );
+    let child = fx.spawn(&["run", "--once"]);
+    assert!(wait_until(Duration::from_secs(15), || started.exists()));
+    // An operator releases the slot while the node drains: the switch to
+    // rebooting must fail, and the drain must be undone.
+    let other = cluster_node("operator", &etcd);
+    assert_eq!(other.rebootctl(&["unlock", "undo", "--yes"]).code, 0);
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("changed under us"), "{stderr}");
+    assert_eq!(fx.reboots(), ["drain", "undrain"]);
+    assert!(!fx.path("state/reboot-record.json").exists());
+    assert!(fx.holders().is_empty());
+}
+
+#[test]
+fn a_second_agent_on_the_same_state_dir_is_refused() {
+    let mut fx = Fixture::new("single");
+    fx.need_reboot();
+    let inside = fx.path("inside");
+    let go = fx.path("go");
+    let h = fx.script(
+        "health",
+        &format!(
+            "touch {}\ni=0; while [ ! -e {} ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done\n",
+            inside.display(),
+            go.display()
+        ),
+    );
+    fx.set("health_script", &h.display().to_string());
+    let first = fx.spawn(&["run", "--once"]);
+    assert!(wait_until(Duration::from_secs(15), || inside.exists()));
+    let r = fx.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("another 'rebootctl run'"), "{r:?}");
+    std::fs::write(&go, "").unwrap();
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(fx.reboots().len(), 1);
+}

@@ -521,6 +521,7 @@ fn every_json_field_is_in_rebootctl_8() {
             boot_id: "b".into(),
             phase: SlotPhase::Rebooting,
             acquired_at: "2026-01-01T00:00:00Z".into(),
+            machine_id: "m".into(),
         }),
         raw: String::new(),
         create_revision: 1,

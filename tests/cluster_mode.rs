@@ -549,29 +549,3 @@ fn an_abort_after_the_pre_reboot_hook_undoes_it() {
     assert!(!fx.path("state/reboot-record.json").exists());
     assert!(fx.holders().is_empty());
 }
-
-#[test]
-fn a_second_agent_on_the_same_state_dir_is_refused() {
-    let mut fx = Fixture::new("single");
-    fx.need_reboot();
-    let inside = fx.path("inside");
-    let go = fx.path("go");
-    let h = fx.script(
-        "health",
-        &format!(
-            "touch {}\ni=0; while [ ! -e {} ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done\n",
-            inside.display(),
-            go.display()
-        ),
-    );
-    fx.set("health_script", &h.display().to_string());
-    let first = fx.spawn(&["run", "--once"]);
-    assert!(wait_until(Duration::from_secs(15), || inside.exists()));
-    let r = fx.rebootctl(&["run", "--once"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("another 'rebootctl run'"), "{r:?}");
-    std::fs::write(&go, "").unwrap();
-    let out = first.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(fx.reboots().len(), 1);
-}

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::fixture::{Fixture, run_binary};
+use common::fixture::{Fixture, run_binary, wait_until};
+use std::time::Duration;
 
 #[test]
 fn marker_present_runs_the_fake_reboot_once_with_expanded_arguments() {
@@ -433,4 +434,30 @@ fn version_names_commit_and_target() {
     assert_eq!(r.code, 0);
     assert!(r.stdout.starts_with("rebootctl "), "{}", r.stdout);
     assert!(r.stdout.contains("target"), "{}", r.stdout);
+}
+
+#[test]
+fn a_second_agent_on_the_same_state_dir_is_refused() {
+    let mut fx = Fixture::new("single");
+    fx.need_reboot();
+    let inside = fx.path("inside");
+    let go = fx.path("go");
+    let h = fx.script(
+        "health",
+        &format!(
+            "touch {}\ni=0; while [ ! -e {} ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done\n",
+            inside.display(),
+            go.display()
+        ),
+    );
+    fx.set("health_script", &h.display().to_string());
+    let first = fx.spawn(&["run", "--once"]);
+    assert!(wait_until(Duration::from_secs(15), || inside.exists()));
+    let r = fx.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("another 'rebootctl run'"), "{r:?}");
+    std::fs::write(&go, "").unwrap();
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(fx.reboots().len(), 1);
 }

@@ -132,8 +132,13 @@ package: $(addprefix package-,$(PKG_ARCHES))
 	  || { echo "package: PKG_REQUIRE_SBOM is set but cargo-cyclonedx is not installed" >&2; exit 1; }
 	@# debsigs adds a _gpgorigin member, so the .deb files are signed before
 	@# they are summed; SHA256SUMS.asc signs the sums last.
-	$(if $(SIGN_KEY_ID),for deb in $(foreach a,$(PKG_ARCHES),$(PKG_DIST)/$(call pkg_deb,$(a))); do \
-	  $(DEBSIGS) --sign=origin --default-key='$(SIGN_KEY_ID)' "$$deb" || exit 1; done)
+	@# debsigs runs `gpg --openpgp`, which signs with SHA-1 unless told
+	@# otherwise, and debsig-verify rejects SHA-1: a gpg wrapper asks for SHA512.
+	$(if $(SIGN_KEY_ID),wrap=$$(mktemp -d); trap 'rm -rf "$$wrap"' EXIT; \
+	  printf '#!/bin/sh\nexec %s --digest-algo SHA512 "$$@"\n' "$$(command -v $(GPG))" > "$$wrap/gpg"; \
+	  chmod 0755 "$$wrap/gpg"; \
+	  for deb in $(foreach a,$(PKG_ARCHES),$(PKG_DIST)/$(call pkg_deb,$(a))); do \
+	    PATH="$$wrap:$$PATH" $(DEBSIGS) --sign=origin --default-key='$(SIGN_KEY_ID)' "$$deb" || exit 1; done)
 	cd $(PKG_DIST) && rm -f SHA256SUMS SHA256SUMS.asc && sha256sum $(foreach a,$(PKG_ARCHES),$(call pkg_files,$(a))) > SHA256SUMS
 	$(if $(SIGN_KEY_ID),$(GPG) --batch --yes --armor --local-user '$(SIGN_KEY_ID)' --detach-sign \
 	  --output $(PKG_DIST)/SHA256SUMS.asc $(PKG_DIST)/SHA256SUMS)

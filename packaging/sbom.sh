@@ -26,13 +26,17 @@ mv "$name.json" "$tmp/raw.json"
     | awk '{ print $1 " " substr($2, 2) }' | sort -u > "$tmp/shipped"
 
 python3 - "$tmp/raw.json" "$tmp/shipped" "$(pwd)" "$out" <<'PY'
-import json, sys
+import json, re, sys
 
 raw, shipped_path, root, out = sys.argv[1:]
 with open(raw) as f:
     text = f.read()
-# bom-refs of path packages carry the checkout directory.
-text = text.replace("file://" + root + "#", "file:///build#")
+name = json.loads(text)["metadata"]["component"]["name"]
+# bom-refs of path packages carry the checkout directory, and cargo shortens
+# "path+file:///x/rebootctl#rebootctl@0.1.0" to "...#0.1.0" when the
+# directory has the package's name: both become path+file:///build#NAME@.
+text = re.sub(r"file://" + re.escape(root) + r"#(?:" + re.escape(name) + r"@)?",
+              "file:///build#" + name + "@", text)
 bom = json.loads(text)
 shipped = {tuple(line.split()) for line in open(shipped_path) if line.strip()}
 kept = [c for c in bom.get("components", []) if (c["name"], c["version"]) in shipped]

@@ -160,9 +160,14 @@ impl Daemon {
                 self.errors = 0;
                 self.record(&report);
                 let rebooting = report.outcome == Outcome::RebootIssued;
+                // Waiting on the cluster, or ready to go (dry-run): a freed
+                // slot, an ended pause or cooldown is worth a pass now.
                 let wake_on_release = matches!(
                     &report.outcome,
-                    Outcome::Blocked(Block::NoSlot(_) | Block::Cooldown(_) | Block::Paused(_))
+                    Outcome::WouldReboot
+                        | Outcome::Blocked(
+                            Block::NoSlot(_) | Block::Cooldown(_) | Block::Paused(_)
+                        )
                 );
                 let how_long = if rebooting {
                     // The machine is going down; if it does not, the next

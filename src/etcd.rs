@@ -29,6 +29,8 @@ use crate::error::{Error, Result};
 
 /// Budget for establishing a connection (TCP and TLS handshake).
 pub const CONNECT_TIMEOUT_SECS: u64 = 5;
+/// Read and write buffer of each connection (etcd's replies stream through it).
+pub const IO_BUFFER_BYTES: usize = 16 * 1024;
 /// Budget for a whole unary request, from connecting to reading the reply.
 pub const REQUEST_TIMEOUT_SECS: u64 = 10;
 /// Budget for the response headers of a watch (its body has no deadline).
@@ -505,6 +507,10 @@ impl Client {
                 .tls_config(tls.clone())
                 .timeout_connect(Some(Duration::from_secs(CONNECT_TIMEOUT_SECS)))
                 .user_agent(concat!("rebootctl/", env!("CARGO_PKG_VERSION")))
+                // ureq's 128 KiB default per connection and direction is
+                // most of an idle agent's memory (one connection per watch).
+                .input_buffer_size(IO_BUFFER_BYTES)
+                .output_buffer_size(IO_BUFFER_BYTES)
         };
         let unary = base()
             .timeout_global(Some(Duration::from_secs(REQUEST_TIMEOUT_SECS)))

@@ -255,6 +255,8 @@ impl Worker {
             // Non-2xx is reported by us, with the host only.
             .http_status_as_error(false)
             .user_agent(concat!("rebootctl/", env!("CARGO_PKG_VERSION")))
+            .input_buffer_size(crate::etcd::IO_BUFFER_BYTES)
+            .output_buffer_size(crate::etcd::IO_BUFFER_BYTES)
             .build()
             .into();
         let mut dropped = 0usize;

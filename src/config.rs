@@ -440,6 +440,12 @@ impl Config {
         {
             changed.push("metrics");
         }
+        if self.state_dir != new.state_dir {
+            changed.push("state_dir");
+        }
+        if self.boot_id_file != new.boot_id_file || self.machine_id_file != new.machine_id_file {
+            changed.push("boot_id_file/machine_id_file");
+        }
         changed
     }
 }

@@ -131,14 +131,39 @@ impl Cluster {
             failure: vec![Op::get(&key)],
         })?;
         if !resp.succeeded {
-            let theirs = match resp.responses.first() {
-                Some(OpResponse::Range { kvs, .. }) => kvs
-                    .first()
-                    .and_then(|kv| serde_json::from_slice::<NodeRecord>(&kv.value).ok())
-                    .map(|r| r.machine_id)
-                    .unwrap_or_default(),
-                _ => String::new(),
+            let existing = match resp.responses.first() {
+                Some(OpResponse::Range { kvs, .. }) => kvs.first().cloned(),
+                _ => None,
             };
+            let record = existing
+                .as_ref()
+                .and_then(|kv| serde_json::from_slice::<NodeRecord>(&kv.value).ok());
+            let theirs = record
+                .as_ref()
+                .map(|r| r.machine_id.clone())
+                .unwrap_or_default();
+            // A record from before machine ids: claim it, so the guard works
+            // from now on (if it changed meanwhile, the next pass decides).
+            if let (Some(kv), Some(rec), true) = (
+                &existing,
+                &record,
+                theirs.is_empty() && !machine_id.is_empty(),
+            ) {
+                let claimed = serde_json::to_vec(&NodeRecord {
+                    machine_id: machine_id.to_string(),
+                    ..rec.clone()
+                })
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+                self.client.txn(&Txn {
+                    compare: vec![Compare::mod_revision(
+                        &key,
+                        CmpResult::Equal,
+                        kv.mod_revision,
+                    )],
+                    success: vec![Op::put(&key, &claimed, None)],
+                    failure: vec![],
+                })?;
+            }
             if !same_machine(&theirs, machine_id) {
                 return Err(Error::Runtime(format!(
                     "node_name {} is registered by another machine (machine id {theirs}, this one is {machine_id}): \

@@ -331,6 +331,9 @@ impl Daemon {
                     node_name: self.cfg.node_name.clone(),
                     etcd: self.cfg.etcd.clone(),
                     metrics: self.cfg.metrics.clone(),
+                    state_dir: self.cfg.state_dir.clone(),
+                    boot_id_file: self.cfg.boot_id_file.clone(),
+                    machine_id_file: self.cfg.machine_id_file.clone(),
                     ..new
                 };
                 if let Some(h) = &self.heartbeat {

@@ -178,9 +178,13 @@ impl Lock {
                     value.node, mine.key
                 )));
             }
-            if mine.value.as_ref().is_some_and(|v| {
-                v.boot_id == value.boot_id && v.pid != value.pid && pid_alive(v.pid)
-            }) {
+            let another_agent = mine.value.as_ref().is_some_and(|v| {
+                // Another machine under the same name, or another live
+                // agent process of this very boot.
+                !crate::coordinator::same_machine(&v.machine_id, &value.machine_id)
+                    || (v.boot_id == value.boot_id && v.pid != value.pid && pid_alive(v.pid))
+            });
+            if another_agent {
                 log::warn!(
                     "another rebootctl of this node (pid {}) holds {}; not taking it over",
                     mine.value.as_ref().map(|v| v.pid).unwrap_or(0),

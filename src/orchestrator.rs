@@ -396,39 +396,65 @@ impl Pass<'_> {
             .or_else(|| record.as_ref().map(|r| r.boot_id.clone()))
             .unwrap_or_default();
         if recorded_boot == self.boot_id {
+            // Same boot: the reboot has not happened. It may still (a slow
+            // or delayed shutdown), so the slot and the record stay until
+            // reboot_timeout_sec has passed; only then is it given up.
+            let since = went_down_at
+                .parse::<Timestamp>()
+                .map(|t| secs_between(t, Timestamp::now()))
+                .unwrap_or(Duration::MAX);
+            if since < self.cfg.reboot_timeout {
+                self.holding = slot.is_some();
+                let left = self.cfg.reboot_timeout - since;
+                return Ok(self.block(
+                    "post-reboot",
+                    Block::RebootPending(format!(
+                        "the reboot issued at {went_down_at} has not happened yet (same boot id); given up in {}",
+                        human_duration(left)
+                    )),
+                ));
+            }
             if self.opts.status {
                 self.step(
                     "post-reboot",
                     StepState::Info,
-                    format!("the reboot issued at {went_down_at} did not happen (same boot id); the next pass clears it"),
+                    format!("the reboot issued at {went_down_at} did not happen; the next pass gives it up"),
                 );
                 return Ok(false);
             }
             log::warn!(
-                "the reboot issued at {went_down_at} never happened (boot id {} is still current); releasing and clearing the record",
+                event = "reboot_given_up";
+                "the reboot issued at {went_down_at} never happened (boot id {} is still current after reboot_timeout_sec); releasing and clearing the record",
                 self.boot_id
             );
             if let (Some(c), Some(s)) = (self.cluster, &slot) {
                 c.lock.release(s)?;
             }
             state::clear_record(&self.cfg.state_dir)?;
+            // The record proves the pre_reboot hook ran: undo it.
+            if let Some(r) = &record {
+                self.undo_pre_reboot(&self.vars(&r.reason));
+            }
             self.step(
                 "post-reboot",
                 StepState::Info,
-                "released and cleared a reboot that never happened",
+                "gave up a reboot that never happened: released and cleared",
             );
             return Ok(false);
         }
         self.holding = slot.is_some();
+        // Back, but not complete until healthy and the post_reboot hook
+        // passed: the host still counts as down, so its slot stays held,
+        // its lease renewed to a full reboot_timeout_sec on every pass.
+        if let (Some(c), Some(s), false) = (self.cluster, &slot, self.opts.status) {
+            match c.client.lease_keepalive(s.lease) {
+                Ok(Some(_)) => {}
+                Ok(None) => log::warn!("the lease of {} is gone; the slot was freed", s.key),
+                Err(e) => log::warn!("cannot renew the lease of {}: {e}", s.key),
+            }
+        }
         let report = self.run_health(Phase::PostReboot)?;
         if !report.healthy {
-            // Back but not healthy: the host still counts as down, so the
-            // slot stays held (its lease renewed) until the check passes.
-            if let (Some(c), Some(s), false) = (self.cluster, &slot, self.opts.status) {
-                if let Err(e) = c.client.lease_keepalive(s.lease) {
-                    log::warn!("cannot renew the lease of {}: {e}", s.key);
-                }
-            }
             return Ok(self.block("post-reboot", Block::PostRebootHealth(report.reason)));
         }
         if self.opts.status {
@@ -911,6 +937,8 @@ impl Pass<'_> {
             {
                 log::warn!("{e}; not rebooting");
                 self.revoke(reboot_lease);
+                // A half-done drain must not stay: undo it as after an abort.
+                self.undo_pre_reboot(&vars);
                 let _ = self.block("pre-reboot hook", Block::Hook(e.to_string()));
                 return Ok(self.stop());
             }
@@ -956,8 +984,17 @@ impl Pass<'_> {
     }
 
     /// Writes the reboot record, then turns the held slot into phase
-    /// rebooting. After this succeeds, only the reboot command is left.
+    /// rebooting on `reboot_lease`, renewed first to its full TTL (the
+    /// hook's time must not shorten it). After this succeeds, only the
+    /// reboot command is left.
     fn commit_to_reboot(&mut self, reason: &[String], reboot_lease: Option<i64>) -> Result<()> {
+        if let (Some(c), Some(lease)) = (self.cluster, reboot_lease) {
+            if c.client.lease_keepalive(lease)?.is_none() {
+                return Err(Error::Runtime(
+                    "the reboot lease expired during the pre_reboot hook; not rebooting".into(),
+                ));
+            }
+        }
         state::write_record(
             &self.cfg.state_dir,
             &RebootRecord {
@@ -999,9 +1036,13 @@ impl Pass<'_> {
                 log::warn!(
                     "the reboot was aborted after the pre_reboot hook; running the post_reboot hook to undo it"
                 );
-                if let Err(e) =
-                    reboot::run_hook("post_reboot hook", argv, vars, self.cfg.hooks.timeout)
-                {
+                // Not cancellable: a stopping agent must still undo a drain.
+                if let Err(e) = reboot::run_hook_to_completion(
+                    "post_reboot hook",
+                    argv,
+                    vars,
+                    self.cfg.hooks.timeout,
+                ) {
                     log::error!("{e}");
                 }
             }

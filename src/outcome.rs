@@ -26,6 +26,9 @@ pub enum Outcome {
 /// The gate that stopped a pass.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Block {
+    /// The reboot command ran but the host has not rebooted yet (same boot
+    /// id); the slot stays held until `reboot_timeout_sec` has passed.
+    RebootPending(String),
     /// This node rebooted and its post-reboot health check has not passed yet.
     PostRebootHealth(String),
     /// The kill switch file exists.
@@ -52,9 +55,11 @@ impl Block {
     /// The exit code of this block (SPEC §2).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Block::PostRebootHealth(_) | Block::Health(_) | Block::Policy(_) | Block::Hook(_) => {
-                EXIT_HEALTH
-            }
+            Block::RebootPending(_)
+            | Block::PostRebootHealth(_)
+            | Block::Health(_)
+            | Block::Policy(_)
+            | Block::Hook(_) => EXIT_HEALTH,
             Block::KillSwitch(_) | Block::Paused(_) => EXIT_KILL_SWITCH,
             Block::DetectorFailed(_) => EXIT_DETECTOR,
             Block::Window(_) | Block::Cooldown(_) => EXIT_WINDOW,
@@ -65,6 +70,7 @@ impl Block {
     /// A stable label for metrics (`rebootctl_blocked{reason}`) and JSON.
     pub fn label(&self) -> &'static str {
         match self {
+            Block::RebootPending(_) => "reboot_pending",
             Block::PostRebootHealth(_) => "post_reboot_health",
             Block::KillSwitch(_) => "kill_switch",
             Block::Paused(_) => "paused",
@@ -79,7 +85,8 @@ impl Block {
     }
 
     /// Every label, for metrics that list all reasons.
-    pub const LABELS: [&'static str; 10] = [
+    pub const LABELS: [&'static str; 11] = [
+        "reboot_pending",
         "post_reboot_health",
         "kill_switch",
         "paused",
@@ -96,6 +103,7 @@ impl Block {
 impl fmt::Display for Block {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Block::RebootPending(r) => write!(f, "reboot pending: {r}"),
             Block::PostRebootHealth(r) => write!(f, "back from reboot, waiting for health: {r}"),
             Block::KillSwitch(r) => write!(f, "kill switch: {r}"),
             Block::Paused(r) => write!(f, "cluster paused: {r}"),

@@ -89,6 +89,17 @@ pub fn run_hook(role: &str, argv: &[String], vars: &Vars, timeout: Duration) -> 
     run_action(role, argv, vars, timeout, true)
 }
 
+/// Like [`run_hook`], but a stopping agent does not cancel it (used to
+/// undo a `pre_reboot` hook).
+pub fn run_hook_to_completion(
+    role: &str,
+    argv: &[String],
+    vars: &Vars,
+    timeout: Duration,
+) -> Result<Finished> {
+    run_action(role, argv, vars, timeout, false)
+}
+
 fn run_action(
     role: &str,
     argv: &[String],

@@ -164,14 +164,22 @@ fn failing_pre_reboot_hook_prevents_the_reboot() {
     let mut fx = Fixture::new("hook");
     fx.need_reboot();
     let hook = fx.script("drain", "echo cannot drain >&2\nexit 1\n");
+    let undo = fx.path("undone");
+    let undrain = fx.script("undrain", &format!("touch {}\n", undo.display()));
     fx.set(
         "hooks",
-        &format!("{{pre_reboot: [\"{}\"]}}", hook.display()),
+        &format!(
+            "{{pre_reboot: [\"{}\"], post_reboot: [\"{}\"]}}",
+            hook.display(),
+            undrain.display()
+        ),
     );
     let r = fx.rebootctl(&["run", "--once"]);
     assert_eq!(r.code, 3, "{r:?}");
     assert!(fx.reboots().is_empty());
     assert!(!fx.path("state/reboot-record.json").exists());
+    // A half-done drain is undone like an aborted reboot.
+    assert!(undo.exists(), "{r:?}");
 }
 
 #[test]
@@ -225,16 +233,42 @@ fn after_the_reboot_post_reboot_health_completes_it() {
 }
 
 #[test]
-fn a_reboot_that_never_happened_is_cleared() {
-    let fx = Fixture::new("never");
+fn a_reboot_that_never_happened_is_given_up_after_reboot_timeout() {
+    let mut fx = Fixture::new("never");
     fx.need_reboot();
+    let log = fx.path("reboots.log");
+    let drain = fx.script("drain", &format!("echo drain >> {}\n", log.display()));
+    let undrain = fx.script("undrain", &format!("echo undrain >> {}\n", log.display()));
+    fx.set(
+        "hooks",
+        &format!(
+            "{{pre_reboot: [\"{}\"], post_reboot: [\"{}\"]}}",
+            drain.display(),
+            undrain.display()
+        ),
+    );
+    fx.set("reboot_timeout_sec", "2");
     assert_eq!(fx.rebootctl(&["run", "--once"]).code, 0);
     std::fs::remove_file(fx.path("need-reboot")).unwrap();
-    // Same boot id: the reboot never happened.
+    // Same boot id: the reboot has not happened yet; it may still.
     let r = fx.rebootctl(&["run", "--once"]);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stderr.contains("never happened"), "{r:?}");
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("reboot pending"), "{r:?}");
+    assert!(fx.path("state/reboot-record.json").exists());
+    // After reboot_timeout_sec it is given up, and the drain undone.
+    let mut last = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let r = fx.rebootctl(&["run", "--once"]);
+            let done = r.code == 0;
+            last = Some(r);
+            done
+        }),
+        "{last:?}"
+    );
+    assert!(last.unwrap().stderr.contains("never happened"));
     assert!(!fx.path("state/reboot-record.json").exists());
+    assert_eq!(fx.reboots(), ["drain", "--node=never now", "undrain"]);
 }
 
 #[test]

@@ -285,12 +285,21 @@ fn cpu_ticks(pid: i32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-fn status_field(pid: i32, name: &str) -> Option<String> {
-    fs::read_to_string(format!("/proc/{pid}/status"))
+/// A `Name:` line's value from `/proc/PID/<file>`.
+fn proc_field(pid: i32, file: &str, name: &str) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/{file}"))
         .ok()?
         .lines()
         .find(|l| l.starts_with(name))
         .map(|l| l[name.len()..].trim().to_string())
+}
+
+fn status_field(pid: i32, name: &str) -> Option<String> {
+    proc_field(pid, "status", name)
+}
+
+fn rollup_field(pid: i32, name: &str) -> Option<String> {
+    proc_field(pid, "smaps_rollup", name)
 }
 
 fn http_get(url: &str) -> Option<String> {
@@ -362,9 +371,11 @@ fn bench_idle(bin: &Path, md: &mut String) {
         "## Idle daemon ({IDLE_SECS} s, no reboot needed, metrics on)\n\n\
          `rebootctl run` with check_interval_sec {}, health_publish_interval_sec 1, no health script, \
          `metrics: {{enabled: true, listen: 127.0.0.1:PORT}}`. RSS from `/proc/PID/status` \
-         (VmRSS, VmHWM) after {IDLE_SECS} s; CPU = delta of utime+stime (`/proc/PID/stat` fields 14+15) \
-         over the {IDLE_SECS} s / CLK_TCK {tck}.\n\n\
-         | mode | VmRSS | VmHWM | CPU over {IDLE_SECS} s | CPU % | metrics endpoint |\n|---|---|---|---|---|---|",
+         (VmRSS, VmHWM, and its parts RssAnon — the agent's own memory — and RssFile — mapped \
+         pages of the binary and of libc, shared and reclaimable) and PSS from \
+         `/proc/PID/smaps_rollup` after {IDLE_SECS} s; CPU = delta of utime+stime \
+         (`/proc/PID/stat` fields 14+15) over the {IDLE_SECS} s / CLK_TCK {tck}.\n\n\
+         | mode | VmRSS | VmHWM | RssAnon | RssFile | PSS | CPU over {IDLE_SECS} s | CPU % | metrics endpoint |\n|---|---|---|---|---|---|---|---|---|",
         f.spec.check_interval_secs
     );
     for (i, mode) in ["cluster", "local"].iter().enumerate() {
@@ -381,9 +392,12 @@ fn bench_idle(bin: &Path, md: &mut String) {
             .unwrap_or_else(|| "not configured".into());
         let _ = writeln!(
             md,
-            "| {mode} | {} | {} | {cpu:.2} s | {:.3} % | {metrics} |",
+            "| {mode} | {} | {} | {} | {} | {} | {cpu:.2} s | {:.3} % | {metrics} |",
             status_field(pids[i], "VmRSS:").unwrap_or_default(),
             status_field(pids[i], "VmHWM:").unwrap_or_default(),
+            status_field(pids[i], "RssAnon:").unwrap_or_default(),
+            status_field(pids[i], "RssFile:").unwrap_or_default(),
+            rollup_field(pids[i], "Pss:").unwrap_or_default(),
             100.0 * cpu / IDLE_SECS as f64,
         );
     }

@@ -395,17 +395,7 @@ fn etcd_stopped_mid_pass_means_exit_1_and_no_reboot() {
     let mut etcd = EtcdServer::start();
     let mut a = cluster_node("cut", &etcd);
     a.need_reboot();
-    let inside = a.path("inside");
-    let go = a.path("go");
-    let h = a.script(
-        "health",
-        &format!(
-            "touch {}\ni=0; while [ ! -e {} ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done\n",
-            inside.display(),
-            go.display()
-        ),
-    );
-    a.set("health_script", &h.display().to_string());
+    let (inside, go) = a.gated_health();
     let child = a.spawn(&["run", "--once"]);
     assert!(wait_until(Duration::from_secs(15), || inside.exists()));
     etcd.stop();

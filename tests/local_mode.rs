@@ -474,17 +474,7 @@ fn version_names_commit_and_target() {
 fn a_second_agent_on_the_same_state_dir_is_refused() {
     let mut fx = Fixture::new("single");
     fx.need_reboot();
-    let inside = fx.path("inside");
-    let go = fx.path("go");
-    let h = fx.script(
-        "health",
-        &format!(
-            "touch {}\ni=0; while [ ! -e {} ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done\n",
-            inside.display(),
-            go.display()
-        ),
-    );
-    fx.set("health_script", &h.display().to_string());
+    let (inside, go) = fx.gated_health();
     let first = fx.spawn(&["run", "--once"]);
     assert!(wait_until(Duration::from_secs(15), || inside.exists()));
     let r = fx.rebootctl(&["run", "--once"]);

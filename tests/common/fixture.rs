@@ -87,6 +87,24 @@ impl Fixture {
         p
     }
 
+    /// Makes the health script hold every check at a gate: it creates the
+    /// returned `inside` file, then waits (at most 10 s) until the test
+    /// creates the returned `go` file.
+    pub fn gated_health(&mut self) -> (PathBuf, PathBuf) {
+        let inside = self.path("inside");
+        let go = self.path("go");
+        let h = self.script(
+            "health",
+            &format!(
+                "touch {}\ni=0; while [ ! -e {} ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done\n",
+                inside.display(),
+                go.display()
+            ),
+        );
+        self.set("health_script", &h.display().to_string());
+        (inside, go)
+    }
+
     /// Creates the marker file the detector looks for.
     pub fn need_reboot(&self) {
         fs::write(self.path("need-reboot"), "").unwrap();

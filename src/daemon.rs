@@ -170,8 +170,8 @@ impl Daemon {
                         )
                 );
                 let how_long = if rebooting {
-                    // The machine is going down; if it does not, the next
-                    // pass sees the same boot id and releases the slot.
+                    // The machine is going down; if it has not after
+                    // reboot_timeout_sec, the next pass gives the reboot up.
                     self.cfg.reboot_timeout
                 } else {
                     self.cfg.check_interval

@@ -140,15 +140,7 @@ fn the_slot_is_held_through_the_reboot_until_post_reboot_health_passes() {
     let b = cluster_node("b", &etcd);
     a.need_reboot();
     b.need_reboot();
-    let gate = a.path("healthy-after-boot");
-    let h = a.script(
-        "health",
-        &format!(
-            "[ \"$RC_PHASE\" != post-reboot ] || [ -e {} ]\n",
-            gate.display()
-        ),
-    );
-    a.set("health_script", &h.display().to_string());
+    let gate = a.healthy_after_boot_when();
     assert_eq!(a.rebootctl(&["run", "--once"]).code, 0);
     assert_eq!(a.reboots().len(), 1);
     assert_eq!(a.holders(), [("a".to_string(), "rebooting".to_string())]);

@@ -207,15 +207,7 @@ fn pre_reboot_hook_runs_before_the_reboot() {
 fn after_the_reboot_post_reboot_health_completes_it() {
     let mut fx = Fixture::new("back");
     fx.need_reboot();
-    let gate = fx.path("healthy");
-    let h = fx.script(
-        "health",
-        &format!(
-            "[ \"$RC_PHASE\" != post-reboot ] || [ -e {} ]\n",
-            gate.display()
-        ),
-    );
-    fx.set("health_script", &h.display().to_string());
+    let gate = fx.healthy_after_boot_when();
     assert_eq!(fx.rebootctl(&["run", "--once"]).code, 0);
     assert_eq!(fx.reboots().len(), 1);
     std::fs::remove_file(fx.path("need-reboot")).unwrap();

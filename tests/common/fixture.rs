@@ -105,6 +105,21 @@ impl Fixture {
         (inside, go)
     }
 
+    /// Makes the post-reboot health check fail until the returned file
+    /// exists (every other phase passes).
+    pub fn healthy_after_boot_when(&mut self) -> PathBuf {
+        let gate = self.path("healthy-after-boot");
+        let h = self.script(
+            "health",
+            &format!(
+                "[ \"$RC_PHASE\" != post-reboot ] || [ -e {} ]\n",
+                gate.display()
+            ),
+        );
+        self.set("health_script", &h.display().to_string());
+        gate
+    }
+
     /// Creates the marker file the detector looks for.
     pub fn need_reboot(&self) {
         fs::write(self.path("need-reboot"), "").unwrap();

@@ -747,13 +747,13 @@ impl Checker<'_> {
 
     fn placeholders(&mut self, path: &str, argv: &[String]) {
         for (i, arg) in argv.iter().enumerate() {
-            for name in crate::reboot::placeholders_in(arg) {
-                if !crate::reboot::PLACEHOLDERS.contains(&name) {
+            for name in crate::host::actions::placeholders_in(arg) {
+                if !crate::host::actions::PLACEHOLDERS.contains(&name) {
                     self.problem(
                         &format!("{path}[{i}]"),
                         format!(
                             "unknown placeholder ${{{name}}}; known: {}",
-                            crate::reboot::PLACEHOLDERS.join(", ")
+                            crate::host::actions::PLACEHOLDERS.join(", ")
                         ),
                     );
                 }

@@ -7,20 +7,21 @@
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use crate::agent::events::{Event, SignalThread};
+use crate::agent::heartbeat::{Control, Heartbeat};
+use crate::agent::metrics::{Metrics, MetricsServer};
 use crate::backoff;
+use crate::cluster::Cluster;
 use crate::config::{self, Config};
-use crate::coordinator::Cluster;
 use crate::error::{Error, Result};
 use crate::etcd::WatchEvent;
-use crate::events::{Event, SignalThread};
-use crate::heartbeat::{Control, Heartbeat};
+use crate::host::actions;
+use crate::host::notify::Notifier;
 use crate::logging::Throttle;
-use crate::metrics::{Metrics, MetricsServer};
-use crate::notify::Notifier;
-use crate::orchestrator::{self, Options, PassEvent, PassReport};
-use crate::outcome::{Block, Outcome};
-use crate::reboot;
-use crate::report::human_duration;
+use crate::pass::outcome::{Block, Outcome};
+use crate::pass::report::{PassEvent, PassReport};
+use crate::pass::{self, Options};
+use crate::time::human_duration;
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code (0, or the
 /// code of the last pass when it was blocked or failed).
@@ -153,7 +154,7 @@ impl Daemon {
             lock_attempts: self.lock_attempts,
             ..self.opts
         };
-        let result = orchestrator::run_pass(&self.cfg, opts, self.cluster.as_ref(), &self.notifier);
+        let result = pass::run_pass(&self.cfg, opts, self.cluster.as_ref(), &self.notifier);
         self.metrics.set_last_pass_now();
         match result {
             Ok(report) => {
@@ -364,5 +365,5 @@ impl Daemon {
 
 /// True for a failure of the reboot command itself.
 fn is_reboot_command_failure(e: &Error) -> bool {
-    matches!(e, Error::Command { role, .. } if role == reboot::REBOOT_COMMAND_ROLE)
+    matches!(e, Error::Command { role, .. } if role == actions::REBOOT_COMMAND_ROLE)
 }

@@ -1,6 +1,12 @@
+//! `cli/` — the command line: argh, dispatch, the admin commands and the
+//! rendering of reports ([`render`]). The top layer: it may import every
+//! other folder and leaf; nothing imports it.
+//!
 //! The command line (SPEC §2): argh structs, one function per subcommand,
 //! and the mapping of every result to an exit code. `src/main.rs` only
 //! calls [`main`].
+
+pub mod render;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -8,14 +14,13 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::cluster::PauseRecord;
+use crate::cluster::Cluster;
+use crate::cluster::records::PauseRecord;
 use crate::config::{self, Config, LogFormat};
-use crate::coordinator::Cluster;
-use crate::detector;
 use crate::error::{EXIT_OK, EXIT_USAGE, Error, Result};
-use crate::notify::Notifier;
-use crate::orchestrator::{self, Options};
-use crate::report;
+use crate::host::detector;
+use crate::host::notify::Notifier;
+use crate::pass::{self, Options};
 
 #[derive(FromArgs, Debug)]
 /// Coordinated, health-gated reboots for a fleet of Linux hosts.
@@ -297,22 +302,22 @@ fn run(a: RunArgs) -> Result<u8> {
         dry_run: a.dry_run,
         ..Options::default()
     };
-    let _instance = crate::state::lock_instance(&cfg.state_dir)?;
+    let _instance = crate::host::state::lock_instance(&cfg.state_dir)?;
     if a.once {
         // SIGTERM/SIGINT cancel running scripts and hooks so the pass ends
         // at once and releases what it holds.
         let (tx, _rx) = std::sync::mpsc::channel();
-        let signals = crate::events::SignalThread::start(tx)?;
+        let signals = crate::agent::events::SignalThread::start(tx)?;
         let cluster = connect(&cfg)?;
         let notifier = Notifier::new(cfg.notify.as_ref(), &cfg.node_name);
-        let result = orchestrator::run_pass(&cfg, opts, cluster.as_ref(), &notifier);
+        let result = pass::run_pass(&cfg, opts, cluster.as_ref(), &notifier);
         notifier.shutdown(cfg.notify.as_ref().map(|n| n.timeout).unwrap_or_default());
         signals.close();
         let report = result?;
         log::info!(event = "pass", outcome = report.outcome.label(); "{}", report.outcome);
         return Ok(report.outcome.exit_code());
     }
-    crate::daemon::run(cfg, opts)
+    crate::agent::daemon::run(cfg, opts)
 }
 
 fn status(a: StatusArgs) -> Result<u8> {
@@ -325,11 +330,11 @@ fn status(a: StatusArgs) -> Result<u8> {
         lock_attempts: 0,
     };
     let cluster = if a.skip_lock { None } else { connect(&cfg)? };
-    let report = orchestrator::run_pass(&cfg, opts, cluster.as_ref(), &Notifier::new(None, ""))?;
+    let report = pass::run_pass(&cfg, opts, cluster.as_ref(), &Notifier::new(None, ""))?;
     if a.json {
-        print_json(&report::status_json(&report))?;
+        print_json(&render::status_json(&report))?;
     } else {
-        print_text(&report::status_text(&report))?;
+        print_text(&render::status_text(&report))?;
     }
     Ok(report.outcome.exit_code())
 }
@@ -340,9 +345,9 @@ fn simulate(a: SimulateArgs) -> Result<u8> {
     let reports = detector::run_all(&cfg.detectors, &env);
     let need = detector::decide(&reports);
     if a.json {
-        print_json(&report::simulate_json(&reports, &need))?;
+        print_json(&render::simulate_json(&reports, &need))?;
     } else {
-        print_text(&report::simulate_text(&reports, &need))?;
+        print_text(&render::simulate_text(&reports, &need))?;
     }
     Ok(match need {
         detector::Need::Unknown { .. } => crate::error::EXIT_DETECTOR,
@@ -399,9 +404,9 @@ fn lock(a: LockArgs) -> Result<u8> {
     let (slots, _) = cluster.lock.holders()?;
     let total = cluster.lock.slot_count();
     if a.json {
-        print_json(&report::lock_json(&slots, total))?;
+        print_json(&render::lock_json(&slots, total))?;
     } else {
-        print_text(&report::lock_text(&slots, total))?;
+        print_text(&render::lock_text(&slots, total))?;
     }
     Ok(EXIT_OK)
 }
@@ -422,7 +427,7 @@ fn unlock(a: UnlockArgs) -> Result<u8> {
         }
         eprint!(
             "Release the slot held by {}? A host that is really rebooting loses its protection. [y/N] ",
-            orchestrator::describe_holders(&held)
+            pass::describe_holders(&held)
         );
         let mut answer = String::new();
         std::io::stdin()
@@ -451,7 +456,7 @@ fn pause(a: PauseArgs) -> Result<u8> {
     let rec = PauseRecord {
         reason: a.reason.unwrap_or_default(),
         by: operator_name(),
-        at: crate::cluster::timestamp_now(),
+        at: crate::time::timestamp_now(),
     };
     cluster.set_pause(&rec, a.duration)?;
     match a.duration {
@@ -480,7 +485,7 @@ fn nodes(a: NodesArgs) -> Result<u8> {
     if a.json {
         print_json(&serde_json::json!({ "nodes": nodes }))?;
     } else {
-        print_text(&report::nodes_text(&nodes))?;
+        print_text(&render::nodes_text(&nodes))?;
     }
     Ok(EXIT_OK)
 }

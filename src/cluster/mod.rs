@@ -1,7 +1,15 @@
+//! `cluster/` — rebootctl's data in etcd: this handle ([`Cluster`]), the
+//! records ([`records`]), and the lock slots ([`lock`]). It may import
+//! `etcd/` and the top-level leaves; never `host/`, `pass/`, `agent/` or
+//! `cli/`.
+//!
 //! The etcd side of cluster mode (SPEC §6): one connection to the
 //! namespace and the reads and writes of every record the agent and the
 //! admin commands use — registry, health, pause, cooldown, history — plus
-//! the lock slots through [`crate::lock`].
+//! the lock slots through [`lock`].
+
+pub mod lock;
+pub mod records;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,13 +19,13 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cluster::{
+use crate::cluster::lock::{Lock, Slot};
+use crate::cluster::records::{
     CooldownRecord, HISTORY_KEEP, HealthRecord, HistoryRecord, NodeRecord, NodeState, PauseRecord,
 };
 use crate::config::{Config, EtcdConfig};
 use crate::error::{Error, Result};
 use crate::etcd::{Client, CmpResult, Compare, Op, OpResponse, Txn};
-use crate::lock::{Lock, Slot};
 
 /// A connection to the cluster's namespace.
 #[derive(Clone)]
@@ -120,7 +128,7 @@ impl Cluster {
         let key = self.key(&format!("nodes/{}", self.node));
         let body = serde_json::to_vec(&NodeRecord {
             node: self.node.clone(),
-            registered_at: crate::cluster::timestamp_now(),
+            registered_at: crate::time::timestamp_now(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             machine_id: machine_id.to_string(),
         })
@@ -228,7 +236,7 @@ impl Cluster {
             &self.key("cooldown"),
             &CooldownRecord {
                 node: self.node.clone(),
-                started_at: crate::cluster::timestamp_now(),
+                started_at: crate::time::timestamp_now(),
             },
             Some(lease),
         )
@@ -256,7 +264,7 @@ impl Cluster {
         let rec = HistoryRecord {
             node: node.to_string(),
             event: event.to_string(),
-            at: crate::cluster::timestamp_now(),
+            at: crate::time::timestamp_now(),
             boot_id: boot_id.to_string(),
         };
         // Fixed-width nanoseconds so the keys sort in time order.

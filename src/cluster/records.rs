@@ -1,24 +1,15 @@
 //! The cluster view (SPEC §6): the records other nodes publish (registry,
 //! health, cooldown, pause, history) and the pure policy decision over them.
-//! The etcd I/O lives in [`crate::coordinator`]; this module only defines
+//! The etcd I/O lives in [`crate::cluster::Cluster`]; this module only defines
 //! the records and decides.
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::lock::SlotPhase;
 use crate::config::ClusterPolicies;
-use crate::lock::SlotPhase;
 
 /// Number of history entries kept in etcd.
 pub const HISTORY_KEEP: usize = 200;
-
-/// The current time as written into records: RFC 3339 in UTC with
-/// millisecond precision (`2026-11-27T10:29:06.388Z`).
-pub fn timestamp_now() -> String {
-    let now = jiff::Timestamp::now();
-    now.round(jiff::Unit::Millisecond)
-        .unwrap_or(now)
-        .to_string()
-}
 
 /// `<ns>/nodes/<node>`: a node that has run the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,3 +1,7 @@
+//! `etcd/` — the client of etcd's v3 JSON gateway. It knows nothing of
+//! rebootctl: it may import only the top-level leaves (`config`, `error`,
+//! `backoff`), and `cluster/` is its only user inside the agent.
+//!
 //! A small blocking client for etcd v3 over its JSON gRPC gateway (`/v3/...`).
 //!
 //! It owns everything that touches the wire: the ureq agents (timeouts, TLS),

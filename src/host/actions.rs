@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::process::{self, Finished};
+use crate::host::process::{self, Finished};
 
 /// Placeholders that may appear in `reboot_command` and hook argv.
 pub const PLACEHOLDERS: [&str; 5] = [

@@ -150,7 +150,7 @@ impl Notifier {
             "text": text,
             "node": inner.node,
             "event": event,
-            "at": crate::cluster::timestamp_now(),
+            "at": crate::time::timestamp_now(),
         });
         let delivery = Delivery {
             event: event.to_string(),

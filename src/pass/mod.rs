@@ -1,3 +1,7 @@
+//! `pass/` — the pass: gather → decide → act. It may import `cluster/`,
+//! `host/` and the top-level leaves (`config`, `error`, `time`, `window`,
+//! `backoff`, `logging`); never `agent/` or `cli/`.
+//!
 //! One pass of the agent (SPEC §5), in the order the spec fixes: post-reboot
 //! completion, kill switch and pause, detectors, window and cooldown, health
 //! and policies, the lock, the re-check under the lock, then the reboot.
@@ -11,24 +15,28 @@
 //! releases it (one place: [`run_pass`]); only the switch to phase
 //! rebooting keeps it.
 
+pub mod outcome;
+pub mod report;
+
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use serde::Serialize;
 
-use crate::cluster::{self, HealthRecord, PolicyVerdict};
+use crate::cluster::Cluster;
+use crate::cluster::lock::{Acquire, Keepalive, Slot, SlotPhase, SlotValue};
+use crate::cluster::records::{self, HealthRecord, PolicyVerdict};
 use crate::config::Config;
-use crate::coordinator::Cluster;
-use crate::detector::{self, DetectorReport, Need};
 use crate::error::{Error, Result};
-use crate::health::{self, HealthReport, Phase};
-use crate::lock::{Acquire, Keepalive, Slot, SlotPhase, SlotValue};
-use crate::notify::Notifier;
-use crate::outcome::{Block, Outcome};
-use crate::reboot::{self, Vars};
-use crate::report::human_duration;
-use crate::state::{self, LastReboot, RebootRecord};
+use crate::host::actions::{self, Vars};
+use crate::host::detector::{self, DetectorReport, Need};
+use crate::host::health::{self, HealthReport, Phase};
+use crate::host::notify::Notifier;
+use crate::time::{human_age, human_duration, secs_between};
+use outcome::{Block, Outcome};
+
+use crate::host::state::{self, LastReboot, RebootRecord};
 use crate::window::WindowVerdict;
+use report::{PassEvent, PassReport, Step, StepState};
 
 /// How a pass is run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,78 +51,6 @@ pub struct Options {
     pub skip_lock: bool,
     /// Consecutive passes that found no free slot (`RC_LOCK_ATTEMPTS`).
     pub lock_attempts: u32,
-}
-
-/// The state of one step of the pass, for humans and JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepState {
-    /// The gate is open or the step succeeded.
-    Ok,
-    /// The gate is closed.
-    Blocked,
-    /// The step did not run.
-    Skipped,
-    /// Informational only.
-    Info,
-}
-
-/// One line of the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    /// The step's name ("kill switch", "health").
-    pub name: &'static str,
-    /// Its state.
-    pub state: StepState,
-    /// One human line.
-    pub detail: String,
-}
-
-/// Something that happened in a pass that the daemon turns into
-/// notifications and metrics.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PassEvent {
-    /// The reboot command is about to run.
-    RebootStarted,
-    /// The node came back and passed its post-reboot check.
-    RebootCompleted,
-    /// The reboot command failed.
-    RebootFailed,
-    /// A health script ran.
-    HealthChecked {
-        /// The phase.
-        phase: &'static str,
-        /// Healthy or not.
-        healthy: bool,
-    },
-    /// A slot was taken after this long.
-    SlotAcquired(Duration),
-}
-
-/// Everything a pass found and did.
-#[derive(Debug, Clone)]
-pub struct PassReport {
-    /// This node.
-    pub node: String,
-    /// Cluster mode or local mode.
-    pub cluster: bool,
-    /// Whether the pass ran in dry-run.
-    pub dry_run: bool,
-    /// The steps in pass order.
-    pub steps: Vec<Step>,
-    /// Every detector's report (empty when the pass stopped before them).
-    pub detectors: Vec<DetectorReport>,
-    /// Whether the detectors said a reboot is required (None: not run or undecided).
-    pub reboot_required: Option<bool>,
-    /// The lock slots as last seen (cluster mode).
-    pub holders: Vec<Slot>,
-    /// Whether this node holds a slot after the pass (phase rebooting).
-    pub holding_slot: bool,
-    /// What happened.
-    pub outcome: Outcome,
-    /// Events for notifications and metrics.
-    pub events: Vec<PassEvent>,
 }
 
 struct Pass<'a> {
@@ -198,22 +134,13 @@ pub fn describe_holders(slots: &[Slot]) -> String {
         .iter()
         .map(|s| match &s.value {
             Some(v) => {
-                let age = v
-                    .acquired_at
-                    .parse::<Timestamp>()
-                    .map(|t| human_duration(secs_between(t, now)))
-                    .unwrap_or_else(|_| "?".into());
+                let age = human_age(&v.acquired_at, now);
                 format!("{} ({}, {age})", v.node, v.phase.as_str())
             }
             None => format!("{} (unreadable value)", s.key),
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Whole seconds from `a` to `b` (zero when `b` is earlier).
-pub fn secs_between(a: Timestamp, b: Timestamp) -> Duration {
-    Duration::from_secs(b.duration_since(a).as_secs().max(0).unsigned_abs())
 }
 
 impl Pass<'_> {
@@ -280,7 +207,7 @@ impl Pass<'_> {
             pid: std::process::id(),
             boot_id: self.boot_id.clone(),
             phase,
-            acquired_at: crate::cluster::timestamp_now(),
+            acquired_at: crate::time::timestamp_now(),
             machine_id: self.machine_id.clone(),
         }
     }
@@ -369,7 +296,7 @@ impl Pass<'_> {
         // A slot of this name taken by another machine is never ours to
         // complete (two hosts sharing a node_name; register refuses that too).
         if let Some(v) = slot.as_ref().and_then(|s| s.value.as_ref()) {
-            if !crate::coordinator::same_machine(&v.machine_id, &self.machine_id) {
+            if !crate::cluster::same_machine(&v.machine_id, &self.machine_id) {
                 return Err(Error::Runtime(format!(
                     "{} is held by node {} on another machine (machine id {}, this one is {}); not touching it",
                     slot.as_ref().map(|s| s.key.as_str()).unwrap_or(""),
@@ -470,7 +397,7 @@ impl Pass<'_> {
                 .as_ref()
                 .map(|r| r.reason.clone())
                 .unwrap_or_default();
-            if let Err(e) = reboot::run_hook(
+            if let Err(e) = actions::run_hook(
                 "post_reboot hook",
                 argv,
                 &self.vars(&reason),
@@ -495,7 +422,7 @@ impl Pass<'_> {
         state::write_last_reboot(
             &self.cfg.state_dir,
             &LastReboot {
-                completed_at: crate::cluster::timestamp_now(),
+                completed_at: crate::time::timestamp_now(),
             },
         )?;
         state::clear_record(&self.cfg.state_dir)?;
@@ -707,7 +634,7 @@ impl Pass<'_> {
             healthy: report.healthy,
             phase: phase.as_str().to_string(),
             reason: report.reason.clone(),
-            checked_at: crate::cluster::timestamp_now(),
+            checked_at: crate::time::timestamp_now(),
             boot_id: self.boot_id.clone(),
             reboot_required: self.reboot_required,
         };
@@ -733,7 +660,7 @@ impl Pass<'_> {
             }
         }
         self.holders = slots;
-        match cluster::policy_allows(&self.cfg.node_name, &nodes, &self.cfg.cluster_policies) {
+        match records::policy_allows(&self.cfg.node_name, &nodes, &self.cfg.cluster_policies) {
             PolicyVerdict::Allowed(summary) => {
                 self.step("policies", StepState::Ok, summary);
                 Ok(false)
@@ -900,10 +827,10 @@ impl Pass<'_> {
     /// Step 8.
     fn reboot(&mut self, reason: &[String]) -> Result<Outcome> {
         let vars = self.vars(reason);
-        let argv = reboot::expand(&self.cfg.reboot_command, &vars);
+        let argv = actions::expand(&self.cfg.reboot_command, &vars);
         if self.opts.dry_run {
             let hook = match &self.cfg.hooks.pre_reboot {
-                Some(h) => format!("run pre_reboot hook {:?}, then ", reboot::expand(h, &vars)),
+                Some(h) => format!("run pre_reboot hook {:?}, then ", actions::expand(h, &vars)),
                 None => String::new(),
             };
             let release = if self.held.is_some() {
@@ -921,7 +848,7 @@ impl Pass<'_> {
             }
             return Ok(Outcome::WouldReboot);
         }
-        if crate::process::cancelled() {
+        if crate::host::process::cancelled() {
             return Err(Error::Runtime(
                 "the agent is stopping; not rebooting".into(),
             ));
@@ -933,7 +860,8 @@ impl Pass<'_> {
             _ => None,
         };
         if let Some(hook) = &self.cfg.hooks.pre_reboot {
-            if let Err(e) = reboot::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout)
+            if let Err(e) =
+                actions::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout)
             {
                 log::warn!("{e}; not rebooting");
                 self.revoke(reboot_lease);
@@ -971,7 +899,7 @@ impl Pass<'_> {
         if let Some(n) = &self.cfg.notify {
             self.notifier.flush(n.timeout);
         }
-        if let Err(e) = reboot::run_reboot_command(&self.cfg.reboot_command, &vars) {
+        if let Err(e) = actions::run_reboot_command(&self.cfg.reboot_command, &vars) {
             self.events.push(PassEvent::RebootFailed);
             self.notifier.send(
                 "reboot_failed",
@@ -1001,11 +929,11 @@ impl Pass<'_> {
                 node: self.cfg.node_name.clone(),
                 boot_id: self.boot_id.clone(),
                 slot: self.held.as_ref().map(|h| h.slot.key.clone()),
-                at: crate::cluster::timestamp_now(),
+                at: crate::time::timestamp_now(),
                 reason: reason.to_vec(),
             },
         )?;
-        if crate::process::cancelled() {
+        if crate::host::process::cancelled() {
             return Err(Error::Runtime(
                 "the agent is stopping; not rebooting".into(),
             ));
@@ -1037,7 +965,7 @@ impl Pass<'_> {
                     "the reboot was aborted after the pre_reboot hook; running the post_reboot hook to undo it"
                 );
                 // Not cancellable: a stopping agent must still undo a drain.
-                if let Err(e) = reboot::run_hook_to_completion(
+                if let Err(e) = actions::run_hook_to_completion(
                     "post_reboot hook",
                     argv,
                     vars,

@@ -3,6 +3,4 @@
 //! started on a free loopback port.
 #![allow(dead_code)]
 
-pub mod etcd;
 pub mod fixture;
-pub mod fleet;

@@ -451,19 +451,19 @@ fn every_health_variable_and_placeholder_is_in_rebootctl_yaml_5() {
         .filter(|i| i.section == "PLACEHOLDERS")
         .filter_map(|i| head_arg(&i.head, "Li"))
         .collect();
-    for p in rebootctl::host::actions::PLACEHOLDERS {
+    for p in rebootctl::config::PLACEHOLDERS {
         let written = format!("${{{p}}}");
         if !placeholder_items.contains(written.as_str()) {
             problems.push(format!("PLACEHOLDERS: no `.It Li {written}`"));
         }
     }
     for d in &placeholder_items {
-        if !rebootctl::host::actions::PLACEHOLDERS
+        if !rebootctl::config::PLACEHOLDERS
             .iter()
             .any(|p| format!("${{{p}}}") == *d)
         {
             problems.push(format!(
-                "PLACEHOLDERS: `{d}` is not in reboot::PLACEHOLDERS"
+                "PLACEHOLDERS: `{d}` is not in config::PLACEHOLDERS"
             ));
         }
     }

@@ -1,5 +1,5 @@
 //! `cluster/` — rebootctl's data in etcd: this handle ([`Cluster`]), the
-//! records ([`records`]), and the lock slots ([`lock`]). It may import
+//! records ([`records`]), the pure policy decision ([`policy`]), and the lock slots ([`lock`]). It may import
 //! `etcd/` and the top-level leaves; never `host/`, `pass/`, `agent/` or
 //! `cli/`.
 //!
@@ -9,6 +9,7 @@
 //! the lock slots through [`lock`].
 
 pub mod lock;
+pub mod policy;
 pub mod records;
 
 use std::sync::Arc;
@@ -20,8 +21,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cluster::lock::{Lock, Slot};
+use crate::cluster::policy::NodeState;
 use crate::cluster::records::{
-    CooldownRecord, HISTORY_KEEP, HealthRecord, HistoryRecord, NodeRecord, NodeState, PauseRecord,
+    CooldownRecord, HISTORY_KEEP, HealthRecord, HistoryRecord, NodeRecord, PauseRecord,
+    same_machine,
 };
 use crate::config::{Config, EtcdConfig};
 use crate::error::{Error, Result};
@@ -371,11 +374,6 @@ impl Cluster {
         self.client.delete(&self.key(&format!("health/{node}")))?;
         Ok(n > 0)
     }
-}
-
-/// True unless both machine ids are known and differ.
-pub fn same_machine(a: &str, b: &str) -> bool {
-    a.is_empty() || b.is_empty() || a == b
 }
 
 fn bad_value(key: &str, e: serde_json::Error) -> Error {

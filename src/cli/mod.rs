@@ -1,4 +1,4 @@
-//! `cli/` — the command line: argh, dispatch, the admin commands and the
+//! `cli/` — the command line: argh, dispatch, the admin commands ([`admin`]) and the
 //! rendering of reports ([`render`]). The top layer: it may import every
 //! other folder and leaf; nothing imports it.
 //!
@@ -6,16 +6,16 @@
 //! and the mapping of every result to an exit code. `src/main.rs` only
 //! calls [`main`].
 
+mod admin;
 pub mod render;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use argh::FromArgs;
 
 use crate::cluster::Cluster;
-use crate::cluster::records::PauseRecord;
 use crate::config::{self, Config, LogFormat};
 use crate::error::{EXIT_OK, EXIT_USAGE, Error, Result};
 use crate::host::detector;
@@ -259,12 +259,12 @@ fn dispatch(command: Command) -> Result<u8> {
         Command::Status(a) => status(a),
         Command::Simulate(a) => simulate(a),
         Command::ValidateConfig(a) => validate(a),
-        Command::Lock(a) => lock(a),
-        Command::Unlock(a) => unlock(a),
-        Command::Pause(a) => pause(a),
-        Command::Resume(a) => resume(a),
-        Command::Nodes(a) => nodes(a),
-        Command::Forget(a) => forget(a),
+        Command::Lock(a) => admin::lock(a),
+        Command::Unlock(a) => admin::unlock(a),
+        Command::Pause(a) => admin::pause(a),
+        Command::Resume(a) => admin::resume(a),
+        Command::Nodes(a) => admin::nodes(a),
+        Command::Forget(a) => admin::forget(a),
         Command::Version(_) => {
             println!("{}", version_line());
             Ok(EXIT_OK)
@@ -385,138 +385,6 @@ fn connect(cfg: &Config) -> Result<Option<Cluster>> {
     } else {
         Ok(None)
     }
-}
-
-/// The etcd connection for an admin command that needs cluster mode.
-fn admin(config: Option<&Path>, command: &str) -> Result<(Config, Cluster)> {
-    let cfg = load(config, log::LevelFilter::Warn, false)?;
-    if !cfg.is_cluster() {
-        return Err(Error::NotClustered {
-            command: command.to_string(),
-        });
-    }
-    let cluster = Cluster::connect(&cfg)?;
-    Ok((cfg, cluster))
-}
-
-fn lock(a: LockArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "lock")?;
-    let (slots, _) = cluster.lock.holders()?;
-    let total = cluster.lock.slot_count();
-    if a.json {
-        print_json(&render::lock_json(&slots, total))?;
-    } else {
-        print_text(&render::lock_text(&slots, total))?;
-    }
-    Ok(EXIT_OK)
-}
-
-fn unlock(a: UnlockArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "unlock")?;
-    let (slots, _) = cluster.lock.holders()?;
-    let held: Vec<_> = slots.into_iter().filter(|s| s.node() == a.node).collect();
-    if held.is_empty() {
-        return Err(Error::Runtime(format!("{} holds no lock slot", a.node)));
-    }
-    if !a.yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(Error::Usage(format!(
-                "refusing to release {}'s slot without --yes (stdin is not a terminal)",
-                a.node
-            )));
-        }
-        eprint!(
-            "Release the slot held by {}? A host that is really rebooting loses its protection. [y/N] ",
-            pass::describe_holders(&held)
-        );
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .map_err(|e| Error::io("reading the answer from", "stdin", e))?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("not released");
-            return Ok(EXIT_OK);
-        }
-    }
-    for slot in &held {
-        if cluster.lock.release(slot)? {
-            println!("released {} (held by {})", slot.key, a.node);
-        } else {
-            println!("{} changed meanwhile; not released", slot.key);
-        }
-    }
-    if let Err(e) = cluster.record_history_for(&a.node, "unlocked_by_operator") {
-        log::warn!("cannot record the history entry: {e}");
-    }
-    Ok(EXIT_OK)
-}
-
-fn pause(a: PauseArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "pause")?;
-    let rec = PauseRecord {
-        reason: a.reason.unwrap_or_default(),
-        by: operator_name(),
-        at: crate::time::timestamp_now(),
-    };
-    cluster.set_pause(&rec, a.duration)?;
-    match a.duration {
-        Some(d) => println!(
-            "cluster paused for {} (expires by itself)",
-            humantime::format_duration(d)
-        ),
-        None => println!("cluster paused until 'rebootctl resume'"),
-    }
-    Ok(EXIT_OK)
-}
-
-fn resume(a: ResumeArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "resume")?;
-    if cluster.resume()? {
-        println!("cluster resumed");
-    } else {
-        println!("cluster was not paused");
-    }
-    Ok(EXIT_OK)
-}
-
-fn nodes(a: NodesArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "nodes")?;
-    let nodes = cluster.node_summaries()?;
-    if a.json {
-        print_json(&serde_json::json!({ "nodes": nodes }))?;
-    } else {
-        print_text(&render::nodes_text(&nodes))?;
-    }
-    Ok(EXIT_OK)
-}
-
-fn forget(a: ForgetArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "forget")?;
-    if let Some(slot) = cluster.lock.find(&a.node)? {
-        return Err(Error::Runtime(format!(
-            "{} holds {}; release it first with 'rebootctl unlock {}'",
-            a.node, slot.key, a.node
-        )));
-    }
-    if cluster.forget(&a.node)? {
-        println!("forgot {}", a.node);
-        Ok(EXIT_OK)
-    } else {
-        Err(Error::Runtime(format!("{} is not registered", a.node)))
-    }
-}
-
-/// `user@host` of whoever runs an admin command.
-fn operator_name() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string());
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
-    format!("{user}@{host}")
 }
 
 fn plural(n: usize) -> &'static str {

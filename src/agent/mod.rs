@@ -7,3 +7,4 @@ pub mod daemon;
 pub mod events;
 pub mod heartbeat;
 pub mod metrics;
+pub mod phase;

@@ -176,11 +176,12 @@ impl Cluster {
                 })?;
             }
             if !same_machine(&theirs, machine_id) {
-                return Err(Error::Runtime(format!(
-                    "node_name {} is registered by another machine (machine id {theirs}, this one is {machine_id}): \
-                     give every host its own node_name, or run 'rebootctl forget {}' if the old machine is gone",
-                    self.node, self.node
-                )));
+                return Err(Error::NameConflict {
+                    node: self.node.clone(),
+                    theirs,
+                    mine: machine_id.to_string(),
+                    slot: None,
+                });
             }
         }
         self.registered.store(true, Ordering::SeqCst);

@@ -120,6 +120,10 @@ pub fn run_reboot_command(argv: &[String], vars: &Vars) -> Result<()> {
         false,
     )
     .map(|_| ())
+    .map_err(|e| match e {
+        Error::Command { detail, .. } => Error::RebootCommandFailed { detail },
+        other => other,
+    })
 }
 
 fn program(argv: &[String]) -> PathBuf {

@@ -15,16 +15,17 @@
 //! releases it (one place: [`run_pass`]); only the switch to phase
 //! rebooting keeps it.
 
+pub mod gates;
 pub mod outcome;
+pub mod post_reboot;
 pub mod report;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use jiff::Timestamp;
 
 use crate::cluster::Cluster;
 use crate::cluster::lock::{Acquire, Keepalive, Slot, SlotPhase, SlotValue};
-use crate::cluster::policy::{self, PolicyVerdict};
 use crate::cluster::records::HealthRecord;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -32,12 +33,13 @@ use crate::host::actions::{self, Vars};
 use crate::host::detector::{self, DetectorReport, Need};
 use crate::host::health::{self, HealthReport, Phase};
 use crate::host::notify::Notifier;
-use crate::time::{human_age, human_duration, secs_between};
+use crate::time::{human_age, human_duration};
 use outcome::{Block, Outcome};
 
 use crate::host::state::{self, LastReboot, RebootRecord};
-use crate::window::WindowVerdict;
-use report::{PassEvent, PassReport, Step, StepState};
+use gates::Gates;
+use post_reboot::PostReboot;
+use report::{PassEvent, PassReport, StepState};
 
 /// How a pass is run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,11 +63,10 @@ struct Pass<'a> {
     machine_id: String,
     cluster: Option<&'a Cluster>,
     notifier: &'a Notifier,
-    steps: Vec<Step>,
+    gates: Gates,
     detectors: Vec<DetectorReport>,
     reboot_required: Option<bool>,
     holders: Vec<Slot>,
-    blocked: Option<Block>,
     events: Vec<PassEvent>,
     /// The slot this pass holds in phase checking, with its lease.
     held: Option<Held>,
@@ -101,11 +102,10 @@ pub fn run_pass(
         machine_id: state::read_machine_id(&cfg.machine_id_file),
         cluster,
         notifier,
-        steps: Vec::new(),
+        gates: Gates::new(opts.status),
         detectors: Vec::new(),
         reboot_required: None,
         holders: Vec::new(),
-        blocked: None,
         events: Vec::new(),
         held: None,
         holding: false,
@@ -118,7 +118,7 @@ pub fn run_pass(
         node: cfg.node_name.clone(),
         cluster: cfg.is_cluster(),
         dry_run: pass.opts.dry_run,
-        steps: pass.steps,
+        steps: pass.gates.into_steps(),
         detectors: pass.detectors,
         reboot_required: pass.reboot_required,
         holders: pass.holders,
@@ -146,28 +146,16 @@ pub fn describe_holders(slots: &[Slot]) -> String {
 
 impl Pass<'_> {
     fn step(&mut self, name: &'static str, state: StepState, detail: impl Into<String>) {
-        self.steps.push(Step {
-            name,
-            state,
-            detail: detail.into(),
-        });
+        self.gates.step(name, state, detail);
     }
 
-    /// Records a closed gate; returns true when the pass must stop here
-    /// (always, except in status mode where every gate is evaluated).
+    /// Records a closed gate; true when the pass must stop here.
     fn block(&mut self, name: &'static str, block: Block) -> bool {
-        self.step(name, StepState::Blocked, block.to_string());
-        if self.blocked.is_none() {
-            self.blocked = Some(block);
-        }
-        !self.opts.status
+        self.gates.block(name, block)
     }
 
     fn stop(&mut self) -> Outcome {
-        match self.blocked.take() {
-            Some(b) => Outcome::Blocked(b),
-            None => Outcome::NothingToDo,
-        }
+        self.gates.stop()
     }
 
     fn health_context(&self, phase: Phase) -> health::Context {
@@ -250,10 +238,11 @@ impl Pass<'_> {
             // Nothing to do or a detector failed; status still shows the
             // gates, but they do not change the outcome.
             if self.opts.status {
-                let before = self.blocked.take();
+                // Shown, but they do not change the outcome.
+                let before = self.gates.take_first();
                 self.gates()?;
                 self.show_lock()?;
-                self.blocked = before;
+                self.gates.restore_first(before);
             }
             return Ok(self.stop());
         };
@@ -263,7 +252,7 @@ impl Pass<'_> {
         }
         if self.opts.status {
             self.show_lock()?;
-            if self.blocked.is_some() {
+            if self.gates.is_blocked() {
                 return Ok(self.stop());
             }
             return self.reboot(&reason);
@@ -294,46 +283,35 @@ impl Pass<'_> {
                 .filter(|s| s.phase() == Some(SlotPhase::Rebooting)),
             None => None,
         };
-        // A slot of this name taken by another machine is never ours to
-        // complete (two hosts sharing a node_name; register refuses that too).
-        if let Some(v) = slot.as_ref().and_then(|s| s.value.as_ref()) {
-            if !crate::cluster::records::same_machine(&v.machine_id, &self.machine_id) {
-                return Err(Error::Runtime(format!(
-                    "{} is held by node {} on another machine (machine id {}, this one is {}); not touching it",
-                    slot.as_ref().map(|s| s.key.as_str()).unwrap_or(""),
-                    v.node,
-                    v.machine_id,
-                    self.machine_id
-                )));
+        let now = Timestamp::now();
+        let went_down_at = match post_reboot::classify(
+            record.as_ref(),
+            slot.as_ref(),
+            &self.boot_id,
+            &self.machine_id,
+            now,
+            self.cfg.reboot_timeout,
+        ) {
+            PostReboot::Nothing => return Ok(false),
+            // Never ours to complete (two hosts sharing a node_name;
+            // register refuses that too).
+            PostReboot::OtherMachine {
+                key,
+                node,
+                machine_id,
+            } => {
+                return Err(Error::NameConflict {
+                    node,
+                    theirs: machine_id,
+                    mine: self.machine_id.clone(),
+                    slot: Some(key),
+                });
             }
-        }
-        if record.is_none() && slot.is_none() {
-            return Ok(false);
-        }
-        let went_down_at = record
-            .as_ref()
-            .map(|r| r.at.clone())
-            .or_else(|| {
-                slot.as_ref()
-                    .and_then(|s| s.value.as_ref().map(|v| v.acquired_at.clone()))
-            })
-            .unwrap_or_default();
-        let recorded_boot = slot
-            .as_ref()
-            .and_then(|s| s.value.as_ref().map(|v| v.boot_id.clone()))
-            .or_else(|| record.as_ref().map(|r| r.boot_id.clone()))
-            .unwrap_or_default();
-        if recorded_boot == self.boot_id {
             // Same boot: the reboot has not happened. It may still (a slow
             // or delayed shutdown), so the slot and the record stay until
             // reboot_timeout_sec has passed; only then is it given up.
-            let since = went_down_at
-                .parse::<Timestamp>()
-                .map(|t| secs_between(t, Timestamp::now()))
-                .unwrap_or(Duration::MAX);
-            if since < self.cfg.reboot_timeout {
+            PostReboot::NotYet { went_down_at, left } => {
                 self.holding = slot.is_some();
-                let left = self.cfg.reboot_timeout - since;
                 return Ok(self.block(
                     "post-reboot",
                     Block::RebootPending(format!(
@@ -342,34 +320,12 @@ impl Pass<'_> {
                     )),
                 ));
             }
-            if self.opts.status {
-                self.step(
-                    "post-reboot",
-                    StepState::Info,
-                    format!("the reboot issued at {went_down_at} did not happen; the next pass gives it up"),
-                );
+            PostReboot::TimedOut { went_down_at } => {
+                self.give_up(&went_down_at, record.as_ref(), slot.as_ref())?;
                 return Ok(false);
             }
-            log::warn!(
-                event = "reboot_given_up";
-                "the reboot issued at {went_down_at} never happened (boot id {} is still current after reboot_timeout_sec); releasing and clearing the record",
-                self.boot_id
-            );
-            if let (Some(c), Some(s)) = (self.cluster, &slot) {
-                c.lock.release(s)?;
-            }
-            state::clear_record(&self.cfg.state_dir)?;
-            // The record proves the pre_reboot hook ran: undo it.
-            if let Some(r) = &record {
-                self.undo_pre_reboot(&self.vars(&r.reason));
-            }
-            self.step(
-                "post-reboot",
-                StepState::Info,
-                "gave up a reboot that never happened: released and cleared",
-            );
-            return Ok(false);
-        }
+            PostReboot::Back { went_down_at } => went_down_at,
+        };
         self.holding = slot.is_some();
         // Back, but not complete until healthy and the post_reboot hook
         // passed: the host still counts as down, so its slot stays held,
@@ -448,28 +404,51 @@ impl Pass<'_> {
         Ok(false)
     }
 
+    /// Step 1 for a reboot that never happened (same boot after
+    /// `reboot_timeout_sec`): releases the slot, clears the record and
+    /// undoes the pre_reboot hook; status only says so.
+    fn give_up(
+        &mut self,
+        went_down_at: &str,
+        record: Option<&RebootRecord>,
+        slot: Option<&Slot>,
+    ) -> Result<()> {
+        if self.opts.status {
+            self.step(
+                "post-reboot",
+                StepState::Info,
+                format!(
+                    "the reboot issued at {went_down_at} did not happen; the next pass gives it up"
+                ),
+            );
+            return Ok(());
+        }
+        log::warn!(
+            event = "reboot_given_up";
+            "the reboot issued at {went_down_at} never happened (boot id {} is still current after reboot_timeout_sec); releasing and clearing the record",
+            self.boot_id
+        );
+        if let (Some(c), Some(s)) = (self.cluster, slot) {
+            c.lock.release(s)?;
+        }
+        state::clear_record(&self.cfg.state_dir)?;
+        // The record proves the pre_reboot hook ran: undo it.
+        if let Some(r) = record {
+            self.undo_pre_reboot(&self.vars(&r.reason));
+        }
+        self.step(
+            "post-reboot",
+            StepState::Info,
+            "gave up a reboot that never happened: released and cleared",
+        );
+        Ok(())
+    }
+
     /// The kill switch. Returns true when the pass must stop.
     fn kill_switch(&mut self) -> bool {
         let path = &self.cfg.kill_switch_file;
-        match path.try_exists() {
-            Ok(false) => {
-                self.step(
-                    "kill switch",
-                    StepState::Ok,
-                    format!("off ({} absent)", path.display()),
-                );
-                false
-            }
-            Ok(true) => self.block(
-                "kill switch",
-                Block::KillSwitch(format!("{} exists", path.display())),
-            ),
-            // Cannot tell: treat it as set, never as absent.
-            Err(e) => self.block(
-                "kill switch",
-                Block::KillSwitch(format!("cannot check {}: {e}", path.display())),
-            ),
-        }
+        let verdict = gates::kill_switch(path, &path.try_exists());
+        self.gates.gate("kill switch", verdict)
     }
 
     /// The cluster pause. Returns true when the pass must stop.
@@ -477,30 +456,9 @@ impl Pass<'_> {
         let Some(c) = self.cluster else {
             return Ok(false);
         };
-        match c.pause()? {
-            None => {
-                self.step("pause", StepState::Ok, "cluster not paused");
-                Ok(false)
-            }
-            Some((rec, ttl)) => {
-                let until = match ttl {
-                    Some(t) => format!(
-                        ", {} left",
-                        human_duration(Duration::from_secs(t.max(0).unsigned_abs()))
-                    ),
-                    None => String::new(),
-                };
-                let why = if rec.reason.is_empty() {
-                    "no reason given".to_string()
-                } else {
-                    rec.reason.clone()
-                };
-                Ok(self.block(
-                    "pause",
-                    Block::Paused(format!("{why} (by {} at {}{until})", rec.by, rec.at)),
-                ))
-            }
-        }
+        let paused = c.pause()?;
+        let verdict = gates::pause(paused.as_ref().map(|(rec, ttl)| (rec, *ttl)));
+        Ok(self.gates.gate("pause", verdict))
     }
 
     /// Step 3. Returns the detectors that require a reboot, or None.
@@ -531,37 +489,8 @@ impl Pass<'_> {
 
     /// The window. Returns true when the pass must stop.
     fn window(&mut self) -> bool {
-        let now = Timestamp::now();
-        match self.cfg.windows.verdict(now) {
-            WindowVerdict::Open => {
-                let detail = if self.cfg.windows.allow_entries().is_empty()
-                    && self.cfg.windows.deny_entries().is_empty()
-                {
-                    "open (no windows configured)".to_string()
-                } else {
-                    format!("open ({})", self.cfg.windows.timezone_name())
-                };
-                self.step("window", StepState::Ok, detail);
-                false
-            }
-            verdict => {
-                let why = match verdict {
-                    WindowVerdict::Denied { entry } => format!("inside deny window {entry:?}"),
-                    _ => "outside every allow window".to_string(),
-                };
-                let next = match self.cfg.windows.next_open(now) {
-                    Some(t) => format!("; opens in {}", human_duration(secs_between(now, t))),
-                    None => "; no opening within 8 days".to_string(),
-                };
-                self.block(
-                    "window",
-                    Block::Window(format!(
-                        "{why} ({}){next}",
-                        self.cfg.windows.timezone_name()
-                    )),
-                )
-            }
-        }
+        let verdict = gates::window(&self.cfg.windows, Timestamp::now());
+        self.gates.gate("window", verdict)
     }
 
     /// Steps 4-5 (window, cooldown, health, policies). Returns true when the pass must stop.
@@ -576,36 +505,20 @@ impl Pass<'_> {
     }
 
     fn cooldown(&mut self) -> Result<bool> {
-        if let Some(c) = self.cluster {
-            return Ok(match c.cooldown()? {
-                None => {
-                    self.step("cooldown", StepState::Ok, "no cluster cooldown running");
-                    false
-                }
-                Some((rec, left)) => {
-                    let _ = rec;
-                    self.block("cooldown", Block::Cooldown(left))
-                }
-            });
-        }
-        if self.cfg.min_reboot_interval.is_zero() {
-            self.step("cooldown", StepState::Ok, "none configured");
-            return Ok(false);
-        }
-        let last = state::read_last_reboot(&self.cfg.state_dir)?;
-        let Some(at) = last.and_then(|l| l.completed_at.parse::<Timestamp>().ok()) else {
-            self.step("cooldown", StepState::Ok, "no previous reboot recorded");
-            return Ok(false);
+        let verdict = if let Some(c) = self.cluster {
+            gates::cluster_cooldown(c.cooldown()?.map(|(_, left)| left))
+        } else {
+            let interval = self.cfg.min_reboot_interval;
+            // Read only when a cooldown is configured.
+            let last = if interval.is_zero() {
+                None
+            } else {
+                state::read_last_reboot(&self.cfg.state_dir)?
+                    .and_then(|l| l.completed_at.parse::<Timestamp>().ok())
+            };
+            gates::local_cooldown(interval, last, Timestamp::now())
         };
-        let elapsed = secs_between(at, Timestamp::now());
-        if elapsed < self.cfg.min_reboot_interval {
-            return Ok(self.block(
-                "cooldown",
-                Block::Cooldown(self.cfg.min_reboot_interval - elapsed),
-            ));
-        }
-        self.step("cooldown", StepState::Ok, "over");
-        Ok(false)
+        Ok(self.gates.gate("cooldown", verdict))
     }
 
     fn health_gate(&mut self, phase: Phase) -> Result<bool> {
@@ -615,12 +528,8 @@ impl Pass<'_> {
         }
         let report = self.run_health(phase)?;
         self.publish_health(&report, phase);
-        if report.healthy {
-            self.step("health", StepState::Ok, report.reason);
-            Ok(false)
-        } else {
-            Ok(self.block("health", Block::Health(report.reason)))
-        }
+        let verdict = gates::health(report.healthy, report.reason);
+        Ok(self.gates.gate("health", verdict))
     }
 
     /// Publishes this node's health record (cluster mode, not in status).
@@ -654,20 +563,15 @@ impl Pass<'_> {
             return Ok(false);
         };
         let (slots, _) = c.lock.holders()?;
-        let mut nodes = c.node_states(&slots)?;
-        if under_lock {
-            for n in nodes.iter_mut().filter(|n| n.slot.is_some()) {
-                n.slot = Some(SlotPhase::Rebooting);
-            }
-        }
+        let nodes = c.node_states(&slots)?;
         self.holders = slots;
-        match policy::policy_allows(&self.cfg.node_name, &nodes, &self.cfg.cluster_policies) {
-            PolicyVerdict::Allowed(summary) => {
-                self.step("policies", StepState::Ok, summary);
-                Ok(false)
-            }
-            PolicyVerdict::Forbidden(why) => Ok(self.block("policies", Block::Policy(why))),
-        }
+        let verdict = gates::policies(
+            &self.cfg.node_name,
+            nodes,
+            &self.cfg.cluster_policies,
+            under_lock,
+        );
+        Ok(self.gates.gate("policies", verdict))
     }
 
     /// Status: shows the lock without taking it.
@@ -800,9 +704,10 @@ impl Pass<'_> {
             return Ok(Some(self.stop()));
         }
         if self.held.as_ref().is_some_and(|h| h.keepalive.lost()) {
-            return Err(Error::Runtime(
-                "the lock slot's lease expired during the checks; not rebooting".into(),
-            ));
+            return Err(Error::LeaseLost {
+                lease: "the lock slot's lease",
+                during: " during the checks",
+            });
         }
         Ok(None)
     }
@@ -850,9 +755,7 @@ impl Pass<'_> {
             return Ok(Outcome::WouldReboot);
         }
         if crate::host::process::cancelled() {
-            return Err(Error::Runtime(
-                "the agent is stopping; not rebooting".into(),
-            ));
+            return Err(Error::Cancelled);
         }
         // The reboot lease exists before the hook runs, so nothing that can
         // fail on etcd's side is left between the hook and the switch.
@@ -919,9 +822,10 @@ impl Pass<'_> {
     fn commit_to_reboot(&mut self, reason: &[String], reboot_lease: Option<i64>) -> Result<()> {
         if let (Some(c), Some(lease)) = (self.cluster, reboot_lease) {
             if c.client.lease_keepalive(lease)?.is_none() {
-                return Err(Error::Runtime(
-                    "the reboot lease expired during the pre_reboot hook; not rebooting".into(),
-                ));
+                return Err(Error::LeaseLost {
+                    lease: "the reboot lease",
+                    during: " during the pre_reboot hook",
+                });
             }
         }
         state::write_record(
@@ -935,9 +839,7 @@ impl Pass<'_> {
             },
         )?;
         if crate::host::process::cancelled() {
-            return Err(Error::Runtime(
-                "the agent is stopping; not rebooting".into(),
-            ));
+            return Err(Error::Cancelled);
         }
         match reboot_lease {
             Some(lease) => self.switch_to_rebooting(lease),
@@ -988,9 +890,10 @@ impl Pass<'_> {
             return Ok(());
         };
         if held.keepalive.lost() {
-            return Err(Error::Runtime(
-                "the lock slot's lease expired; not rebooting".into(),
-            ));
+            return Err(Error::LeaseLost {
+                lease: "the lock slot's lease",
+                during: "",
+            });
         }
         let value = SlotValue {
             acquired_at: held
@@ -1018,10 +921,9 @@ impl Pass<'_> {
                 Ok(())
             }
             // The caller revokes the unused lease.
-            Ok(None) => Err(Error::Runtime(format!(
-                "lock slot {} changed under us before the reboot; not rebooting",
-                held.slot.key
-            ))),
+            Ok(None) => Err(Error::SlotChanged {
+                key: held.slot.key.clone(),
+            }),
             Err(e) => Err(e),
         }
     }

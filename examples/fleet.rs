@@ -1,18 +1,11 @@
 //! The fleet simulation for people: `demo` (5 nodes, one slot, a readable
 //! timeline and a summary) and `bench` (writes BENCHMARKS.md). Both start
-//! their own etcd (Debian's /usr/bin/etcd, see tests/common/etcd.rs) and run
+//! their own etcd (Debian's /usr/bin/etcd, see `rebootctl::testing::etcd`) and run
 //! the real `rebootctl` binary: `$REBOOTCTL_BIN`, else the one next to this
 //! example's directory (`target/<profile>/rebootctl`), so build it first
 //! (`make demo` / `make bench` do).
 //!
 //! Usage: `fleet demo` | `fleet bench [OUTPUT.md]`
-
-#[allow(dead_code)]
-#[path = "../tests/common/etcd.rs"]
-mod etcd;
-#[allow(dead_code)]
-#[path = "../tests/common/fleet.rs"]
-mod fleet;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -23,6 +16,7 @@ use std::time::{Duration, Instant};
 use fleet::{Fleet, FleetSpec, Kind, Summary, median, percentile, render, summarize};
 use rebootctl::config::EtcdConfig;
 use rebootctl::etcd::{Client, CmpResult, Compare, Op, Txn};
+use rebootctl::testing::{etcd, fleet};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -262,7 +262,7 @@ man-lint:
 	$(MANDOC) -T lint -W warning $(MAN_PAGES)
 
 docs-check: man-lint
-	$(CARGO) test --locked --test docs
+	$(CARGO) test --locked --test tests docs::
 
 contrib-lint:
 	$(SHELLCHECK) -s sh $(CONTRIB_SH) $(MAINT_SCRIPTS) $(wildcard packaging/*.sh)

@@ -747,13 +747,13 @@ impl Checker<'_> {
 
     fn placeholders(&mut self, path: &str, argv: &[String]) {
         for (i, arg) in argv.iter().enumerate() {
-            for name in crate::reboot::placeholders_in(arg) {
-                if !crate::reboot::PLACEHOLDERS.contains(&name) {
+            for name in placeholders_in(arg) {
+                if !PLACEHOLDERS.contains(&name) {
                     self.problem(
                         &format!("{path}[{i}]"),
                         format!(
                             "unknown placeholder ${{{name}}}; known: {}",
-                            crate::reboot::PLACEHOLDERS.join(", ")
+                            PLACEHOLDERS.join(", ")
                         ),
                     );
                 }
@@ -1360,6 +1360,28 @@ fn validate_notify(c: &mut Checker, raw: RawNotify) -> Option<Notify> {
         blocked_after,
         timeout,
     })
+}
+
+/// Placeholders that may appear in `reboot_command` and hook argv.
+pub const PLACEHOLDERS: [&str; 5] = [
+    "RC_NODE_NAME",
+    "RC_BOOT_ID",
+    "RC_REASON",
+    "RC_DRY_RUN",
+    "RC_LOCK_KEY",
+];
+
+/// The placeholder names used in `arg` (for validation).
+pub fn placeholders_in(arg: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = arg;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        names.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    names
 }
 
 #[cfg(test)]

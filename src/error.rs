@@ -103,6 +103,39 @@ pub enum Error {
         /// The command that needs etcd.
         command: String,
     },
+    /// The reboot command ran and failed (non-zero exit, signal, timeout):
+    /// it may still have started a shutdown.
+    RebootCommandFailed {
+        /// What happened.
+        detail: String,
+    },
+    /// A lease that protects the reboot expired before the reboot.
+    LeaseLost {
+        /// Which lease ("the lock slot's lease", "the reboot lease").
+        lease: &'static str,
+        /// While what (" during the checks"), or empty.
+        during: &'static str,
+    },
+    /// The held slot changed in etcd before it could be switched to phase
+    /// rebooting.
+    SlotChanged {
+        /// The slot key.
+        key: String,
+    },
+    /// The agent is stopping (SIGTERM/SIGINT): the reboot is not started.
+    Cancelled,
+    /// Another machine uses this node's name.
+    NameConflict {
+        /// The node name.
+        node: String,
+        /// The other machine's id.
+        theirs: String,
+        /// This machine's id.
+        mine: String,
+        /// The slot key, when the conflict is a slot held under the name
+        /// (None: the registry entry).
+        slot: Option<String>,
+    },
     /// A runtime failure that does not fit another variant.
     Runtime(String),
 }
@@ -119,6 +152,11 @@ impl Error {
             | Error::Spawn { .. }
             | Error::Command { .. }
             | Error::Etcd { .. }
+            | Error::RebootCommandFailed { .. }
+            | Error::LeaseLost { .. }
+            | Error::SlotChanged { .. }
+            | Error::Cancelled
+            | Error::NameConflict { .. }
             | Error::Runtime(_) => EXIT_RUNTIME,
         }
     }
@@ -134,6 +172,11 @@ impl Error {
             Error::Command { .. } => "command",
             Error::Etcd { .. } => "etcd",
             Error::NotClustered { .. } => "not_clustered",
+            Error::RebootCommandFailed { .. } => "reboot_command_failed",
+            Error::LeaseLost { .. } => "lease_lost",
+            Error::SlotChanged { .. } => "slot_changed",
+            Error::Cancelled => "cancelled",
+            Error::NameConflict { .. } => "name_conflict",
             Error::Runtime(_) => "runtime",
         }
     }
@@ -201,6 +244,36 @@ impl fmt::Display for Error {
                 f,
                 "'{command}' needs cluster mode, but the configuration has no etcd_endpoints"
             ),
+            Error::RebootCommandFailed { detail } => {
+                write!(f, "reboot command failed: {detail}")
+            }
+            Error::LeaseLost { lease, during } => {
+                write!(f, "{lease} expired{during}; not rebooting")
+            }
+            Error::SlotChanged { key } => write!(
+                f,
+                "lock slot {key} changed under us before the reboot; not rebooting"
+            ),
+            Error::Cancelled => write!(f, "the agent is stopping; not rebooting"),
+            Error::NameConflict {
+                node,
+                theirs,
+                mine,
+                slot: None,
+            } => write!(
+                f,
+                "node_name {node} is registered by another machine (machine id {theirs}, this one is {mine}): \
+                 give every host its own node_name, or run 'rebootctl forget {node}' if the old machine is gone"
+            ),
+            Error::NameConflict {
+                node,
+                theirs,
+                mine,
+                slot: Some(key),
+            } => write!(
+                f,
+                "{key} is held by node {node} on another machine (machine id {theirs}, this one is {mine}); not touching it"
+            ),
             Error::Runtime(msg) => write!(f, "{msg}"),
         }
     }
@@ -219,3 +292,75 @@ impl std::error::Error for Error {
 
 /// The result type used throughout rebootctl.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_runtime_errors_keep_their_messages_and_have_their_own_kind() {
+        let cases = [
+            (
+                Error::RebootCommandFailed {
+                    detail: "/sbin/fake exited with 1: boom".into(),
+                },
+                "reboot_command_failed",
+                "reboot command failed: /sbin/fake exited with 1: boom",
+            ),
+            (
+                Error::LeaseLost {
+                    lease: "the lock slot's lease",
+                    during: " during the checks",
+                },
+                "lease_lost",
+                "the lock slot's lease expired during the checks; not rebooting",
+            ),
+            (
+                Error::LeaseLost {
+                    lease: "the reboot lease",
+                    during: " during the pre_reboot hook",
+                },
+                "lease_lost",
+                "the reboot lease expired during the pre_reboot hook; not rebooting",
+            ),
+            (
+                Error::SlotChanged {
+                    key: "/rebootctl/lock/slot-0".into(),
+                },
+                "slot_changed",
+                "lock slot /rebootctl/lock/slot-0 changed under us before the reboot; not rebooting",
+            ),
+            (
+                Error::Cancelled,
+                "cancelled",
+                "the agent is stopping; not rebooting",
+            ),
+            (
+                Error::NameConflict {
+                    node: "web-1".into(),
+                    theirs: "m-2".into(),
+                    mine: "m-1".into(),
+                    slot: None,
+                },
+                "name_conflict",
+                "node_name web-1 is registered by another machine (machine id m-2, this one is m-1): \
+                 give every host its own node_name, or run 'rebootctl forget web-1' if the old machine is gone",
+            ),
+            (
+                Error::NameConflict {
+                    node: "web-1".into(),
+                    theirs: "m-2".into(),
+                    mine: "m-1".into(),
+                    slot: Some("/rebootctl/lock/slot-1".into()),
+                },
+                "name_conflict",
+                "/rebootctl/lock/slot-1 is held by node web-1 on another machine (machine id m-2, this one is m-1); not touching it",
+            ),
+        ];
+        for (err, kind, text) in cases {
+            assert_eq!(err.kind(), kind, "{err:?}");
+            assert_eq!(err.to_string(), text, "{err:?}");
+            assert_eq!(err.exit_code(), EXIT_RUNTIME, "{err:?}");
+        }
+    }
+}

@@ -1,28 +1,28 @@
 //! rebootctl: coordinated, health-gated reboots for a fleet of Linux hosts.
 //!
-//! The binary in `src/main.rs` is a thin shell over this library; every
-//! module owns one concept (see STYLE.md).
+//! The binary in `src/main.rs` is a thin shell over this library. The
+//! folders are layers, and imports only point down (checked by the
+//! `layering` test):
+//!
+//! ```text
+//! cli → agent → pass → { cluster → etcd, host }
+//! ```
+//!
+//! with the leaves `config`, `error`, `time`, `window`, `backoff` and
+//! `logging` usable from every layer. `testing` is the test harness.
 
+pub mod agent;
 pub mod backoff;
 pub mod cli;
 pub mod cluster;
 pub mod config;
-pub mod coordinator;
-pub mod daemon;
-pub mod detector;
 pub mod error;
 pub mod etcd;
-pub mod events;
-pub mod health;
-pub mod heartbeat;
-pub mod lock;
+pub mod host;
 pub mod logging;
-pub mod metrics;
-pub mod notify;
-pub mod orchestrator;
-pub mod outcome;
-pub mod process;
-pub mod reboot;
-pub mod report;
-pub mod state;
+pub mod pass;
+pub mod time;
 pub mod window;
+
+#[doc(hidden)]
+pub mod testing;

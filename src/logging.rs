@@ -82,7 +82,7 @@ pub fn json_line(node: &str, level: log::Level, msg: &str, kvs: &dyn log::kv::So
     let mut fields = Fields::default();
     let _ = kvs.visit(&mut fields);
     let mut obj = Map::new();
-    obj.insert("ts".into(), Value::from(crate::cluster::timestamp_now()));
+    obj.insert("ts".into(), Value::from(crate::time::timestamp_now()));
     obj.insert(
         "level".into(),
         Value::from(level.as_str().to_ascii_lowercase()),

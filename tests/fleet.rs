@@ -6,12 +6,12 @@
 //! harness kills every agent, helper and etcd on drop, also on panic (and
 //! prints the timeline and the agents' log tails then).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
 use common::fixture::binary;
-use common::fleet::{Event, Fleet, FleetSpec, Kind, check, parse_timeline};
+use rebootctl::testing::fleet::{Event, Fleet, FleetSpec, Kind, check, parse_timeline};
 
 const DONE: Duration = Duration::from_secs(120);
 
@@ -20,7 +20,7 @@ fn fleet(spec: FleetSpec) -> Fleet {
 }
 
 /// Asserts the run finished and was safe, with the diagnostics otherwise.
-fn assert_done(f: &Fleet, report: &common::fleet::Report) {
+fn assert_done(f: &Fleet, report: &rebootctl::testing::fleet::Report) {
     assert!(
         report.done(),
         "violations: {:?}, pending: {:?}\n{}",
@@ -199,7 +199,7 @@ fn a_holder_killed_while_checking_delays_the_fleet_by_its_lease_at_most() {
     );
     let vi = f.index(&victim);
     f.kill_agent(vi);
-    let killed = common::fleet::now_us();
+    let killed = rebootctl::testing::fleet::now_us();
     let mut next = 0;
     assert!(
         f.wait_for(Duration::from_secs(30), |ev| {
@@ -720,7 +720,7 @@ fn a_node_cut_off_from_etcd_while_holding_the_slot() {
     );
     ns.cut(true);
     f.note("node-0 cut off");
-    let cut = common::fleet::now_us();
+    let cut = rebootctl::testing::fleet::now_us();
     f.start(1);
     f.start(2);
     assert!(

@@ -3,7 +3,7 @@
 //! codes of SPEC §2. No test can run a real reboot command: every fixture's
 //! reboot_command is a script that records its arguments.
 
-mod common;
+use crate::common;
 
 use common::fixture::{Fixture, run_binary, wait_until};
 use std::time::Duration;

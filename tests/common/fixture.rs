@@ -68,12 +68,6 @@ impl Fixture {
         self
     }
 
-    /// Removes a top-level key.
-    pub fn unset(&mut self, key: &str) -> &mut Fixture {
-        self.keys.remove(key);
-        self
-    }
-
     /// A path inside the fixture.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)

@@ -1,8 +1,6 @@
 //! Shared helpers of the integration tests: a temp-dir fixture with a
-//! config, fake scripts and a runner for the real binary, and a real etcd
-//! started on a free loopback port.
-#![allow(dead_code)]
+//! config, fake scripts and a runner for the real binary. The real etcd
+//! and the fleet harness are `rebootctl::testing`, shared with
+//! `examples/fleet.rs`.
 
-pub mod etcd;
 pub mod fixture;
-pub mod fleet;

@@ -1,21 +1,26 @@
+//! `cli/` — the command line: argh, dispatch, the admin commands ([`admin`]) and the
+//! rendering of reports ([`render`]). The top layer: it may import every
+//! other folder and leaf; nothing imports it.
+//!
 //! The command line (SPEC §2): argh structs, one function per subcommand,
 //! and the mapping of every result to an exit code. `src/main.rs` only
 //! calls [`main`].
 
-use std::io::{IsTerminal, Write};
+mod admin;
+pub mod render;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::cluster::PauseRecord;
+use crate::cluster::Cluster;
 use crate::config::{self, Config, LogFormat};
-use crate::coordinator::Cluster;
-use crate::detector;
 use crate::error::{EXIT_OK, EXIT_USAGE, Error, Result};
-use crate::notify::Notifier;
-use crate::orchestrator::{self, Options};
-use crate::report;
+use crate::host::detector;
+use crate::host::notify::Notifier;
+use crate::pass::{self, Options};
 
 #[derive(FromArgs, Debug)]
 /// Coordinated, health-gated reboots for a fleet of Linux hosts.
@@ -254,12 +259,12 @@ fn dispatch(command: Command) -> Result<u8> {
         Command::Status(a) => status(a),
         Command::Simulate(a) => simulate(a),
         Command::ValidateConfig(a) => validate(a),
-        Command::Lock(a) => lock(a),
-        Command::Unlock(a) => unlock(a),
-        Command::Pause(a) => pause(a),
-        Command::Resume(a) => resume(a),
-        Command::Nodes(a) => nodes(a),
-        Command::Forget(a) => forget(a),
+        Command::Lock(a) => admin::lock(a),
+        Command::Unlock(a) => admin::unlock(a),
+        Command::Pause(a) => admin::pause(a),
+        Command::Resume(a) => admin::resume(a),
+        Command::Nodes(a) => admin::nodes(a),
+        Command::Forget(a) => admin::forget(a),
         Command::Version(_) => {
             println!("{}", version_line());
             Ok(EXIT_OK)
@@ -297,22 +302,22 @@ fn run(a: RunArgs) -> Result<u8> {
         dry_run: a.dry_run,
         ..Options::default()
     };
-    let _instance = crate::state::lock_instance(&cfg.state_dir)?;
+    let _instance = crate::host::state::lock_instance(&cfg.state_dir)?;
     if a.once {
         // SIGTERM/SIGINT cancel running scripts and hooks so the pass ends
         // at once and releases what it holds.
         let (tx, _rx) = std::sync::mpsc::channel();
-        let signals = crate::events::SignalThread::start(tx)?;
+        let signals = crate::agent::events::SignalThread::start(tx)?;
         let cluster = connect(&cfg)?;
         let notifier = Notifier::new(cfg.notify.as_ref(), &cfg.node_name);
-        let result = orchestrator::run_pass(&cfg, opts, cluster.as_ref(), &notifier);
+        let result = pass::run_pass(&cfg, opts, cluster.as_ref(), &notifier);
         notifier.shutdown(cfg.notify.as_ref().map(|n| n.timeout).unwrap_or_default());
         signals.close();
         let report = result?;
         log::info!(event = "pass", outcome = report.outcome.label(); "{}", report.outcome);
         return Ok(report.outcome.exit_code());
     }
-    crate::daemon::run(cfg, opts)
+    crate::agent::daemon::run(cfg, opts)
 }
 
 fn status(a: StatusArgs) -> Result<u8> {
@@ -325,11 +330,11 @@ fn status(a: StatusArgs) -> Result<u8> {
         lock_attempts: 0,
     };
     let cluster = if a.skip_lock { None } else { connect(&cfg)? };
-    let report = orchestrator::run_pass(&cfg, opts, cluster.as_ref(), &Notifier::new(None, ""))?;
+    let report = pass::run_pass(&cfg, opts, cluster.as_ref(), &Notifier::new(None, ""))?;
     if a.json {
-        print_json(&report::status_json(&report))?;
+        print_json(&render::status_json(&report))?;
     } else {
-        print_text(&report::status_text(&report))?;
+        print_text(&render::status_text(&report))?;
     }
     Ok(report.outcome.exit_code())
 }
@@ -340,9 +345,9 @@ fn simulate(a: SimulateArgs) -> Result<u8> {
     let reports = detector::run_all(&cfg.detectors, &env);
     let need = detector::decide(&reports);
     if a.json {
-        print_json(&report::simulate_json(&reports, &need))?;
+        print_json(&render::simulate_json(&reports, &need))?;
     } else {
-        print_text(&report::simulate_text(&reports, &need))?;
+        print_text(&render::simulate_text(&reports, &need))?;
     }
     Ok(match need {
         detector::Need::Unknown { .. } => crate::error::EXIT_DETECTOR,
@@ -380,138 +385,6 @@ fn connect(cfg: &Config) -> Result<Option<Cluster>> {
     } else {
         Ok(None)
     }
-}
-
-/// The etcd connection for an admin command that needs cluster mode.
-fn admin(config: Option<&Path>, command: &str) -> Result<(Config, Cluster)> {
-    let cfg = load(config, log::LevelFilter::Warn, false)?;
-    if !cfg.is_cluster() {
-        return Err(Error::NotClustered {
-            command: command.to_string(),
-        });
-    }
-    let cluster = Cluster::connect(&cfg)?;
-    Ok((cfg, cluster))
-}
-
-fn lock(a: LockArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "lock")?;
-    let (slots, _) = cluster.lock.holders()?;
-    let total = cluster.lock.slot_count();
-    if a.json {
-        print_json(&report::lock_json(&slots, total))?;
-    } else {
-        print_text(&report::lock_text(&slots, total))?;
-    }
-    Ok(EXIT_OK)
-}
-
-fn unlock(a: UnlockArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "unlock")?;
-    let (slots, _) = cluster.lock.holders()?;
-    let held: Vec<_> = slots.into_iter().filter(|s| s.node() == a.node).collect();
-    if held.is_empty() {
-        return Err(Error::Runtime(format!("{} holds no lock slot", a.node)));
-    }
-    if !a.yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(Error::Usage(format!(
-                "refusing to release {}'s slot without --yes (stdin is not a terminal)",
-                a.node
-            )));
-        }
-        eprint!(
-            "Release the slot held by {}? A host that is really rebooting loses its protection. [y/N] ",
-            orchestrator::describe_holders(&held)
-        );
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .map_err(|e| Error::io("reading the answer from", "stdin", e))?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("not released");
-            return Ok(EXIT_OK);
-        }
-    }
-    for slot in &held {
-        if cluster.lock.release(slot)? {
-            println!("released {} (held by {})", slot.key, a.node);
-        } else {
-            println!("{} changed meanwhile; not released", slot.key);
-        }
-    }
-    if let Err(e) = cluster.record_history_for(&a.node, "unlocked_by_operator") {
-        log::warn!("cannot record the history entry: {e}");
-    }
-    Ok(EXIT_OK)
-}
-
-fn pause(a: PauseArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "pause")?;
-    let rec = PauseRecord {
-        reason: a.reason.unwrap_or_default(),
-        by: operator_name(),
-        at: crate::cluster::timestamp_now(),
-    };
-    cluster.set_pause(&rec, a.duration)?;
-    match a.duration {
-        Some(d) => println!(
-            "cluster paused for {} (expires by itself)",
-            humantime::format_duration(d)
-        ),
-        None => println!("cluster paused until 'rebootctl resume'"),
-    }
-    Ok(EXIT_OK)
-}
-
-fn resume(a: ResumeArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "resume")?;
-    if cluster.resume()? {
-        println!("cluster resumed");
-    } else {
-        println!("cluster was not paused");
-    }
-    Ok(EXIT_OK)
-}
-
-fn nodes(a: NodesArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "nodes")?;
-    let nodes = cluster.node_summaries()?;
-    if a.json {
-        print_json(&serde_json::json!({ "nodes": nodes }))?;
-    } else {
-        print_text(&report::nodes_text(&nodes))?;
-    }
-    Ok(EXIT_OK)
-}
-
-fn forget(a: ForgetArgs) -> Result<u8> {
-    let (_cfg, cluster) = admin(a.config.as_deref(), "forget")?;
-    if let Some(slot) = cluster.lock.find(&a.node)? {
-        return Err(Error::Runtime(format!(
-            "{} holds {}; release it first with 'rebootctl unlock {}'",
-            a.node, slot.key, a.node
-        )));
-    }
-    if cluster.forget(&a.node)? {
-        println!("forgot {}", a.node);
-        Ok(EXIT_OK)
-    } else {
-        Err(Error::Runtime(format!("{} is not registered", a.node)))
-    }
-}
-
-/// `user@host` of whoever runs an admin command.
-fn operator_name() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string());
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
-    format!("{user}@{host}")
 }
 
 fn plural(n: usize) -> &'static str {

@@ -1,3 +1,7 @@
+//! `pass/` — the pass: gather → decide → act. It may import `cluster/`,
+//! `host/` and the top-level leaves (`config`, `error`, `time`, `window`,
+//! `backoff`, `logging`); never `agent/` or `cli/`.
+//!
 //! One pass of the agent (SPEC §5), in the order the spec fixes: post-reboot
 //! completion, kill switch and pause, detectors, window and cooldown, health
 //! and policies, the lock, the re-check under the lock, then the reboot.
@@ -11,24 +15,31 @@
 //! releases it (one place: [`run_pass`]); only the switch to phase
 //! rebooting keeps it.
 
-use std::time::{Duration, Instant};
+pub mod gates;
+pub mod outcome;
+pub mod post_reboot;
+pub mod report;
+
+use std::time::Instant;
 
 use jiff::Timestamp;
-use serde::Serialize;
 
-use crate::cluster::{self, HealthRecord, PolicyVerdict};
+use crate::cluster::Cluster;
+use crate::cluster::lock::{Acquire, Keepalive, Slot, SlotPhase, SlotValue};
+use crate::cluster::records::HealthRecord;
 use crate::config::Config;
-use crate::coordinator::Cluster;
-use crate::detector::{self, DetectorReport, Need};
 use crate::error::{Error, Result};
-use crate::health::{self, HealthReport, Phase};
-use crate::lock::{Acquire, Keepalive, Slot, SlotPhase, SlotValue};
-use crate::notify::Notifier;
-use crate::outcome::{Block, Outcome};
-use crate::reboot::{self, Vars};
-use crate::report::human_duration;
-use crate::state::{self, LastReboot, RebootRecord};
-use crate::window::WindowVerdict;
+use crate::host::actions::{self, Vars};
+use crate::host::detector::{self, DetectorReport, Need};
+use crate::host::health::{self, HealthReport, Phase};
+use crate::host::notify::Notifier;
+use crate::time::{human_age, human_duration};
+use outcome::{Block, Outcome};
+
+use crate::host::state::{self, LastReboot, RebootRecord};
+use gates::Gates;
+use post_reboot::PostReboot;
+use report::{PassEvent, PassReport, StepState};
 
 /// How a pass is run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,78 +56,6 @@ pub struct Options {
     pub lock_attempts: u32,
 }
 
-/// The state of one step of the pass, for humans and JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepState {
-    /// The gate is open or the step succeeded.
-    Ok,
-    /// The gate is closed.
-    Blocked,
-    /// The step did not run.
-    Skipped,
-    /// Informational only.
-    Info,
-}
-
-/// One line of the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    /// The step's name ("kill switch", "health").
-    pub name: &'static str,
-    /// Its state.
-    pub state: StepState,
-    /// One human line.
-    pub detail: String,
-}
-
-/// Something that happened in a pass that the daemon turns into
-/// notifications and metrics.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PassEvent {
-    /// The reboot command is about to run.
-    RebootStarted,
-    /// The node came back and passed its post-reboot check.
-    RebootCompleted,
-    /// The reboot command failed.
-    RebootFailed,
-    /// A health script ran.
-    HealthChecked {
-        /// The phase.
-        phase: &'static str,
-        /// Healthy or not.
-        healthy: bool,
-    },
-    /// A slot was taken after this long.
-    SlotAcquired(Duration),
-}
-
-/// Everything a pass found and did.
-#[derive(Debug, Clone)]
-pub struct PassReport {
-    /// This node.
-    pub node: String,
-    /// Cluster mode or local mode.
-    pub cluster: bool,
-    /// Whether the pass ran in dry-run.
-    pub dry_run: bool,
-    /// The steps in pass order.
-    pub steps: Vec<Step>,
-    /// Every detector's report (empty when the pass stopped before them).
-    pub detectors: Vec<DetectorReport>,
-    /// Whether the detectors said a reboot is required (None: not run or undecided).
-    pub reboot_required: Option<bool>,
-    /// The lock slots as last seen (cluster mode).
-    pub holders: Vec<Slot>,
-    /// Whether this node holds a slot after the pass (phase rebooting).
-    pub holding_slot: bool,
-    /// What happened.
-    pub outcome: Outcome,
-    /// Events for notifications and metrics.
-    pub events: Vec<PassEvent>,
-}
-
 struct Pass<'a> {
     cfg: &'a Config,
     opts: Options,
@@ -124,11 +63,10 @@ struct Pass<'a> {
     machine_id: String,
     cluster: Option<&'a Cluster>,
     notifier: &'a Notifier,
-    steps: Vec<Step>,
+    gates: Gates,
     detectors: Vec<DetectorReport>,
     reboot_required: Option<bool>,
     holders: Vec<Slot>,
-    blocked: Option<Block>,
     events: Vec<PassEvent>,
     /// The slot this pass holds in phase checking, with its lease.
     held: Option<Held>,
@@ -164,11 +102,10 @@ pub fn run_pass(
         machine_id: state::read_machine_id(&cfg.machine_id_file),
         cluster,
         notifier,
-        steps: Vec::new(),
+        gates: Gates::new(opts.status),
         detectors: Vec::new(),
         reboot_required: None,
         holders: Vec::new(),
-        blocked: None,
         events: Vec::new(),
         held: None,
         holding: false,
@@ -181,7 +118,7 @@ pub fn run_pass(
         node: cfg.node_name.clone(),
         cluster: cfg.is_cluster(),
         dry_run: pass.opts.dry_run,
-        steps: pass.steps,
+        steps: pass.gates.into_steps(),
         detectors: pass.detectors,
         reboot_required: pass.reboot_required,
         holders: pass.holders,
@@ -198,11 +135,7 @@ pub fn describe_holders(slots: &[Slot]) -> String {
         .iter()
         .map(|s| match &s.value {
             Some(v) => {
-                let age = v
-                    .acquired_at
-                    .parse::<Timestamp>()
-                    .map(|t| human_duration(secs_between(t, now)))
-                    .unwrap_or_else(|_| "?".into());
+                let age = human_age(&v.acquired_at, now);
                 format!("{} ({}, {age})", v.node, v.phase.as_str())
             }
             None => format!("{} (unreadable value)", s.key),
@@ -211,35 +144,18 @@ pub fn describe_holders(slots: &[Slot]) -> String {
         .join(", ")
 }
 
-/// Whole seconds from `a` to `b` (zero when `b` is earlier).
-pub fn secs_between(a: Timestamp, b: Timestamp) -> Duration {
-    Duration::from_secs(b.duration_since(a).as_secs().max(0).unsigned_abs())
-}
-
 impl Pass<'_> {
     fn step(&mut self, name: &'static str, state: StepState, detail: impl Into<String>) {
-        self.steps.push(Step {
-            name,
-            state,
-            detail: detail.into(),
-        });
+        self.gates.step(name, state, detail);
     }
 
-    /// Records a closed gate; returns true when the pass must stop here
-    /// (always, except in status mode where every gate is evaluated).
+    /// Records a closed gate; true when the pass must stop here.
     fn block(&mut self, name: &'static str, block: Block) -> bool {
-        self.step(name, StepState::Blocked, block.to_string());
-        if self.blocked.is_none() {
-            self.blocked = Some(block);
-        }
-        !self.opts.status
+        self.gates.block(name, block)
     }
 
     fn stop(&mut self) -> Outcome {
-        match self.blocked.take() {
-            Some(b) => Outcome::Blocked(b),
-            None => Outcome::NothingToDo,
-        }
+        self.gates.stop()
     }
 
     fn health_context(&self, phase: Phase) -> health::Context {
@@ -280,7 +196,7 @@ impl Pass<'_> {
             pid: std::process::id(),
             boot_id: self.boot_id.clone(),
             phase,
-            acquired_at: crate::cluster::timestamp_now(),
+            acquired_at: crate::time::timestamp_now(),
             machine_id: self.machine_id.clone(),
         }
     }
@@ -322,10 +238,11 @@ impl Pass<'_> {
             // Nothing to do or a detector failed; status still shows the
             // gates, but they do not change the outcome.
             if self.opts.status {
-                let before = self.blocked.take();
+                // Shown, but they do not change the outcome.
+                let before = self.gates.take_first();
                 self.gates()?;
                 self.show_lock()?;
-                self.blocked = before;
+                self.gates.restore_first(before);
             }
             return Ok(self.stop());
         };
@@ -335,7 +252,7 @@ impl Pass<'_> {
         }
         if self.opts.status {
             self.show_lock()?;
-            if self.blocked.is_some() {
+            if self.gates.is_blocked() {
                 return Ok(self.stop());
             }
             return self.reboot(&reason);
@@ -366,46 +283,35 @@ impl Pass<'_> {
                 .filter(|s| s.phase() == Some(SlotPhase::Rebooting)),
             None => None,
         };
-        // A slot of this name taken by another machine is never ours to
-        // complete (two hosts sharing a node_name; register refuses that too).
-        if let Some(v) = slot.as_ref().and_then(|s| s.value.as_ref()) {
-            if !crate::coordinator::same_machine(&v.machine_id, &self.machine_id) {
-                return Err(Error::Runtime(format!(
-                    "{} is held by node {} on another machine (machine id {}, this one is {}); not touching it",
-                    slot.as_ref().map(|s| s.key.as_str()).unwrap_or(""),
-                    v.node,
-                    v.machine_id,
-                    self.machine_id
-                )));
+        let now = Timestamp::now();
+        let went_down_at = match post_reboot::classify(
+            record.as_ref(),
+            slot.as_ref(),
+            &self.boot_id,
+            &self.machine_id,
+            now,
+            self.cfg.reboot_timeout,
+        ) {
+            PostReboot::Nothing => return Ok(false),
+            // Never ours to complete (two hosts sharing a node_name;
+            // register refuses that too).
+            PostReboot::OtherMachine {
+                key,
+                node,
+                machine_id,
+            } => {
+                return Err(Error::NameConflict {
+                    node,
+                    theirs: machine_id,
+                    mine: self.machine_id.clone(),
+                    slot: Some(key),
+                });
             }
-        }
-        if record.is_none() && slot.is_none() {
-            return Ok(false);
-        }
-        let went_down_at = record
-            .as_ref()
-            .map(|r| r.at.clone())
-            .or_else(|| {
-                slot.as_ref()
-                    .and_then(|s| s.value.as_ref().map(|v| v.acquired_at.clone()))
-            })
-            .unwrap_or_default();
-        let recorded_boot = slot
-            .as_ref()
-            .and_then(|s| s.value.as_ref().map(|v| v.boot_id.clone()))
-            .or_else(|| record.as_ref().map(|r| r.boot_id.clone()))
-            .unwrap_or_default();
-        if recorded_boot == self.boot_id {
             // Same boot: the reboot has not happened. It may still (a slow
             // or delayed shutdown), so the slot and the record stay until
             // reboot_timeout_sec has passed; only then is it given up.
-            let since = went_down_at
-                .parse::<Timestamp>()
-                .map(|t| secs_between(t, Timestamp::now()))
-                .unwrap_or(Duration::MAX);
-            if since < self.cfg.reboot_timeout {
+            PostReboot::NotYet { went_down_at, left } => {
                 self.holding = slot.is_some();
-                let left = self.cfg.reboot_timeout - since;
                 return Ok(self.block(
                     "post-reboot",
                     Block::RebootPending(format!(
@@ -414,34 +320,12 @@ impl Pass<'_> {
                     )),
                 ));
             }
-            if self.opts.status {
-                self.step(
-                    "post-reboot",
-                    StepState::Info,
-                    format!("the reboot issued at {went_down_at} did not happen; the next pass gives it up"),
-                );
+            PostReboot::TimedOut { went_down_at } => {
+                self.give_up(&went_down_at, record.as_ref(), slot.as_ref())?;
                 return Ok(false);
             }
-            log::warn!(
-                event = "reboot_given_up";
-                "the reboot issued at {went_down_at} never happened (boot id {} is still current after reboot_timeout_sec); releasing and clearing the record",
-                self.boot_id
-            );
-            if let (Some(c), Some(s)) = (self.cluster, &slot) {
-                c.lock.release(s)?;
-            }
-            state::clear_record(&self.cfg.state_dir)?;
-            // The record proves the pre_reboot hook ran: undo it.
-            if let Some(r) = &record {
-                self.undo_pre_reboot(&self.vars(&r.reason));
-            }
-            self.step(
-                "post-reboot",
-                StepState::Info,
-                "gave up a reboot that never happened: released and cleared",
-            );
-            return Ok(false);
-        }
+            PostReboot::Back { went_down_at } => went_down_at,
+        };
         self.holding = slot.is_some();
         // Back, but not complete until healthy and the post_reboot hook
         // passed: the host still counts as down, so its slot stays held,
@@ -470,7 +354,7 @@ impl Pass<'_> {
                 .as_ref()
                 .map(|r| r.reason.clone())
                 .unwrap_or_default();
-            if let Err(e) = reboot::run_hook(
+            if let Err(e) = actions::run_hook(
                 "post_reboot hook",
                 argv,
                 &self.vars(&reason),
@@ -495,7 +379,7 @@ impl Pass<'_> {
         state::write_last_reboot(
             &self.cfg.state_dir,
             &LastReboot {
-                completed_at: crate::cluster::timestamp_now(),
+                completed_at: crate::time::timestamp_now(),
             },
         )?;
         state::clear_record(&self.cfg.state_dir)?;
@@ -520,28 +404,51 @@ impl Pass<'_> {
         Ok(false)
     }
 
+    /// Step 1 for a reboot that never happened (same boot after
+    /// `reboot_timeout_sec`): releases the slot, clears the record and
+    /// undoes the pre_reboot hook; status only says so.
+    fn give_up(
+        &mut self,
+        went_down_at: &str,
+        record: Option<&RebootRecord>,
+        slot: Option<&Slot>,
+    ) -> Result<()> {
+        if self.opts.status {
+            self.step(
+                "post-reboot",
+                StepState::Info,
+                format!(
+                    "the reboot issued at {went_down_at} did not happen; the next pass gives it up"
+                ),
+            );
+            return Ok(());
+        }
+        log::warn!(
+            event = "reboot_given_up";
+            "the reboot issued at {went_down_at} never happened (boot id {} is still current after reboot_timeout_sec); releasing and clearing the record",
+            self.boot_id
+        );
+        if let (Some(c), Some(s)) = (self.cluster, slot) {
+            c.lock.release(s)?;
+        }
+        state::clear_record(&self.cfg.state_dir)?;
+        // The record proves the pre_reboot hook ran: undo it.
+        if let Some(r) = record {
+            self.undo_pre_reboot(&self.vars(&r.reason));
+        }
+        self.step(
+            "post-reboot",
+            StepState::Info,
+            "gave up a reboot that never happened: released and cleared",
+        );
+        Ok(())
+    }
+
     /// The kill switch. Returns true when the pass must stop.
     fn kill_switch(&mut self) -> bool {
         let path = &self.cfg.kill_switch_file;
-        match path.try_exists() {
-            Ok(false) => {
-                self.step(
-                    "kill switch",
-                    StepState::Ok,
-                    format!("off ({} absent)", path.display()),
-                );
-                false
-            }
-            Ok(true) => self.block(
-                "kill switch",
-                Block::KillSwitch(format!("{} exists", path.display())),
-            ),
-            // Cannot tell: treat it as set, never as absent.
-            Err(e) => self.block(
-                "kill switch",
-                Block::KillSwitch(format!("cannot check {}: {e}", path.display())),
-            ),
-        }
+        let verdict = gates::kill_switch(path, &path.try_exists());
+        self.gates.gate("kill switch", verdict)
     }
 
     /// The cluster pause. Returns true when the pass must stop.
@@ -549,30 +456,9 @@ impl Pass<'_> {
         let Some(c) = self.cluster else {
             return Ok(false);
         };
-        match c.pause()? {
-            None => {
-                self.step("pause", StepState::Ok, "cluster not paused");
-                Ok(false)
-            }
-            Some((rec, ttl)) => {
-                let until = match ttl {
-                    Some(t) => format!(
-                        ", {} left",
-                        human_duration(Duration::from_secs(t.max(0).unsigned_abs()))
-                    ),
-                    None => String::new(),
-                };
-                let why = if rec.reason.is_empty() {
-                    "no reason given".to_string()
-                } else {
-                    rec.reason.clone()
-                };
-                Ok(self.block(
-                    "pause",
-                    Block::Paused(format!("{why} (by {} at {}{until})", rec.by, rec.at)),
-                ))
-            }
-        }
+        let paused = c.pause()?;
+        let verdict = gates::pause(paused.as_ref().map(|(rec, ttl)| (rec, *ttl)));
+        Ok(self.gates.gate("pause", verdict))
     }
 
     /// Step 3. Returns the detectors that require a reboot, or None.
@@ -603,37 +489,8 @@ impl Pass<'_> {
 
     /// The window. Returns true when the pass must stop.
     fn window(&mut self) -> bool {
-        let now = Timestamp::now();
-        match self.cfg.windows.verdict(now) {
-            WindowVerdict::Open => {
-                let detail = if self.cfg.windows.allow_entries().is_empty()
-                    && self.cfg.windows.deny_entries().is_empty()
-                {
-                    "open (no windows configured)".to_string()
-                } else {
-                    format!("open ({})", self.cfg.windows.timezone_name())
-                };
-                self.step("window", StepState::Ok, detail);
-                false
-            }
-            verdict => {
-                let why = match verdict {
-                    WindowVerdict::Denied { entry } => format!("inside deny window {entry:?}"),
-                    _ => "outside every allow window".to_string(),
-                };
-                let next = match self.cfg.windows.next_open(now) {
-                    Some(t) => format!("; opens in {}", human_duration(secs_between(now, t))),
-                    None => "; no opening within 8 days".to_string(),
-                };
-                self.block(
-                    "window",
-                    Block::Window(format!(
-                        "{why} ({}){next}",
-                        self.cfg.windows.timezone_name()
-                    )),
-                )
-            }
-        }
+        let verdict = gates::window(&self.cfg.windows, Timestamp::now());
+        self.gates.gate("window", verdict)
     }
 
     /// Steps 4-5 (window, cooldown, health, policies). Returns true when the pass must stop.
@@ -648,36 +505,20 @@ impl Pass<'_> {
     }
 
     fn cooldown(&mut self) -> Result<bool> {
-        if let Some(c) = self.cluster {
-            return Ok(match c.cooldown()? {
-                None => {
-                    self.step("cooldown", StepState::Ok, "no cluster cooldown running");
-                    false
-                }
-                Some((rec, left)) => {
-                    let _ = rec;
-                    self.block("cooldown", Block::Cooldown(left))
-                }
-            });
-        }
-        if self.cfg.min_reboot_interval.is_zero() {
-            self.step("cooldown", StepState::Ok, "none configured");
-            return Ok(false);
-        }
-        let last = state::read_last_reboot(&self.cfg.state_dir)?;
-        let Some(at) = last.and_then(|l| l.completed_at.parse::<Timestamp>().ok()) else {
-            self.step("cooldown", StepState::Ok, "no previous reboot recorded");
-            return Ok(false);
+        let verdict = if let Some(c) = self.cluster {
+            gates::cluster_cooldown(c.cooldown()?.map(|(_, left)| left))
+        } else {
+            let interval = self.cfg.min_reboot_interval;
+            // Read only when a cooldown is configured.
+            let last = if interval.is_zero() {
+                None
+            } else {
+                state::read_last_reboot(&self.cfg.state_dir)?
+                    .and_then(|l| l.completed_at.parse::<Timestamp>().ok())
+            };
+            gates::local_cooldown(interval, last, Timestamp::now())
         };
-        let elapsed = secs_between(at, Timestamp::now());
-        if elapsed < self.cfg.min_reboot_interval {
-            return Ok(self.block(
-                "cooldown",
-                Block::Cooldown(self.cfg.min_reboot_interval - elapsed),
-            ));
-        }
-        self.step("cooldown", StepState::Ok, "over");
-        Ok(false)
+        Ok(self.gates.gate("cooldown", verdict))
     }
 
     fn health_gate(&mut self, phase: Phase) -> Result<bool> {
@@ -687,12 +528,8 @@ impl Pass<'_> {
         }
         let report = self.run_health(phase)?;
         self.publish_health(&report, phase);
-        if report.healthy {
-            self.step("health", StepState::Ok, report.reason);
-            Ok(false)
-        } else {
-            Ok(self.block("health", Block::Health(report.reason)))
-        }
+        let verdict = gates::health(report.healthy, report.reason);
+        Ok(self.gates.gate("health", verdict))
     }
 
     /// Publishes this node's health record (cluster mode, not in status).
@@ -707,7 +544,7 @@ impl Pass<'_> {
             healthy: report.healthy,
             phase: phase.as_str().to_string(),
             reason: report.reason.clone(),
-            checked_at: crate::cluster::timestamp_now(),
+            checked_at: crate::time::timestamp_now(),
             boot_id: self.boot_id.clone(),
             reboot_required: self.reboot_required,
         };
@@ -726,20 +563,15 @@ impl Pass<'_> {
             return Ok(false);
         };
         let (slots, _) = c.lock.holders()?;
-        let mut nodes = c.node_states(&slots)?;
-        if under_lock {
-            for n in nodes.iter_mut().filter(|n| n.slot.is_some()) {
-                n.slot = Some(SlotPhase::Rebooting);
-            }
-        }
+        let nodes = c.node_states(&slots)?;
         self.holders = slots;
-        match cluster::policy_allows(&self.cfg.node_name, &nodes, &self.cfg.cluster_policies) {
-            PolicyVerdict::Allowed(summary) => {
-                self.step("policies", StepState::Ok, summary);
-                Ok(false)
-            }
-            PolicyVerdict::Forbidden(why) => Ok(self.block("policies", Block::Policy(why))),
-        }
+        let verdict = gates::policies(
+            &self.cfg.node_name,
+            nodes,
+            &self.cfg.cluster_policies,
+            under_lock,
+        );
+        Ok(self.gates.gate("policies", verdict))
     }
 
     /// Status: shows the lock without taking it.
@@ -872,9 +704,10 @@ impl Pass<'_> {
             return Ok(Some(self.stop()));
         }
         if self.held.as_ref().is_some_and(|h| h.keepalive.lost()) {
-            return Err(Error::Runtime(
-                "the lock slot's lease expired during the checks; not rebooting".into(),
-            ));
+            return Err(Error::LeaseLost {
+                lease: "the lock slot's lease",
+                during: " during the checks",
+            });
         }
         Ok(None)
     }
@@ -900,10 +733,10 @@ impl Pass<'_> {
     /// Step 8.
     fn reboot(&mut self, reason: &[String]) -> Result<Outcome> {
         let vars = self.vars(reason);
-        let argv = reboot::expand(&self.cfg.reboot_command, &vars);
+        let argv = actions::expand(&self.cfg.reboot_command, &vars);
         if self.opts.dry_run {
             let hook = match &self.cfg.hooks.pre_reboot {
-                Some(h) => format!("run pre_reboot hook {:?}, then ", reboot::expand(h, &vars)),
+                Some(h) => format!("run pre_reboot hook {:?}, then ", actions::expand(h, &vars)),
                 None => String::new(),
             };
             let release = if self.held.is_some() {
@@ -921,10 +754,8 @@ impl Pass<'_> {
             }
             return Ok(Outcome::WouldReboot);
         }
-        if crate::process::cancelled() {
-            return Err(Error::Runtime(
-                "the agent is stopping; not rebooting".into(),
-            ));
+        if crate::host::process::cancelled() {
+            return Err(Error::Cancelled);
         }
         // The reboot lease exists before the hook runs, so nothing that can
         // fail on etcd's side is left between the hook and the switch.
@@ -933,7 +764,8 @@ impl Pass<'_> {
             _ => None,
         };
         if let Some(hook) = &self.cfg.hooks.pre_reboot {
-            if let Err(e) = reboot::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout)
+            if let Err(e) =
+                actions::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout)
             {
                 log::warn!("{e}; not rebooting");
                 self.revoke(reboot_lease);
@@ -971,7 +803,7 @@ impl Pass<'_> {
         if let Some(n) = &self.cfg.notify {
             self.notifier.flush(n.timeout);
         }
-        if let Err(e) = reboot::run_reboot_command(&self.cfg.reboot_command, &vars) {
+        if let Err(e) = actions::run_reboot_command(&self.cfg.reboot_command, &vars) {
             self.events.push(PassEvent::RebootFailed);
             self.notifier.send(
                 "reboot_failed",
@@ -990,9 +822,10 @@ impl Pass<'_> {
     fn commit_to_reboot(&mut self, reason: &[String], reboot_lease: Option<i64>) -> Result<()> {
         if let (Some(c), Some(lease)) = (self.cluster, reboot_lease) {
             if c.client.lease_keepalive(lease)?.is_none() {
-                return Err(Error::Runtime(
-                    "the reboot lease expired during the pre_reboot hook; not rebooting".into(),
-                ));
+                return Err(Error::LeaseLost {
+                    lease: "the reboot lease",
+                    during: " during the pre_reboot hook",
+                });
             }
         }
         state::write_record(
@@ -1001,14 +834,12 @@ impl Pass<'_> {
                 node: self.cfg.node_name.clone(),
                 boot_id: self.boot_id.clone(),
                 slot: self.held.as_ref().map(|h| h.slot.key.clone()),
-                at: crate::cluster::timestamp_now(),
+                at: crate::time::timestamp_now(),
                 reason: reason.to_vec(),
             },
         )?;
-        if crate::process::cancelled() {
-            return Err(Error::Runtime(
-                "the agent is stopping; not rebooting".into(),
-            ));
+        if crate::host::process::cancelled() {
+            return Err(Error::Cancelled);
         }
         match reboot_lease {
             Some(lease) => self.switch_to_rebooting(lease),
@@ -1037,7 +868,7 @@ impl Pass<'_> {
                     "the reboot was aborted after the pre_reboot hook; running the post_reboot hook to undo it"
                 );
                 // Not cancellable: a stopping agent must still undo a drain.
-                if let Err(e) = reboot::run_hook_to_completion(
+                if let Err(e) = actions::run_hook_to_completion(
                     "post_reboot hook",
                     argv,
                     vars,
@@ -1059,9 +890,10 @@ impl Pass<'_> {
             return Ok(());
         };
         if held.keepalive.lost() {
-            return Err(Error::Runtime(
-                "the lock slot's lease expired; not rebooting".into(),
-            ));
+            return Err(Error::LeaseLost {
+                lease: "the lock slot's lease",
+                during: "",
+            });
         }
         let value = SlotValue {
             acquired_at: held
@@ -1089,10 +921,9 @@ impl Pass<'_> {
                 Ok(())
             }
             // The caller revokes the unused lease.
-            Ok(None) => Err(Error::Runtime(format!(
-                "lock slot {} changed under us before the reboot; not rebooting",
-                held.slot.key
-            ))),
+            Ok(None) => Err(Error::SlotChanged {
+                key: held.slot.key.clone(),
+            }),
             Err(e) => Err(e),
         }
     }

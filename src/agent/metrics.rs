@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::outcome::Block;
+use crate::pass::outcome::Block;
 
 /// Upper bounds (seconds) of the `rebootctl_lock_acquire_seconds` buckets,
 /// from an uncontended etcd round trip to a five-minute wait for a slot.

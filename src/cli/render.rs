@@ -3,26 +3,18 @@
 //! session; JSON field names are stable (documented in rebootctl(8)).
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::coordinator::NodeSummary;
-use crate::detector::{DetectorReport, Need, Verdict};
-use crate::lock::Slot;
-use crate::orchestrator::{PassReport, StepState, secs_between};
-use crate::outcome::Outcome;
+use crate::cluster::NodeSummary;
+use crate::cluster::lock::Slot;
+use crate::host::detector::{DetectorReport, Need, Verdict};
+use crate::pass::outcome::Outcome;
+use crate::pass::report::{PassReport, StepState};
+use crate::time::{human_age, human_duration};
 
 /// Width human output is laid out for.
 pub const WIDTH_COLUMNS: usize = 80;
-
-/// Formats a duration for people ("3m 12s", "120ms").
-pub fn human_duration(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        return format!("{}ms", d.as_millis());
-    }
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
-}
 
 fn verdict_label(v: &Verdict) -> &'static str {
     match v {
@@ -220,13 +212,6 @@ pub fn simulate_json(reports: &[DetectorReport], need: &Need) -> Value {
     })
 }
 
-/// Age of an RFC 3339 time for people ("3m 12s"), or "?".
-fn age(at: &str) -> String {
-    at.parse::<jiff::Timestamp>()
-        .map(|t| human_duration(secs_between(t, jiff::Timestamp::now())))
-        .unwrap_or_else(|_| "?".to_string())
-}
-
 /// The human `lock` listing.
 pub fn lock_text(slots: &[Slot], total: u32) -> String {
     let mut out = String::new();
@@ -254,7 +239,7 @@ pub fn lock_text(slots: &[Slot], total: u32) -> String {
                     truncate(&v.node, 16),
                     v.phase.as_str(),
                     v.pid,
-                    age(&v.acquired_at),
+                    human_age(&v.acquired_at, jiff::Timestamp::now()),
                     truncate(&v.boot_id, 24)
                 );
             }
@@ -320,7 +305,7 @@ pub fn nodes_text(nodes: &[NodeSummary]) -> String {
         let last = n
             .last_reboot
             .as_deref()
-            .map(|t| format!("{} ago", age(t)))
+            .map(|t| format!("{} ago", human_age(t, jiff::Timestamp::now())))
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
@@ -349,11 +334,5 @@ mod tests {
             assert!(line.chars().count() <= WIDTH_COLUMNS, "{line:?}");
         }
         assert!(out.lines().count() > 3);
-    }
-
-    #[test]
-    fn durations_are_human() {
-        assert_eq!(human_duration(Duration::from_millis(42)), "42ms");
-        assert_eq!(human_duration(Duration::from_secs(192)), "3m 12s");
     }
 }

@@ -8,11 +8,11 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::cluster::HealthRecord;
+use crate::agent::events::Event;
+use crate::cluster::Cluster;
+use crate::cluster::records::HealthRecord;
 use crate::config::Config;
-use crate::coordinator::Cluster;
-use crate::events::Event;
-use crate::health::{self, Phase};
+use crate::host::health::{self, Phase};
 
 /// What the main loop tells the heartbeat.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ fn run(cluster: Cluster, mut cfg: Config, rx: &mpsc::Receiver<Control>, events: 
             Err(RecvTimeoutError::Timeout) => {}
         }
         next_beat = Instant::now() + cfg.health_publish_interval;
-        let boot_id = crate::state::read_boot_id(&cfg.boot_id_file).unwrap_or_default();
+        let boot_id = crate::host::state::read_boot_id(&cfg.boot_id_file).unwrap_or_default();
         let (healthy, reason) = match health::check(&cfg, &health::Context::new(Phase::Heartbeat)) {
             Ok(r) => (r.healthy, r.reason),
             Err(e) => (false, e.to_string()),
@@ -83,7 +83,7 @@ fn run(cluster: Cluster, mut cfg: Config, rx: &mpsc::Receiver<Control>, events: 
             healthy,
             phase: Phase::Heartbeat.as_str().to_string(),
             reason,
-            checked_at: crate::cluster::timestamp_now(),
+            checked_at: crate::time::timestamp_now(),
             boot_id,
             reboot_required,
         };

@@ -7,20 +7,21 @@
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use crate::agent::events::{Event, SignalThread};
+use crate::agent::heartbeat::{Control, Heartbeat};
+use crate::agent::metrics::{Metrics, MetricsServer};
+use crate::agent::phase::{Agent, Phase};
 use crate::backoff;
+use crate::cluster::Cluster;
 use crate::config::{self, Config};
-use crate::coordinator::Cluster;
 use crate::error::{Error, Result};
 use crate::etcd::WatchEvent;
-use crate::events::{Event, SignalThread};
-use crate::heartbeat::{Control, Heartbeat};
+use crate::host::notify::Notifier;
 use crate::logging::Throttle;
-use crate::metrics::{Metrics, MetricsServer};
-use crate::notify::Notifier;
-use crate::orchestrator::{self, Options, PassEvent, PassReport};
-use crate::outcome::{Block, Outcome};
-use crate::reboot;
-use crate::report::human_duration;
+use crate::pass::outcome::{Block, Outcome};
+use crate::pass::report::{PassEvent, PassReport};
+use crate::pass::{self, Options};
+use crate::time::human_duration;
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code (0, or the
 /// code of the last pass when it was blocked or failed).
@@ -66,6 +67,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<u8> {
         throttle: Throttle::default(),
         errors: 0,
         lock_attempts: 0,
+        agent: Agent::default(),
     };
     let code = daemon.main_loop(&rx);
     log::info!(event = "stopped"; "stopping with exit code {code}");
@@ -99,23 +101,16 @@ struct Daemon {
     throttle: Throttle,
     errors: u32,
     lock_attempts: u32,
-}
-
-/// What the wait after a pass is for.
-struct Wait {
-    how_long: Duration,
-    /// A lock release, an expired pause or cooldown may end it early.
-    wake_on_release: bool,
-    /// A reboot is under way: no new pass until it happens or times out.
-    rebooting: bool,
+    /// Where the agent stands; changed only through `transition_to`.
+    agent: Agent,
 }
 
 impl Daemon {
     fn main_loop(&mut self, rx: &Receiver<Event>) -> u8 {
         loop {
             self.ensure_watches();
-            let (code, wait) = self.pass();
-            let deadline = Instant::now() + wait.how_long;
+            let (code, how_long) = self.pass();
+            let deadline = Instant::now() + how_long;
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
@@ -125,12 +120,12 @@ impl Daemon {
                     }
                     Ok(Event::Reload) => {
                         self.reload();
-                        if !wait.rebooting {
+                        if !self.agent.phase().reboot_under_way() {
                             break;
                         }
                     }
                     Ok(Event::Wake(why)) => {
-                        if wait.wake_on_release {
+                        if self.agent.phase().wakes_on_release() {
                             log::debug!("woken: {why}");
                             break;
                         }
@@ -147,45 +142,31 @@ impl Daemon {
         }
     }
 
-    /// One pass with its bookkeeping; returns its exit code and the wait.
-    fn pass(&mut self) -> (u8, Wait) {
+    /// One pass with its bookkeeping; returns its exit code and how long
+    /// to wait before the next one.
+    fn pass(&mut self) -> (u8, Duration) {
+        self.enter(Phase::Checking);
         let opts = Options {
             lock_attempts: self.lock_attempts,
             ..self.opts
         };
-        let result = orchestrator::run_pass(&self.cfg, opts, self.cluster.as_ref(), &self.notifier);
+        let result = pass::run_pass(&self.cfg, opts, self.cluster.as_ref(), &self.notifier);
         self.metrics.set_last_pass_now();
         match result {
             Ok(report) => {
                 self.errors = 0;
                 self.record(&report);
-                let rebooting = report.outcome == Outcome::RebootIssued;
-                // Waiting on the cluster, or ready to go (dry-run): a freed
-                // slot, an ended pause or cooldown is worth a pass now.
-                let wake_on_release = matches!(
-                    &report.outcome,
-                    Outcome::WouldReboot
-                        | Outcome::Blocked(
-                            Block::NoSlot(_) | Block::Cooldown(_) | Block::Paused(_)
-                        )
-                );
-                let how_long = if rebooting {
+                self.enter(Phase::after(&report.outcome, Instant::now()));
+                let how_long = if self.agent.phase().reboot_under_way() {
                     // The machine is going down; if it has not after
                     // reboot_timeout_sec, the next pass gives the reboot up.
                     self.cfg.reboot_timeout
                 } else {
                     self.cfg.check_interval
                 };
-                (
-                    report.outcome.exit_code(),
-                    Wait {
-                        how_long,
-                        wake_on_release,
-                        rebooting,
-                    },
-                )
+                (report.outcome.exit_code(), how_long)
             }
-            Err(e) if is_reboot_command_failure(&e) => {
+            Err(e @ Error::RebootCommandFailed { .. }) => {
                 // The command may have started a shutdown before it failed
                 // or timed out: no new pass (which would release the slot)
                 // until the reboot had its time.
@@ -195,14 +176,10 @@ impl Daemon {
                     human_duration(self.cfg.reboot_timeout)
                 );
                 self.throttle.reset();
-                (
-                    e.exit_code(),
-                    Wait {
-                        how_long: self.cfg.reboot_timeout,
-                        wake_on_release: false,
-                        rebooting: true,
-                    },
-                )
+                self.enter(Phase::RebootFailed {
+                    since: Instant::now(),
+                });
+                (e.exit_code(), self.cfg.reboot_timeout)
             }
             Err(e) => {
                 self.errors += 1;
@@ -218,16 +195,20 @@ impl Daemon {
                     human_duration(delay)
                 );
                 self.throttle.reset();
-                self.metrics.pass_blocked(None);
-                (
-                    e.exit_code(),
-                    Wait {
-                        how_long: delay,
-                        wake_on_release: false,
-                        rebooting: false,
-                    },
-                )
+                self.enter(Phase::Backoff {
+                    errors: self.errors,
+                });
+                (e.exit_code(), delay)
             }
+        }
+    }
+
+    /// Moves to `next`. The loop only makes changes the phase machine
+    /// allows (a pass between any two phases), so a refusal is a bug; it
+    /// is logged and the phase stays.
+    fn enter(&mut self, next: Phase) {
+        if let Err(refused) = self.agent.transition_to(next, &self.metrics) {
+            log::error!("{refused}");
         }
     }
 
@@ -250,7 +231,6 @@ impl Daemon {
                 "{message}"
             );
         }
-        self.metrics.pass_blocked(blocked_by);
         if let Some(r) = report.reboot_required {
             self.metrics.set_reboot_required(r);
         }
@@ -360,9 +340,4 @@ impl Daemon {
             .map(|e| e.lock_ttl)
             .unwrap_or(Duration::MAX)
     }
-}
-
-/// True for a failure of the reboot command itself.
-fn is_reboot_command_failure(e: &Error) -> bool {
-    matches!(e, Error::Command { role, .. } if role == reboot::REBOOT_COMMAND_ROLE)
 }

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::Notify;
 
+/// Read and write buffer size of the webhook HTTP client: small, since a
+/// webhook request and its reply are a few hundred bytes.
+const WEBHOOK_IO_BUFFER_BYTES: usize = 16 * 1024;
+
 /// How many notifications may wait for delivery before new ones are dropped.
 pub const NOTIFY_QUEUE_LEN: usize = 32;
 
@@ -150,7 +154,7 @@ impl Notifier {
             "text": text,
             "node": inner.node,
             "event": event,
-            "at": crate::cluster::timestamp_now(),
+            "at": crate::time::timestamp_now(),
         });
         let delivery = Delivery {
             event: event.to_string(),
@@ -255,8 +259,8 @@ impl Worker {
             // Non-2xx is reported by us, with the host only.
             .http_status_as_error(false)
             .user_agent(concat!("rebootctl/", env!("CARGO_PKG_VERSION")))
-            .input_buffer_size(crate::etcd::IO_BUFFER_BYTES)
-            .output_buffer_size(crate::etcd::IO_BUFFER_BYTES)
+            .input_buffer_size(WEBHOOK_IO_BUFFER_BYTES)
+            .output_buffer_size(WEBHOOK_IO_BUFFER_BYTES)
             .build()
             .into();
         let mut dropped = 0usize;

@@ -181,7 +181,7 @@ impl Lock {
             let another_agent = mine.value.as_ref().is_some_and(|v| {
                 // Another machine under the same name, or another live
                 // agent process of this very boot.
-                !crate::coordinator::same_machine(&v.machine_id, &value.machine_id)
+                !crate::cluster::records::same_machine(&v.machine_id, &value.machine_id)
                     || (v.boot_id == value.boot_id && v.pid != value.pid && pid_alive(v.pid))
             });
             if another_agent {

@@ -36,10 +36,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::config::EtcdConfig;
+use crate::etcd::{Client, WatchEvent};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rebootctl::config::EtcdConfig;
-use rebootctl::etcd::{Client, WatchEvent};
 
 use super::etcd::{EtcdServer, TempDir, free_port};
 

@@ -406,7 +406,7 @@ impl EtcdServer {
     /// Turns on auth: a `root` user (password `root_password`) with the root
     /// role, and `user`/`password` whose only role grants readwrite on `prefix`.
     pub fn enable_auth(&self, root_password: &str, user: &str, password: &str, prefix: &str) {
-        let end = rebootctl::etcd::prefix_end(prefix.as_bytes());
+        let end = crate::etcd::prefix_end(prefix.as_bytes());
         let steps = [
             (
                 "/v3/auth/user/add",

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::{Serialize, Serializer};
 
 use crate::config::{DetectorKind, DetectorSpec};
-use crate::process::{self, Termination, round_ms};
+use crate::host::process::{self, Termination, round_ms};
 
 /// Characters of a command detector's output kept in its report.
 pub const OUTPUT_EXCERPT_CHARS: usize = 2000;
@@ -356,7 +356,7 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::test_support::TempDir;
+    use crate::host::process::test_support::TempDir;
     use std::path::PathBuf;
 
     fn spec(name: &str, kind: DetectorKind) -> DetectorSpec {

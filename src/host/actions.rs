@@ -1,21 +1,13 @@
 //! The actions of a reboot: the `pre_reboot` / `post_reboot` hooks and the
 //! reboot command itself, with `${RC_…}` placeholders expanded in their argv
-//! (no shell is ever involved).
+//! (no shell is ever involved). The placeholder names are the
+//! configuration's vocabulary: [`crate::config::PLACEHOLDERS`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::process::{self, Finished};
-
-/// Placeholders that may appear in `reboot_command` and hook argv.
-pub const PLACEHOLDERS: [&str; 5] = [
-    "RC_NODE_NAME",
-    "RC_BOOT_ID",
-    "RC_REASON",
-    "RC_DRY_RUN",
-    "RC_LOCK_KEY",
-];
+use crate::host::process::{self, Finished};
 
 /// The role of the reboot command in messages and errors.
 pub const REBOOT_COMMAND_ROLE: &str = "reboot command";
@@ -67,19 +59,6 @@ fn expand_one(arg: &str, vars: &Vars) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// The placeholder names used in `arg` (for validation).
-pub fn placeholders_in(arg: &str) -> Vec<&str> {
-    let mut names = Vec::new();
-    let mut rest = arg;
-    while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else { break };
-        names.push(&after[..end]);
-        rest = &after[end + 1..];
-    }
-    names
 }
 
 /// Runs a hook (`role` is "pre_reboot hook" or "post_reboot hook"); a
@@ -141,6 +120,10 @@ pub fn run_reboot_command(argv: &[String], vars: &Vars) -> Result<()> {
         false,
     )
     .map(|_| ())
+    .map_err(|e| match e {
+        Error::Command { detail, .. } => Error::RebootCommandFailed { detail },
+        other => other,
+    })
 }
 
 fn program(argv: &[String]) -> PathBuf {
@@ -186,7 +169,7 @@ mod tests {
 
     #[test]
     fn lists_placeholders() {
-        assert_eq!(placeholders_in("a${X}b${Y}"), ["X", "Y"]);
-        assert!(placeholders_in("${unterminated").is_empty());
+        assert_eq!(crate::config::placeholders_in("a${X}b${Y}"), ["X", "Y"]);
+        assert!(crate::config::placeholders_in("${unterminated").is_empty());
     }
 }

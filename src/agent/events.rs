@@ -50,7 +50,7 @@ impl SignalThread {
                     let ev = if sig == SIGHUP {
                         Event::Reload
                     } else {
-                        crate::process::cancel_all();
+                        crate::host::process::cancel_all();
                         Event::Stop(sig)
                     };
                     if tx.send(ev).is_err() {

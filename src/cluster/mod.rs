@@ -1,7 +1,16 @@
+//! `cluster/` — rebootctl's data in etcd: this handle ([`Cluster`]), the
+//! records ([`records`]), the pure policy decision ([`policy`]), and the lock slots ([`lock`]). It may import
+//! `etcd/` and the top-level leaves; never `host/`, `pass/`, `agent/` or
+//! `cli/`.
+//!
 //! The etcd side of cluster mode (SPEC §6): one connection to the
 //! namespace and the reads and writes of every record the agent and the
 //! admin commands use — registry, health, pause, cooldown, history — plus
-//! the lock slots through [`crate::lock`].
+//! the lock slots through [`lock`].
+
+pub mod lock;
+pub mod policy;
+pub mod records;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,13 +20,15 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cluster::{
-    CooldownRecord, HISTORY_KEEP, HealthRecord, HistoryRecord, NodeRecord, NodeState, PauseRecord,
+use crate::cluster::lock::{Lock, Slot};
+use crate::cluster::policy::NodeState;
+use crate::cluster::records::{
+    CooldownRecord, HISTORY_KEEP, HealthRecord, HistoryRecord, NodeRecord, PauseRecord,
+    same_machine,
 };
 use crate::config::{Config, EtcdConfig};
 use crate::error::{Error, Result};
 use crate::etcd::{Client, CmpResult, Compare, Op, OpResponse, Txn};
-use crate::lock::{Lock, Slot};
 
 /// A connection to the cluster's namespace.
 #[derive(Clone)]
@@ -120,7 +131,7 @@ impl Cluster {
         let key = self.key(&format!("nodes/{}", self.node));
         let body = serde_json::to_vec(&NodeRecord {
             node: self.node.clone(),
-            registered_at: crate::cluster::timestamp_now(),
+            registered_at: crate::time::timestamp_now(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             machine_id: machine_id.to_string(),
         })
@@ -165,11 +176,12 @@ impl Cluster {
                 })?;
             }
             if !same_machine(&theirs, machine_id) {
-                return Err(Error::Runtime(format!(
-                    "node_name {} is registered by another machine (machine id {theirs}, this one is {machine_id}): \
-                     give every host its own node_name, or run 'rebootctl forget {}' if the old machine is gone",
-                    self.node, self.node
-                )));
+                return Err(Error::NameConflict {
+                    node: self.node.clone(),
+                    theirs,
+                    mine: machine_id.to_string(),
+                    slot: None,
+                });
             }
         }
         self.registered.store(true, Ordering::SeqCst);
@@ -228,7 +240,7 @@ impl Cluster {
             &self.key("cooldown"),
             &CooldownRecord {
                 node: self.node.clone(),
-                started_at: crate::cluster::timestamp_now(),
+                started_at: crate::time::timestamp_now(),
             },
             Some(lease),
         )
@@ -256,7 +268,7 @@ impl Cluster {
         let rec = HistoryRecord {
             node: node.to_string(),
             event: event.to_string(),
-            at: crate::cluster::timestamp_now(),
+            at: crate::time::timestamp_now(),
             boot_id: boot_id.to_string(),
         };
         // Fixed-width nanoseconds so the keys sort in time order.
@@ -363,11 +375,6 @@ impl Cluster {
         self.client.delete(&self.key(&format!("health/{node}")))?;
         Ok(n > 0)
     }
-}
-
-/// True unless both machine ids are known and differ.
-pub fn same_machine(a: &str, b: &str) -> bool {
-    a.is_empty() || b.is_empty() || a == b
 }
 
 fn bad_value(key: &str, e: serde_json::Error) -> Error {

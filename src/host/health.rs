@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::process::{self, Termination};
+use crate::host::process::{self, Termination};
 
 /// Characters of the script's output kept in the report and logged.
 pub const OUTPUT_EXCERPT_CHARS: usize = 2000;
@@ -257,7 +257,7 @@ mod tests {
     use super::*;
     use crate::config;
     use crate::error::Error;
-    use crate::process::test_support::{TempDir, process_gone, read_pid};
+    use crate::host::process::test_support::{TempDir, process_gone, read_pid};
     use std::collections::BTreeMap;
     use std::path::Path;
 

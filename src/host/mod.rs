@@ -1,0 +1,13 @@
+//! `host/` — this machine: child processes ([`process`], the only place
+//! that spawns), reboot-need detectors, the health script, the actions of a
+//! reboot (hooks, reboot command, placeholders), the state that survives a
+//! reboot, and webhook notifications. It may import only the top-level
+//! leaves (`config`, `error`, `time`, `window`, `backoff`, `logging`);
+//! never `etcd/`, `cluster/` or anything above.
+
+pub mod actions;
+pub mod detector;
+pub mod health;
+pub mod notify;
+pub mod process;
+pub mod state;

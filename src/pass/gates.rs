@@ -1,0 +1,491 @@
+//! The gates of a pass as pure verdicts, and the one runner that records
+//! them. Each gate function takes what it decides on (and `now`) and
+//! returns a [`Verdict`]; the pass gathers the inputs and acts. [`Gates`]
+//! owns the two rules of recording: the first closed gate is the outcome,
+//! and in status mode every gate is still evaluated and shown.
+
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::cluster::lock::SlotPhase;
+use crate::cluster::policy::{self, NodeState, PolicyVerdict};
+use crate::cluster::records::PauseRecord;
+use crate::config::ClusterPolicies;
+use crate::pass::outcome::{Block, Outcome};
+use crate::pass::report::{Step, StepState};
+use crate::time::{human_duration, secs_between};
+use crate::window::{WindowVerdict, Windows};
+
+/// What one gate says.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Verdict {
+    /// The gate is open; one human line says why.
+    Open(String),
+    /// The gate is closed.
+    Closed(Block),
+}
+
+/// The kill switch, from whether its file exists: an error counts as set,
+/// never as absent.
+pub fn kill_switch(path: &Path, exists: &io::Result<bool>) -> Verdict {
+    match exists {
+        Ok(false) => Verdict::Open(format!("off ({} absent)", path.display())),
+        Ok(true) => Verdict::Closed(Block::KillSwitch(format!("{} exists", path.display()))),
+        Err(e) => Verdict::Closed(Block::KillSwitch(format!(
+            "cannot check {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The cluster pause, from the pause record and its lease's remaining TTL
+/// in seconds (None: paused until `resume`).
+pub fn pause(paused: Option<(&PauseRecord, Option<i64>)>) -> Verdict {
+    let Some((rec, ttl)) = paused else {
+        return Verdict::Open("cluster not paused".to_string());
+    };
+    let until = match ttl {
+        Some(t) => format!(
+            ", {} left",
+            human_duration(Duration::from_secs(t.max(0).unsigned_abs()))
+        ),
+        None => String::new(),
+    };
+    let why = if rec.reason.is_empty() {
+        "no reason given".to_string()
+    } else {
+        rec.reason.clone()
+    };
+    Verdict::Closed(Block::Paused(format!(
+        "{why} (by {} at {}{until})",
+        rec.by, rec.at
+    )))
+}
+
+/// The maintenance windows at `now`.
+pub fn window(windows: &Windows, now: Timestamp) -> Verdict {
+    match windows.verdict(now) {
+        WindowVerdict::Open => {
+            if windows.allow_entries().is_empty() && windows.deny_entries().is_empty() {
+                Verdict::Open("open (no windows configured)".to_string())
+            } else {
+                Verdict::Open(format!("open ({})", windows.timezone_name()))
+            }
+        }
+        verdict => {
+            let why = match verdict {
+                WindowVerdict::Denied { entry } => format!("inside deny window {entry:?}"),
+                _ => "outside every allow window".to_string(),
+            };
+            let next = match windows.next_open(now) {
+                Some(t) => format!("; opens in {}", human_duration(secs_between(now, t))),
+                None => "; no opening within 8 days".to_string(),
+            };
+            Verdict::Closed(Block::Window(format!(
+                "{why} ({}){next}",
+                windows.timezone_name()
+            )))
+        }
+    }
+}
+
+/// The cluster-wide cooldown, from the time left on it (None: not running).
+pub fn cluster_cooldown(left: Option<Duration>) -> Verdict {
+    match left {
+        None => Verdict::Open("no cluster cooldown running".to_string()),
+        Some(left) => Verdict::Closed(Block::Cooldown(left)),
+    }
+}
+
+/// The local cooldown (local mode): `min_reboot_interval` since the last
+/// completed reboot, if one is recorded.
+pub fn local_cooldown(interval: Duration, last: Option<Timestamp>, now: Timestamp) -> Verdict {
+    if interval.is_zero() {
+        return Verdict::Open("none configured".to_string());
+    }
+    let Some(at) = last else {
+        return Verdict::Open("no previous reboot recorded".to_string());
+    };
+    let elapsed = secs_between(at, now);
+    if elapsed < interval {
+        Verdict::Closed(Block::Cooldown(interval - elapsed))
+    } else {
+        Verdict::Open("over".to_string())
+    }
+}
+
+/// The health gate, from the script's verdict and reason.
+pub fn health(healthy: bool, reason: String) -> Verdict {
+    if healthy {
+        Verdict::Open(reason)
+    } else {
+        Verdict::Closed(Block::Health(reason))
+    }
+}
+
+/// The cluster policies for `me`. Under the lock every other slot holder
+/// counts as down, not only those already rebooting: with several slots,
+/// two nodes checking at once could otherwise each count the other as up
+/// and go down together.
+pub fn policies(
+    me: &str,
+    mut nodes: Vec<NodeState>,
+    rules: &ClusterPolicies,
+    under_lock: bool,
+) -> Verdict {
+    if under_lock {
+        for n in nodes.iter_mut().filter(|n| n.slot.is_some()) {
+            n.slot = Some(SlotPhase::Rebooting);
+        }
+    }
+    match policy::policy_allows(me, &nodes, rules) {
+        PolicyVerdict::Allowed(summary) => Verdict::Open(summary),
+        PolicyVerdict::Forbidden(why) => Verdict::Closed(Block::Policy(why)),
+    }
+}
+
+/// The steps of a pass and its first closed gate.
+#[derive(Debug)]
+pub struct Gates {
+    /// Status mode: every gate is evaluated, none stops the pass.
+    status: bool,
+    steps: Vec<Step>,
+    first: Option<Block>,
+}
+
+impl Gates {
+    /// An empty record; `status` for `rebootctl status`.
+    pub fn new(status: bool) -> Gates {
+        Gates {
+            status,
+            steps: Vec::new(),
+            first: None,
+        }
+    }
+
+    /// Adds a step that is not a gate (or an open one).
+    pub fn step(&mut self, name: &'static str, state: StepState, detail: impl Into<String>) {
+        self.steps.push(Step {
+            name,
+            state,
+            detail: detail.into(),
+        });
+    }
+
+    /// Records a gate's verdict; true when the pass must stop here (a
+    /// closed gate, except in status mode).
+    pub fn gate(&mut self, name: &'static str, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Open(detail) => {
+                self.step(name, StepState::Ok, detail);
+                false
+            }
+            Verdict::Closed(block) => self.block(name, block),
+        }
+    }
+
+    /// Records a closed gate: the first one is the outcome. True when the
+    /// pass must stop (always, except in status mode).
+    pub fn block(&mut self, name: &'static str, block: Block) -> bool {
+        self.step(name, StepState::Blocked, block.to_string());
+        if self.first.is_none() {
+            self.first = Some(block);
+        }
+        !self.status
+    }
+
+    /// Whether a gate has closed.
+    pub fn is_blocked(&self) -> bool {
+        self.first.is_some()
+    }
+
+    /// Takes the first closed gate away, so that gates recorded before
+    /// [`Gates::restore_first`] are shown without changing the outcome.
+    pub fn take_first(&mut self) -> Option<Block> {
+        self.first.take()
+    }
+
+    /// Puts back what [`Gates::take_first`] took: the outcome is again the
+    /// gate that closed first before it.
+    pub fn restore_first(&mut self, first: Option<Block>) {
+        self.first = first;
+    }
+
+    /// The outcome of a pass that stops here: the first closed gate, or
+    /// nothing to do.
+    pub fn stop(&mut self) -> Outcome {
+        match self.first.take() {
+            Some(b) => Outcome::Blocked(b),
+            None => Outcome::NothingToDo,
+        }
+    }
+
+    /// The steps in pass order.
+    pub fn into_steps(self) -> Vec<Step> {
+        self.steps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::records::HealthRecord;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn open(v: &Verdict) -> bool {
+        matches!(v, Verdict::Open(_))
+    }
+
+    #[test]
+    fn kill_switch_is_closed_when_present_or_unknown() {
+        let path = Path::new("/etc/rebootctl/kill");
+        let cases = [
+            (Ok(false), true, "off (/etc/rebootctl/kill absent)"),
+            (Ok(true), false, "kill switch: /etc/rebootctl/kill exists"),
+            (
+                Err(io::Error::from(io::ErrorKind::PermissionDenied)),
+                false,
+                "cannot check /etc/rebootctl/kill",
+            ),
+        ];
+        for (exists, want_open, text) in cases {
+            let v = kill_switch(path, &exists);
+            assert_eq!(open(&v), want_open, "{exists:?}");
+            let shown = match &v {
+                Verdict::Open(d) => d.clone(),
+                Verdict::Closed(b) => b.to_string(),
+            };
+            assert!(shown.contains(text), "{exists:?}: {shown}");
+        }
+    }
+
+    #[test]
+    fn pause_names_reason_operator_and_time_left() {
+        let rec = |reason: &str| PauseRecord {
+            reason: reason.into(),
+            by: "ops@bastion".into(),
+            at: "2026-11-27T10:00:00Z".into(),
+        };
+        // (pause record and TTL, the closed gate's text)
+        type Case = (Option<(PauseRecord, Option<i64>)>, Option<&'static str>);
+        let cases: [Case; 4] = [
+            (None, None),
+            (
+                Some((rec("db migration"), None)),
+                Some("db migration (by ops@bastion at 2026-11-27T10:00:00Z)"),
+            ),
+            (
+                Some((rec(""), Some(7200))),
+                Some("no reason given (by ops@bastion at 2026-11-27T10:00:00Z, 2h left)"),
+            ),
+            (
+                Some((rec("x"), Some(-5))),
+                Some("x (by ops@bastion at 2026-11-27T10:00:00Z, 0ms left)"),
+            ),
+        ];
+        for (paused, want) in cases {
+            let v = pause(paused.as_ref().map(|(r, t)| (r, *t)));
+            match (v, want) {
+                (Verdict::Open(d), None) => assert_eq!(d, "cluster not paused"),
+                (Verdict::Closed(Block::Paused(d)), Some(w)) => assert_eq!(d, w),
+                (v, w) => panic!("{v:?} for {w:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn cooldowns_cluster_and_local() {
+        let now = ts("2026-11-27T12:00:00Z");
+        let hour = Duration::from_secs(3600);
+        assert!(open(&cluster_cooldown(None)));
+        assert_eq!(
+            cluster_cooldown(Some(hour)),
+            Verdict::Closed(Block::Cooldown(hour))
+        );
+        let cases = [
+            (
+                Duration::ZERO,
+                Some("2026-11-27T11:59:00Z"),
+                None,
+                "none configured",
+            ),
+            (hour, None, None, "no previous reboot recorded"),
+            (
+                hour,
+                Some("2026-11-27T11:30:00Z"),
+                Some(Duration::from_secs(1800)),
+                "",
+            ),
+            (hour, Some("2026-11-27T11:00:00Z"), None, "over"),
+            (hour, Some("2026-11-27T09:00:00Z"), None, "over"),
+            // A completion stamp in the future counts as just now.
+            (hour, Some("2026-11-27T13:00:00Z"), Some(hour), ""),
+        ];
+        for (interval, last, left, text) in cases {
+            let v = local_cooldown(interval, last.map(ts), now);
+            match (&v, left) {
+                (Verdict::Open(d), None) => assert_eq!(d, text, "{last:?}"),
+                (Verdict::Closed(Block::Cooldown(l)), Some(want)) => {
+                    assert_eq!(*l, want, "{last:?}")
+                }
+                _ => panic!("{interval:?} {last:?}: {v:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn window_is_open_without_windows_and_says_when_it_opens() {
+        let parse = |allow: &[&str], deny: &[&str]| {
+            let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+            Windows::parse("UTC", &s(allow), &s(deny)).unwrap()
+        };
+        // 2026-11-27 is a Friday.
+        let now = ts("2026-11-27T12:00:00Z");
+        let cases = [
+            (parse(&[], &[]), "open (no windows configured)"),
+            (parse(&["Fri 11:00-13:00"], &[]), "open (UTC)"),
+            (
+                parse(&["Fri 13:00-14:00"], &[]),
+                "maintenance window: outside every allow window (UTC); opens in 1h",
+            ),
+            (
+                parse(&[], &["Fri 11:30-12:30"]),
+                "maintenance window: inside deny window \"Fri 11:30-12:30\" (UTC); opens in 30m",
+            ),
+        ];
+        for (w, want) in cases {
+            let shown = match window(&w, now) {
+                Verdict::Open(d) => d,
+                Verdict::Closed(b) => b.to_string(),
+            };
+            assert_eq!(shown, want);
+        }
+    }
+
+    #[test]
+    fn health_verdict_keeps_the_reason() {
+        assert_eq!(health(true, "ok".into()), Verdict::Open("ok".into()));
+        assert_eq!(
+            health(false, "exit 1".into()),
+            Verdict::Closed(Block::Health("exit 1".into()))
+        );
+    }
+
+    #[test]
+    fn under_the_lock_every_holder_counts_as_down() {
+        let node = |name: &str, slot: Option<SlotPhase>| NodeState {
+            name: name.into(),
+            health: Some(HealthRecord {
+                node: name.into(),
+                healthy: true,
+                phase: "heartbeat".into(),
+                reason: String::new(),
+                checked_at: String::new(),
+                boot_id: String::new(),
+                reboot_required: None,
+            }),
+            slot,
+        };
+        let rules = ClusterPolicies {
+            min_healthy_absolute: Some(1),
+            ..ClusterPolicies::default()
+        };
+        let nodes = vec![node("a", None), node("b", Some(SlotPhase::Checking))];
+        for (under_lock, want_open) in [(false, true), (true, false)] {
+            let v = policies("a", nodes.clone(), &rules, under_lock);
+            assert_eq!(open(&v), want_open, "under_lock {under_lock}: {v:?}");
+        }
+    }
+
+    fn closed(label: &str) -> Verdict {
+        Verdict::Closed(Block::Health(label.to_string()))
+    }
+
+    #[test]
+    fn first_block_wins_and_status_mode_evaluates_every_gate() {
+        // (status, verdicts) → (gates recorded before stopping, outcome)
+        let cases: [(bool, Vec<Verdict>, usize, Option<&str>); 6] = [
+            (
+                false,
+                vec![Verdict::Open("a".into()), Verdict::Open("b".into())],
+                2,
+                None,
+            ),
+            (
+                false,
+                vec![closed("first"), closed("second")],
+                1,
+                Some("first"),
+            ),
+            (
+                false,
+                vec![
+                    Verdict::Open("a".into()),
+                    closed("b"),
+                    Verdict::Open("c".into()),
+                ],
+                2,
+                Some("b"),
+            ),
+            (
+                true,
+                vec![closed("first"), closed("second")],
+                2,
+                Some("first"),
+            ),
+            (
+                true,
+                vec![Verdict::Open("a".into()), closed("b"), closed("c")],
+                3,
+                Some("b"),
+            ),
+            (true, vec![Verdict::Open("a".into())], 1, None),
+        ];
+        for (status, verdicts, want_steps, want_first) in cases {
+            let mut g = Gates::new(status);
+            for v in verdicts.clone() {
+                if g.gate("gate", v) {
+                    break;
+                }
+            }
+            let outcome = g.stop();
+            let want = match want_first {
+                Some(w) => Outcome::Blocked(Block::Health(w.into())),
+                None => Outcome::NothingToDo,
+            };
+            assert_eq!(outcome, want, "status {status}: {verdicts:?}");
+            assert_eq!(
+                g.into_steps().len(),
+                want_steps,
+                "status {status}: {verdicts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn gates_shown_only_do_not_change_the_outcome() {
+        let mut g = Gates::new(true);
+        assert!(!g.block("detectors", Block::DetectorFailed(vec!["x".into()])));
+        let before = g.take_first();
+        let _ = g.gate("window", closed("later"));
+        g.restore_first(before);
+        assert_eq!(
+            g.stop(),
+            Outcome::Blocked(Block::DetectorFailed(vec!["x".into()]))
+        );
+        let mut g = Gates::new(true);
+        let before = g.take_first();
+        let _ = g.gate("window", closed("shown"));
+        g.restore_first(before);
+        assert!(!g.is_blocked());
+        assert_eq!(g.stop(), Outcome::NothingToDo);
+        assert_eq!(g.into_steps().len(), 1);
+    }
+}

@@ -3,6 +3,7 @@
 //! The binary in `src/main.rs` is a thin shell over this library; every
 //! module owns one concept (see STYLE.md).
 
+pub mod alerts;
 pub mod backoff;
 pub mod cli;
 pub mod cluster;

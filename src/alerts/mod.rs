@@ -105,7 +105,7 @@ impl AlertmanagerReport {
 
 impl MatchedAlert {
     /// `severity="critical" instance="web-1"`, plus the state when the
-    /// alert is not simply active.
+    /// alert is not simply active (empty when `block_on` is empty).
     fn describe(&self) -> String {
         let mut parts: Vec<String> = self
             .matched
@@ -115,11 +115,7 @@ impl MatchedAlert {
         if self.state != "active" {
             parts.push(format!("({})", self.state));
         }
-        if parts.is_empty() {
-            "(any alert blocks: block_on is empty)".to_string()
-        } else {
-            parts.join(" ")
-        }
+        parts.join(" ")
     }
 }
 

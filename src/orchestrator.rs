@@ -976,9 +976,9 @@ impl Pass<'_> {
             {
                 log::warn!("{e}; not rebooting");
                 self.revoke(reboot_lease);
-                crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &silences);
                 // A half-done drain must not stay: undo it as after an abort.
                 self.undo_pre_reboot(&vars);
+                crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &silences);
                 let _ = self.block("pre-reboot hook", Block::Hook(e.to_string()));
                 return Ok(self.stop());
             }
@@ -987,11 +987,11 @@ impl Pass<'_> {
         if let Err(e) = self.commit_to_reboot(reason, reboot_lease, &silences) {
             // Not rebooting: undo what the pre_reboot hook did.
             self.revoke(reboot_lease);
-            crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &silences);
             if let Err(clear) = state::clear_record(&self.cfg.state_dir) {
                 log::error!("{clear}");
             }
             self.undo_pre_reboot(&vars);
+            crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &silences);
             return Err(e);
         }
         self.events.push(PassEvent::RebootStarted);

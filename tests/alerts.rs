@@ -583,3 +583,27 @@ fn an_alert_firing_while_checking_under_the_lock_blocks_and_releases_the_slot() 
     assert!(fx.holders().is_empty(), "the slot must be released");
     assert!(fx.reboots().is_empty());
 }
+
+#[test]
+fn a_failing_pre_reboot_hook_expires_the_silence_created_for_it() {
+    let am = Alertmanager::start();
+    let mut fx = host(
+        "web-6",
+        &am_gate(
+            am.url(),
+            "silence_during_reboot: ['node=\"${RC_NODE_NAME}\"']",
+        ),
+    );
+    let drain = fx.script("drain", "echo 'cannot drain' >&2\nexit 1\n");
+    fx.set(
+        "hooks",
+        &format!("{{pre_reboot: [\"{}\"]}}", drain.display()),
+    );
+    let r = fx.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(fx.reboots().is_empty());
+    let silences = am.silences();
+    assert_eq!(silences.len(), 1, "{silences:?}");
+    assert_eq!(silences[0]["status"]["state"], "expired", "{silences:?}");
+    assert!(r.stderr.contains("expired silence"), "{r:?}");
+}

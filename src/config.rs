@@ -1485,7 +1485,7 @@ impl SilenceFailure {
 }
 
 fn validate_alerts(c: &mut Checker, raw: RawAlerts) -> Option<AlertsConfig> {
-    use crate::alerts::GATE_PLACEHOLDERS;
+    use crate::alerts::matcher::GATE_PLACEHOLDERS;
     let alertmanager_url = raw
         .alertmanager_url
         .as_deref()

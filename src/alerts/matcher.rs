@@ -10,8 +10,17 @@
 //! Alertmanager, which evaluates them with its own (RE2, anchored) engine,
 //! so the semantics are exactly Alertmanager's. This module only checks
 //! what it can without a regex engine (balanced groups and classes).
+//!
+//! This module uses nothing else of the crate: the configuration's
+//! validation calls it.
 
 use std::fmt;
+
+/// Placeholders allowed in `alerts.block_on`, `alerts.ignore` and
+/// `alerts.block_if`: what identifies this node.
+/// (`alerts.silence_during_reboot` takes every placeholder of the reboot
+/// command.)
+pub const GATE_PLACEHOLDERS: [&str; 2] = ["RC_NODE_NAME", "RC_BOOT_ID"];
 
 /// How a matcher compares a label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,11 +37,6 @@ use self::matcher::{MatcherSet, expand_placeholders};
 use self::prometheus::QueryReport;
 use crate::config::{AlertsConfig, SilenceFailure};
 
-/// Placeholders allowed in `block_on`, `ignore` and `block_if`: what
-/// identifies this node. (`silence_during_reboot` takes every placeholder
-/// of the reboot command.)
-pub const GATE_PLACEHOLDERS: [&str; 2] = ["RC_NODE_NAME", "RC_BOOT_ID"];
-
 /// How many matching alerts a verdict keeps for `status` (all are counted).
 pub const MAX_ALERTS_SHOWN: usize = 10;
 
@@ -232,7 +227,7 @@ fn cut(s: &str, max: usize) -> String {
 
 /// Runs the gate: asks Alertmanager (when configured) and every `block_if`
 /// expression (when Prometheus is configured). `vars` fills the
-/// placeholders ([`GATE_PLACEHOLDERS`]). Never fails: what cannot be
+/// placeholders ([`matcher::GATE_PLACEHOLDERS`]). Never fails: what cannot be
 /// asked is in the verdict, and blocks.
 pub fn check(cfg: &AlertsConfig, vars: &[(String, String)]) -> AlertsVerdict {
     let http = Http::new(cfg);

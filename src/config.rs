@@ -102,6 +102,7 @@ const TOP_KEYS: &[&str] = &[
     "metrics",
     "log_format",
     "dry_run",
+    "alerts",
 ];
 const DETECTOR_KEYS: &[&str] = &[
     "name",
@@ -163,6 +164,7 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     log_format: Option<String>,
     dry_run: Option<bool>,
+    alerts: Option<RawAlerts>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -290,6 +292,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Do everything but the reboot.
     pub dry_run: bool,
+    /// The alert gate, when configured.
+    pub alerts: Option<AlertsConfig>,
 }
 
 /// One reboot-required detector.
@@ -454,7 +458,7 @@ impl Config {
 /// keys as `reboot_required_detectors[].key` (for documentation checks).
 pub fn known_keys() -> Vec<String> {
     let mut keys: Vec<String> = TOP_KEYS.iter().map(|k| k.to_string()).collect();
-    let nested: [(&str, &[&str]); 8] = [
+    let nested: [(&str, &[&str]); 9] = [
         ("reboot_required_detectors[]", DETECTOR_KEYS),
         ("etcd_tls", TLS_KEYS),
         ("etcd_auth", AUTH_KEYS),
@@ -463,6 +467,7 @@ pub fn known_keys() -> Vec<String> {
         ("notify", NOTIFY_KEYS),
         ("windows", WINDOW_KEYS),
         ("metrics", METRICS_KEYS),
+        ("alerts", ALERTS_KEYS),
     ];
     for (section, list) in nested {
         keys.extend(list.iter().map(|k| format!("{section}.{k}")));
@@ -638,6 +643,7 @@ fn check_nested_keys(key: &str, v: &Value, problems: &mut Vec<String>) {
         "notify" => NOTIFY_KEYS,
         "windows" => WINDOW_KEYS,
         "metrics" => METRICS_KEYS,
+        "alerts" => ALERTS_KEYS,
         _ => return,
     };
     check_mapping_keys(key, v, known, problems);
@@ -920,6 +926,8 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
         }
     };
 
+    let alerts = raw.alerts.and_then(|a| validate_alerts(&mut c, a));
+
     Config {
         source: source.to_path_buf(),
         node_name,
@@ -945,6 +953,7 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
         metrics,
         log_format,
         dry_run: raw.dry_run.unwrap_or(false),
+        alerts,
     }
 }
 
@@ -1384,6 +1393,368 @@ pub fn placeholders_in(arg: &str) -> Vec<&str> {
     names
 }
 
+// ---------------------------------------------------------------------------
+// `alerts:` (issue 14): the alert gate. One block on purpose: the raw
+// struct, the validated struct and their validation live here together;
+// elsewhere in this file the section only has its one-line entries (the key
+// tables, `RawConfig::alerts`, `Config::alerts`, the call in `validate`).
+
+/// Default timeout of one request to Alertmanager or Prometheus.
+pub const DEFAULT_ALERTS_TIMEOUT_SECS: u64 = 10;
+
+const ALERTS_KEYS: &[&str] = &[
+    "alertmanager_url",
+    "block_on",
+    "ignore",
+    "count_silenced",
+    "count_inhibited",
+    "prometheus_url",
+    "block_if",
+    "timeout_sec",
+    "ca_file",
+    "bearer_token_file",
+    "basic_auth_username",
+    "basic_auth_password_file",
+    "silence_during_reboot",
+    "silence_failure",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    alertmanager_url: Option<String>,
+    block_on: Option<Vec<String>>,
+    ignore: Option<Vec<String>>,
+    count_silenced: Option<bool>,
+    count_inhibited: Option<bool>,
+    prometheus_url: Option<String>,
+    block_if: Option<Vec<String>>,
+    timeout_sec: Option<u64>,
+    ca_file: Option<String>,
+    bearer_token_file: Option<String>,
+    basic_auth_username: Option<String>,
+    basic_auth_password_file: Option<String>,
+    silence_during_reboot: Option<Vec<String>>,
+    silence_failure: Option<String>,
+}
+
+use crate::matcher::MatcherSet;
+
+/// The alert gate: Alertmanager alerts and PromQL expressions that block
+/// a reboot, and the silence created while this node reboots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    /// Alertmanager's base URL, without a trailing slash.
+    pub alertmanager_url: Option<String>,
+    /// Alerts that block: any entry matching (empty: every alert).
+    pub block_on: Vec<MatcherSet>,
+    /// Alerts left out: any entry matching.
+    pub ignore: Vec<MatcherSet>,
+    /// Silenced alerts count.
+    pub count_silenced: bool,
+    /// Inhibited alerts count.
+    pub count_inhibited: bool,
+    /// Prometheus's base URL, without a trailing slash.
+    pub prometheus_url: Option<String>,
+    /// PromQL expressions; any non-empty result blocks.
+    pub block_if: Vec<String>,
+    /// Timeout of one request.
+    pub timeout: Duration,
+    /// CA bundle for https URLs (the built-in roots when absent).
+    pub ca_file: Option<PathBuf>,
+    /// Credentials sent to both servers.
+    pub auth: Option<AlertsAuth>,
+    /// One silence per entry while this node reboots.
+    pub silence_during_reboot: Vec<MatcherSet>,
+    /// What a silence that cannot be created does to the reboot.
+    pub silence_failure: SilenceFailure,
+}
+
+/// Credentials of the alert gate, read from files when used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertsAuth {
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// File holding the token.
+        token_file: PathBuf,
+    },
+    /// HTTP basic authentication.
+    Basic {
+        /// The user name.
+        username: String,
+        /// File holding the password.
+        password_file: PathBuf,
+    },
+}
+
+/// What a silence that cannot be created does to the reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SilenceFailure {
+    /// No reboot (blocked, reason `alerts`).
+    Block,
+    /// Reboot anyway, with a warning.
+    Continue,
+}
+
+impl SilenceFailure {
+    /// The value as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SilenceFailure::Block => "block",
+            SilenceFailure::Continue => "continue",
+        }
+    }
+}
+
+fn validate_alerts(c: &mut Checker, raw: RawAlerts) -> Option<AlertsConfig> {
+    use crate::matcher::GATE_PLACEHOLDERS;
+    let alertmanager_url = raw
+        .alertmanager_url
+        .as_deref()
+        .map(|u| alerts_url(c, "alerts.alertmanager_url", u));
+    let prometheus_url = raw
+        .prometheus_url
+        .as_deref()
+        .map(|u| alerts_url(c, "alerts.prometheus_url", u));
+    if alertmanager_url.is_none() && prometheus_url.is_none() {
+        c.problem(
+            "alerts",
+            "set alertmanager_url, prometheus_url or both (or leave the section out)",
+        );
+    }
+    let matchers = |c: &mut Checker, key: &str, entries: Option<Vec<String>>, allowed: &[&str]| {
+        let entries = entries.unwrap_or_default();
+        let path = format!("alerts.{key}");
+        if !entries.is_empty() && alertmanager_url.is_none() {
+            c.problem(&path, "needs alerts.alertmanager_url");
+        }
+        for (i, e) in entries.iter().enumerate() {
+            alerts_placeholders(c, &format!("{path}[{i}]"), e, allowed);
+        }
+        match crate::matcher::parse_entries(&path, &entries) {
+            Ok(sets) => sets,
+            Err(problems) => {
+                c.problems.extend(problems);
+                Vec::new()
+            }
+        }
+    };
+    let block_on = matchers(c, "block_on", raw.block_on, &GATE_PLACEHOLDERS);
+    let ignore = matchers(c, "ignore", raw.ignore, &GATE_PLACEHOLDERS);
+    let silence_during_reboot = matchers(
+        c,
+        "silence_during_reboot",
+        raw.silence_during_reboot,
+        &PLACEHOLDERS,
+    );
+    let block_if = raw.block_if.unwrap_or_default();
+    for (i, e) in block_if.iter().enumerate() {
+        let path = format!("alerts.block_if[{i}]");
+        if e.trim().is_empty() {
+            c.problem(&path, "must not be empty");
+        }
+        alerts_placeholders(c, &path, e, &GATE_PLACEHOLDERS);
+    }
+    match (&prometheus_url, block_if.is_empty()) {
+        (Some(_), true) => c.problem(
+            "alerts.block_if",
+            "lists no expression, so alerts.prometheus_url would never be asked",
+        ),
+        (None, false) => c.problem("alerts.block_if", "needs alerts.prometheus_url"),
+        _ => {}
+    }
+    let timeout = c.positive_secs(
+        "alerts.timeout_sec",
+        raw.timeout_sec,
+        DEFAULT_ALERTS_TIMEOUT_SECS,
+    );
+    let file = |c: &mut Checker, key: &str, v: &Option<String>| {
+        v.as_ref().map(|s| {
+            let path = format!("alerts.{key}");
+            let p = c.absolute_path(&path, s);
+            if p.is_absolute() {
+                c.existing_file(&path, &p);
+            }
+            p
+        })
+    };
+    let ca_file = file(c, "ca_file", &raw.ca_file);
+    let token_file = file(c, "bearer_token_file", &raw.bearer_token_file);
+    let password_file = file(c, "basic_auth_password_file", &raw.basic_auth_password_file);
+    let auth = match (token_file, raw.basic_auth_username, password_file) {
+        (None, None, None) => None,
+        (Some(token_file), None, None) => Some(AlertsAuth::Bearer { token_file }),
+        (None, Some(username), Some(password_file)) if !username.is_empty() => {
+            Some(AlertsAuth::Basic {
+                username,
+                password_file,
+            })
+        }
+        (Some(_), _, _) => {
+            c.problem(
+                "alerts.bearer_token_file",
+                "cannot be combined with basic_auth_username/basic_auth_password_file",
+            );
+            None
+        }
+        _ => {
+            c.problem(
+                "alerts.basic_auth_username",
+                "basic authentication needs a non-empty basic_auth_username and basic_auth_password_file",
+            );
+            None
+        }
+    };
+    let silence_failure = match raw.silence_failure.as_deref() {
+        None | Some("block") => SilenceFailure::Block,
+        Some("continue") => SilenceFailure::Continue,
+        Some(other) => {
+            c.problem(
+                "alerts.silence_failure",
+                format!("must be `block` or `continue`, got {other:?}"),
+            );
+            SilenceFailure::Block
+        }
+    };
+    Some(AlertsConfig {
+        alertmanager_url,
+        block_on,
+        ignore,
+        count_silenced: raw.count_silenced.unwrap_or(false),
+        count_inhibited: raw.count_inhibited.unwrap_or(false),
+        prometheus_url,
+        block_if,
+        timeout,
+        ca_file,
+        auth,
+        silence_during_reboot,
+        silence_failure,
+    })
+}
+
+/// An http(s) base URL without credentials, query or fragment; a path
+/// prefix (a reverse proxy's `/alertmanager`) is kept, the trailing slash
+/// is not.
+fn alerts_url(c: &mut Checker, path: &str, url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        c.problem(
+            path,
+            "must be an http:// or https:// URL such as http://127.0.0.1:9093",
+        );
+        return url.to_string();
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.contains('@') {
+        c.problem(
+            path,
+            "must not carry credentials (they would show in logs); use bearer_token_file or basic_auth_*",
+        );
+    } else if authority.is_empty() {
+        c.problem(path, format!("has no host: {url:?}"));
+    } else if rest.contains(['?', '#']) {
+        c.problem(
+            path,
+            format!("must be a base URL without query or fragment, got {url:?}"),
+        );
+    }
+    url.to_string()
+}
+
+/// Placeholders in `text` must be among `allowed`.
+fn alerts_placeholders(c: &mut Checker, path: &str, text: &str, allowed: &[&str]) {
+    for name in placeholders_in(text) {
+        if !allowed.contains(&name) {
+            c.problem(
+                path,
+                format!(
+                    "unknown placeholder ${{{name}}} here; known: {}",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// The health script's `RC_ALERTS_*` variables: always set, empty (or
+/// `false`) without an `alerts` section. Lists of matchers and expressions
+/// hold one entry per line (a matcher may contain commas and semicolons);
+/// matchers in canonical form, placeholders not expanded. No credential,
+/// and no credential file, is passed on.
+pub fn alerts_environment(cfg: Option<&AlertsConfig>) -> Vec<(&'static str, String)> {
+    let sets = |s: &[MatcherSet]| {
+        s.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let flag = |b: bool| b.to_string();
+    vec![
+        ("RC_ALERTS_ENABLED", flag(cfg.is_some())),
+        (
+            "RC_ALERTS_ALERTMANAGER_URL",
+            cfg.and_then(|c| c.alertmanager_url.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "RC_ALERTS_BLOCK_ON",
+            cfg.map(|c| sets(&c.block_on)).unwrap_or_default(),
+        ),
+        (
+            "RC_ALERTS_IGNORE",
+            cfg.map(|c| sets(&c.ignore)).unwrap_or_default(),
+        ),
+        (
+            "RC_ALERTS_COUNT_SILENCED",
+            flag(cfg.is_some_and(|c| c.count_silenced)),
+        ),
+        (
+            "RC_ALERTS_COUNT_INHIBITED",
+            flag(cfg.is_some_and(|c| c.count_inhibited)),
+        ),
+        (
+            "RC_ALERTS_PROMETHEUS_URL",
+            cfg.and_then(|c| c.prometheus_url.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "RC_ALERTS_BLOCK_IF",
+            cfg.map(|c| {
+                c.block_if
+                    .iter()
+                    .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default(),
+        ),
+        (
+            "RC_ALERTS_TIMEOUT_SEC",
+            cfg.map(|c| c.timeout.as_secs().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "RC_ALERTS_CA_FILE",
+            cfg.and_then(|c| c.ca_file.as_ref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "RC_ALERTS_SILENCE_DURING_REBOOT",
+            cfg.map(|c| sets(&c.silence_during_reboot))
+                .unwrap_or_default(),
+        ),
+        (
+            "RC_ALERTS_SILENCE_FAILURE",
+            cfg.map(|c| c.silence_failure.as_str().to_string())
+                .unwrap_or_default(),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1592,5 +1963,6 @@ mod tests {
         assert!(deserialize_fragment::<RawNotify>(&all_null(NOTIFY_KEYS)).is_ok());
         assert!(deserialize_fragment::<RawWindows>(&all_null(WINDOW_KEYS)).is_ok());
         assert!(deserialize_fragment::<RawMetrics>(&all_null(METRICS_KEYS)).is_ok());
+        assert!(deserialize_fragment::<RawAlerts>(&all_null(ALERTS_KEYS)).is_ok());
     }
 }

@@ -12,6 +12,7 @@
 //! `logging` usable from every layer. `testing` is the test harness.
 
 pub mod agent;
+pub mod alerts;
 pub mod backoff;
 pub mod cli;
 pub mod cluster;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod etcd;
 pub mod host;
 pub mod logging;
+pub mod matcher;
 pub mod pass;
 pub mod time;
 pub mod window;

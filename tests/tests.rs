@@ -4,6 +4,7 @@
 
 mod common;
 
+mod alerts;
 mod cluster_mode;
 mod daemon;
 mod docs;

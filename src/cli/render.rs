@@ -94,6 +94,11 @@ pub fn status_text(r: &PassReport) -> String {
             &format!("  {:<12} {:<8} ", s.name, state),
             &s.detail,
         );
+        if let (Some(a), "alerts") = (&r.alerts, s.name) {
+            for (label, text) in a.status_lines() {
+                push_wrapped(&mut out, &label, &text);
+            }
+        }
         if s.name == "detectors" {
             for d in &r.detectors {
                 let label = format!(
@@ -163,6 +168,7 @@ pub fn status_json(r: &PassReport) -> Value {
         "outcome": outcome_json(&r.outcome),
         "steps": r.steps,
         "detectors": r.detectors.iter().map(detector_json).collect::<Vec<_>>(),
+        "alerts": r.alerts,
     })
 }
 

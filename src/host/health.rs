@@ -181,6 +181,7 @@ pub fn environment(cfg: &Config, ctx: &Context) -> Vec<(String, String)> {
     if cfg.metrics.enabled {
         env.push(("RC_METRICS_ENDPOINT", metrics_url(cfg.metrics.listen)));
     }
+    env.extend(crate::config::alerts_environment(cfg.alerts.as_ref()));
     env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
@@ -286,10 +287,17 @@ mod tests {
         )
     }
 
+    /// `pairs` plus the `RC_ALERTS_*` variables of a configuration without
+    /// an `alerts` section (tested in `alerts`).
     fn expected(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(
+                crate::config::alerts_environment(None)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v)),
+            )
             .collect()
     }
 

@@ -61,6 +61,9 @@ pub struct RebootRecord {
     /// The detectors that asked for the reboot.
     #[serde(default)]
     pub reason: Vec<String>,
+    /// Alertmanager silences created for the reboot, expired once back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silences: Vec<String>,
 }
 
 /// The last completed reboot of this node, for the local-mode cooldown.
@@ -188,6 +191,7 @@ mod tests {
             slot: Some("/rebootctl/lock/slot-0".into()),
             at: "2026-01-01T00:00:00Z".into(),
             reason: vec!["kernel".into()],
+            silences: vec!["8f0c…".into()],
         };
         write_record(&dir, &rec).unwrap();
         assert_eq!(read_record(&dir).unwrap(), Some(rec));

@@ -20,7 +20,7 @@ pub mod outcome;
 pub mod post_reboot;
 pub mod report;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
@@ -72,6 +72,7 @@ struct Pass<'a> {
     held: Option<Held>,
     /// Whether this node holds a slot in phase rebooting.
     holding: bool,
+    alerts: Option<crate::alerts::AlertsVerdict>,
 }
 
 struct Held {
@@ -109,6 +110,7 @@ pub fn run_pass(
         events: Vec::new(),
         held: None,
         holding: false,
+        alerts: None,
     };
     let result = pass.run();
     // The one place a slot held while checking is given back.
@@ -125,6 +127,7 @@ pub fn run_pass(
         holding_slot: pass.holding,
         outcome,
         events: pass.events,
+        alerts: pass.alerts,
     })
 }
 
@@ -383,6 +386,9 @@ impl Pass<'_> {
             },
         )?;
         state::clear_record(&self.cfg.state_dir)?;
+        if let Some(r) = &record {
+            crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &r.silences);
+        }
         log::info!(event = "reboot_completed"; "reboot completed: back since the reboot issued at {went_down_at} and healthy");
         self.events.push(PassEvent::RebootCompleted);
         self.notifier.send(
@@ -435,6 +441,7 @@ impl Pass<'_> {
         // The record proves the pre_reboot hook ran: undo it.
         if let Some(r) = record {
             self.undo_pre_reboot(&self.vars(&r.reason));
+            crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &r.silences);
         }
         self.step(
             "post-reboot",
@@ -498,7 +505,7 @@ impl Pass<'_> {
         if self.window() || self.cooldown()? {
             return Ok(true);
         }
-        if self.health_gate(Phase::PreLock)? {
+        if self.health_gate(Phase::PreLock)? || self.alerts_gate() {
             return Ok(true);
         }
         self.policies(false)
@@ -530,6 +537,23 @@ impl Pass<'_> {
         self.publish_health(&report, phase);
         let verdict = gates::health(report.healthy, report.reason);
         Ok(self.gates.gate("health", verdict))
+    }
+
+    /// The alert gate (Alertmanager, PromQL), when configured. Returns true
+    /// when the pass must stop.
+    fn alerts_gate(&mut self) -> bool {
+        let Some(cfg) = &self.cfg.alerts else {
+            return false;
+        };
+        let verdict = crate::alerts::check(cfg, &self.vars(&[]).0);
+        let (blocked, summary) = (verdict.blocked(), verdict.summary());
+        self.alerts = Some(verdict);
+        if blocked {
+            self.block("alerts", Block::Alerts(summary))
+        } else {
+            self.step("alerts", StepState::Ok, summary);
+            false
+        }
     }
 
     /// Publishes this node's health record (cluster mode, not in status).
@@ -700,7 +724,7 @@ impl Pass<'_> {
         if self.kill_switch() || self.pause()? || self.window() || self.cooldown()? {
             return Ok(Some(self.stop()));
         }
-        if self.health_gate(Phase::PostLock)? || self.policies(true)? {
+        if self.health_gate(Phase::PostLock)? || self.alerts_gate() || self.policies(true)? {
             return Ok(Some(self.stop()));
         }
         if self.held.as_ref().is_some_and(|h| h.keepalive.lost()) {
@@ -744,10 +768,14 @@ impl Pass<'_> {
             } else {
                 ""
             };
+            let silence = match &self.cfg.alerts {
+                Some(a) if !a.silence_during_reboot.is_empty() => "create the alert silence, ",
+                _ => "",
+            };
             self.step(
                 "reboot",
                 StepState::Skipped,
-                format!("dry-run: would {hook}run {argv:?}{release}"),
+                format!("dry-run: would {silence}{hook}run {argv:?}{release}"),
             );
             if !self.opts.status {
                 log::info!("dry-run: every gate is open; would run {argv:?}{release}");
@@ -763,6 +791,15 @@ impl Pass<'_> {
             (Some(c), Some(_)) => Some(c.client.lease_grant(self.cfg.reboot_timeout)?.id),
             _ => None,
         };
+        // Before the hook: the alerts a drain causes are the reboot's too.
+        let silences = match self.silence_for_reboot(&vars) {
+            Ok(ids) => ids,
+            Err(block) => {
+                self.revoke(reboot_lease);
+                let _ = self.block("silence", block);
+                return Ok(self.stop());
+            }
+        };
         if let Some(hook) = &self.cfg.hooks.pre_reboot {
             if let Err(e) =
                 actions::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout)
@@ -771,18 +808,20 @@ impl Pass<'_> {
                 self.revoke(reboot_lease);
                 // A half-done drain must not stay: undo it as after an abort.
                 self.undo_pre_reboot(&vars);
+                crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &silences);
                 let _ = self.block("pre-reboot hook", Block::Hook(e.to_string()));
                 return Ok(self.stop());
             }
             self.step("pre-reboot hook", StepState::Ok, "succeeded");
         }
-        if let Err(e) = self.commit_to_reboot(reason, reboot_lease) {
+        if let Err(e) = self.commit_to_reboot(reason, reboot_lease, &silences) {
             // Not rebooting: undo what the pre_reboot hook did.
             self.revoke(reboot_lease);
             if let Err(clear) = state::clear_record(&self.cfg.state_dir) {
                 log::error!("{clear}");
             }
             self.undo_pre_reboot(&vars);
+            crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &silences);
             return Err(e);
         }
         self.events.push(PassEvent::RebootStarted);
@@ -819,7 +858,12 @@ impl Pass<'_> {
     /// rebooting on `reboot_lease`, renewed first to its full TTL (the
     /// hook's time must not shorten it). After this succeeds, only the
     /// reboot command is left.
-    fn commit_to_reboot(&mut self, reason: &[String], reboot_lease: Option<i64>) -> Result<()> {
+    fn commit_to_reboot(
+        &mut self,
+        reason: &[String],
+        reboot_lease: Option<i64>,
+        silences: &[String],
+    ) -> Result<()> {
         if let (Some(c), Some(lease)) = (self.cluster, reboot_lease) {
             if c.client.lease_keepalive(lease)?.is_none() {
                 return Err(Error::LeaseLost {
@@ -836,6 +880,7 @@ impl Pass<'_> {
                 slot: self.held.as_ref().map(|h| h.slot.key.clone()),
                 at: crate::time::timestamp_now(),
                 reason: reason.to_vec(),
+                silences: silences.to_vec(),
             },
         )?;
         if crate::host::process::cancelled() {
@@ -845,6 +890,21 @@ impl Pass<'_> {
             Some(lease) => self.switch_to_rebooting(lease),
             None => Ok(()),
         }
+    }
+
+    /// Creates the reboot's Alertmanager silences
+    /// (`alerts.silence_during_reboot`), long enough for the hook and the
+    /// reboot; a failure under `silence_failure: block` is the block.
+    fn silence_for_reboot(&self, vars: &Vars) -> std::result::Result<Vec<String>, Block> {
+        let Some(alerts) = &self.cfg.alerts else {
+            return Ok(Vec::new());
+        };
+        let hook = match self.cfg.hooks.pre_reboot {
+            Some(_) => self.cfg.hooks.timeout,
+            None => Duration::ZERO,
+        };
+        crate::alerts::silence_for_reboot(alerts, &vars.0, self.cfg.reboot_timeout + hook)
+            .map_err(Block::Alerts)
     }
 
     /// Revokes a lease this pass granted and will not use.

@@ -49,6 +49,9 @@ pub enum Block {
     NoSlot(String),
     /// The `pre_reboot` hook failed.
     Hook(String),
+    /// The alert gate: a matching alert, a non-empty PromQL result, a
+    /// server that could not be asked, or a silence that could not be created.
+    Alerts(String),
 }
 
 impl Block {
@@ -59,7 +62,8 @@ impl Block {
             | Block::PostRebootHealth(_)
             | Block::Health(_)
             | Block::Policy(_)
-            | Block::Hook(_) => EXIT_HEALTH,
+            | Block::Hook(_)
+            | Block::Alerts(_) => EXIT_HEALTH,
             Block::KillSwitch(_) | Block::Paused(_) => EXIT_KILL_SWITCH,
             Block::DetectorFailed(_) => EXIT_DETECTOR,
             Block::Window(_) | Block::Cooldown(_) => EXIT_WINDOW,
@@ -81,11 +85,12 @@ impl Block {
             Block::Policy(_) => "policy",
             Block::NoSlot(_) => "lock",
             Block::Hook(_) => "hook",
+            Block::Alerts(_) => "alerts",
         }
     }
 
     /// Every label, for metrics that list all reasons.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 12] = [
         "reboot_pending",
         "post_reboot_health",
         "kill_switch",
@@ -97,6 +102,7 @@ impl Block {
         "policy",
         "lock",
         "hook",
+        "alerts",
     ];
 }
 
@@ -120,6 +126,7 @@ impl fmt::Display for Block {
             Block::Policy(r) => write!(f, "cluster policy: {r}"),
             Block::NoSlot(r) => write!(f, "no free lock slot: {r}"),
             Block::Hook(r) => write!(f, "pre_reboot hook: {r}"),
+            Block::Alerts(r) => write!(f, "alert gate: {r}"),
         }
     }
 }
@@ -176,6 +183,7 @@ mod tests {
             (Outcome::Blocked(Block::Health("x".into())), 3),
             (Outcome::Blocked(Block::Policy("x".into())), 3),
             (Outcome::Blocked(Block::Hook("x".into())), 3),
+            (Outcome::Blocked(Block::Alerts("x".into())), 3),
             (Outcome::Blocked(Block::PostRebootHealth("x".into())), 3),
             (Outcome::Blocked(Block::NoSlot("x".into())), 4),
             (Outcome::Blocked(Block::KillSwitch("x".into())), 5),

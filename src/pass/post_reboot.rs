@@ -112,6 +112,7 @@ mod tests {
             slot: Some("/rebootctl/lock/slot-0".into()),
             at: at.into(),
             reason: vec!["marker".into()],
+            silences: Vec::new(),
         }
     }
 

@@ -80,4 +80,6 @@ pub struct PassReport {
     pub outcome: Outcome,
     /// Events for notifications and metrics.
     pub events: Vec<PassEvent>,
+    /// The alert gate's last verdict (None: not configured or not reached).
+    pub alerts: Option<crate::alerts::AlertsVerdict>,
 }

@@ -4,3 +4,4 @@
 //! `examples/fleet.rs`.
 
 pub mod fixture;
+pub mod monitoring;

@@ -345,8 +345,12 @@ fn bench_idle(bin: &Path, md: &mut String) {
             ..FleetSpec::default()
         },
     );
-    // node-0: cluster mode; node-1: local mode (no etcd at all).
+    // node-0: cluster mode; node-1: local mode (no etcd at all, so no
+    // cluster-only key either: one without etcd_endpoints is an error).
     f.nodes[1].unset("etcd_endpoints");
+    for key in rebootctl::config::CLUSTER_ONLY_KEYS {
+        f.nodes[1].unset(key);
+    }
     f.start_all();
     std::thread::sleep(Duration::from_secs(5));
     let pids: Vec<i32> = f.nodes.iter().filter_map(|n| n.agent_pid()).collect();

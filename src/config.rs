@@ -14,6 +14,9 @@ use serde_yaml::{Mapping, Value};
 use crate::error::{Error, Result};
 use crate::window::Windows;
 
+mod clusterrebootd;
+mod show;
+
 /// Where the configuration is read from when neither `--config` nor `$REBOOTCTL_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/rebootctl/config.yaml";
 /// Environment variable naming the configuration file.
@@ -34,6 +37,20 @@ pub const DEFAULT_BACKOFF_MIN_SECS: u64 = 5;
 pub const DEFAULT_BACKOFF_MAX_SECS: u64 = 60;
 /// Default time a slot stays held across a reboot.
 pub const DEFAULT_REBOOT_TIMEOUT_SECS: u64 = 1800;
+/// Lower bound of `reboot_timeout_sec`: no host shuts down, passes its
+/// firmware and boots in less, so a shorter value gives the slot up while
+/// the host is still down (and lets another host go down).
+pub const MIN_REBOOT_TIMEOUT_SECS: u64 = 60;
+/// Upper bound of `reboot_timeout_sec` (7 days): a host that never comes
+/// back holds its slot, and with it the fleet, at most this long.
+pub const MAX_REBOOT_TIMEOUT_SECS: u64 = 7 * 86_400;
+/// Environment variable that, set to `1`, lowers the bound of
+/// `reboot_timeout_sec` to one second: for test suites, never for hosts.
+pub const SHORT_TIMEOUTS_ENV_VAR: &str = "REBOOTCTL_TEST_SHORT_TIMEOUTS";
+/// Default hard cap on reboots of one node per 24 hours.
+pub const DEFAULT_MAX_REBOOTS_PER_DAY: u32 = 3;
+/// Largest accepted `max_reboots_per_day`: more is no longer a cap.
+pub const MAX_REBOOTS_PER_DAY_LIMIT: u32 = 24;
 /// Default lease TTL of a slot while checking.
 pub const DEFAULT_LOCK_TTL_SECS: u64 = 90;
 /// Default timeout of the reboot hooks.
@@ -83,6 +100,7 @@ const TOP_KEYS: &[&str] = &[
     "backoff_max_sec",
     "min_reboot_interval_sec",
     "reboot_timeout_sec",
+    "max_reboots_per_day",
     "kill_switch_file",
     "state_dir",
     "boot_id_file",
@@ -120,7 +138,7 @@ const TLS_KEYS: &[&str] = &[
     "key_file",
     "insecure_skip_verify",
 ];
-const AUTH_KEYS: &[&str] = &["username", "password_file"];
+const AUTH_KEYS: &[&str] = &["username", "password_file", "allow_insecure"];
 const POLICY_KEYS: &[&str] = &[
     "min_healthy_fraction",
     "min_healthy_absolute",
@@ -131,6 +149,18 @@ const HOOK_KEYS: &[&str] = &["pre_reboot", "post_reboot", "timeout_sec"];
 const NOTIFY_KEYS: &[&str] = &["url", "events", "blocked_after_sec", "timeout_sec"];
 const WINDOW_KEYS: &[&str] = &["timezone", "deny", "allow"];
 const METRICS_KEYS: &[&str] = &["enabled", "listen"];
+/// Top-level keys that only mean something in cluster mode: in a file
+/// without `etcd_endpoints` each one is an error, never silently ignored.
+pub const CLUSTER_ONLY_KEYS: [&str; 8] = [
+    "etcd_namespace",
+    "lock_key",
+    "lock_ttl_sec",
+    "max_concurrent_reboots",
+    "health_publish_interval_sec",
+    "etcd_tls",
+    "etcd_auth",
+    "cluster_policies",
+];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +175,7 @@ struct RawConfig {
     backoff_max_sec: Option<u64>,
     min_reboot_interval_sec: Option<u64>,
     reboot_timeout_sec: Option<u64>,
+    max_reboots_per_day: Option<u32>,
     kill_switch_file: Option<String>,
     state_dir: Option<String>,
     boot_id_file: Option<String>,
@@ -195,6 +226,7 @@ struct RawTls {
 struct RawAuth {
     username: Option<String>,
     password_file: Option<String>,
+    allow_insecure: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,6 +298,8 @@ pub struct Config {
     pub min_reboot_interval: Duration,
     /// How long a slot stays held across a reboot.
     pub reboot_timeout: Duration,
+    /// Hard cap on reboots of this node in any 24 hours.
+    pub max_reboots_per_day: u32,
     /// The kill switch file: while it exists, no reboot.
     pub kill_switch_file: PathBuf,
     /// Directory that survives the reboot (the reboot record).
@@ -294,6 +328,10 @@ pub struct Config {
     pub dry_run: bool,
     /// The alert gate, when configured.
     pub alerts: Option<AlertsConfig>,
+    /// Remarks that are not problems, one line each (printed by
+    /// `validate-config`): what a clusterrebootd file means differently,
+    /// a lock key outside the namespace.
+    pub notes: Vec<String>,
 }
 
 /// One reboot-required detector.
@@ -395,9 +433,10 @@ pub struct Hooks {
 }
 
 /// Webhook notifications.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Notify {
-    /// The incoming webhook URL.
+    /// The incoming webhook URL (scheme in lower case). Its userinfo, path
+    /// and query are secrets: show it only through [`redact_url`].
     pub url: String,
     /// Events that are sent.
     pub events: Vec<String>,
@@ -454,6 +493,66 @@ impl Config {
     }
 }
 
+impl std::fmt::Debug for Notify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notify")
+            .field("url", &redact_url(&self.url))
+            .field("events", &self.events)
+            .field("blocked_after", &self.blocked_after)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A webhook URL as it may be shown: scheme (lower case), host and port;
+/// userinfo, path and query (where incoming webhooks carry their secret)
+/// replaced by `<redacted>`. The one way any output shows such a URL.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redacted URL>".to_string();
+    };
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return "<redacted URL>".to_string();
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = rest[..end]
+        .rsplit_once('@')
+        .map_or(&rest[..end], |(_, h)| h);
+    let tail = if rest[end..].len() > 1 {
+        "/<redacted>"
+    } else {
+        ""
+    };
+    format!("{}://{host}{tail}", scheme.to_ascii_lowercase())
+}
+
+/// `text` (an error message) with `url` and each of its secret parts
+/// (userinfo, path, query), wherever a library quoted them, redacted.
+pub fn redact_url_in(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &redact_url(url));
+    let Some((_, rest)) = url.split_once("://") else {
+        return out;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if let Some((userinfo, _)) = rest[..end].rsplit_once('@') {
+        if !userinfo.is_empty() {
+            out = out.replace(userinfo, "<redacted>");
+        }
+    }
+    let tail = &rest[end..];
+    let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
+    for part in [tail, &tail[..path_end], &tail[path_end..]] {
+        if part.len() > 1 {
+            out = out.replace(part, "/<redacted>");
+        }
+    }
+    out
+}
+
 /// Every key the file accepts, nested keys as `section.key` and detector
 /// keys as `reboot_required_detectors[].key` (for documentation checks).
 pub fn known_keys() -> Vec<String> {
@@ -506,7 +605,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         Ok(v) => v,
         Err(e) => return Err(invalid(vec![syntax_problem(&e)])),
     };
-    let map = match value {
+    let mut map = match value {
         Value::Mapping(m) => m,
         Value::Null => Mapping::new(),
         other => {
@@ -516,10 +615,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             )]));
         }
     };
+    // Which keys the file names, whatever their value: a cluster-only key
+    // counts even when it is empty (an unset template variable).
+    let present: BTreeSet<String> = map
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect();
+    let dialect = clusterrebootd::is_clusterrebootd_file(&map);
+    clusterrebootd::unset_empty_values(&mut map);
     let mut problems = Vec::new();
     let (raw, bad_keys) = raw_from_mapping(&map, &mut problems);
     let mut semantic = Vec::new();
-    let config = validate(raw, path, &mut semantic);
+    let mut config = validate(raw, path, &present, &mut semantic);
     // A key that did not parse was left out; do not also report it as missing.
     problems.extend(
         semantic
@@ -527,6 +634,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             .filter(|p| !bad_keys.contains(top_key_of(p))),
     );
     if problems.is_empty() {
+        if dialect {
+            let notes = clusterrebootd::notes(&map, &config);
+            config.notes.extend(notes);
+        }
         Ok(config)
     } else {
         Err(invalid(problems))
@@ -697,11 +808,16 @@ fn levenshtein(a: &str, b: &str) -> usize {
 
 struct Checker<'a> {
     problems: &'a mut Vec<String>,
+    notes: Vec<String>,
 }
 
 impl Checker<'_> {
     fn problem(&mut self, path: &str, msg: impl std::fmt::Display) {
         self.problems.push(format!("{path}: {msg}"));
+    }
+
+    fn note(&mut self, path: &str, msg: impl std::fmt::Display) {
+        self.notes.push(format!("{path}: {msg}"));
     }
 
     fn positive_secs(&mut self, path: &str, v: Option<u64>, default: u64) -> Duration {
@@ -776,8 +892,16 @@ impl Checker<'_> {
     }
 }
 
-fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config {
-    let mut c = Checker { problems };
+fn validate(
+    raw: RawConfig,
+    source: &Path,
+    present: &BTreeSet<String>,
+    problems: &mut Vec<String>,
+) -> Config {
+    let mut c = Checker {
+        problems,
+        notes: Vec::new(),
+    };
 
     let node_name = match raw.node_name {
         Some(n) => n,
@@ -831,11 +955,18 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
         "min_reboot_interval_sec",
         raw.min_reboot_interval_sec.unwrap_or(0),
     );
-    let reboot_timeout = c.positive_secs(
-        "reboot_timeout_sec",
-        raw.reboot_timeout_sec,
-        DEFAULT_REBOOT_TIMEOUT_SECS,
-    );
+    let reboot_timeout = validate_reboot_timeout(&mut c, raw.reboot_timeout_sec);
+    let max_reboots_per_day = raw
+        .max_reboots_per_day
+        .unwrap_or(DEFAULT_MAX_REBOOTS_PER_DAY);
+    if !(1..=MAX_REBOOTS_PER_DAY_LIMIT).contains(&max_reboots_per_day) {
+        c.problem(
+            "max_reboots_per_day",
+            format!(
+                "must be at least 1 and at most {MAX_REBOOTS_PER_DAY_LIMIT}, got {max_reboots_per_day} (to stop reboots, use the kill switch or `rebootctl pause`)"
+            ),
+        );
+    }
     let kill_switch_file = c.absolute(
         "kill_switch_file",
         raw.kill_switch_file,
@@ -849,25 +980,28 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
         DEFAULT_MACHINE_ID_FILE,
     );
 
-    let lock_ttl = c.positive_secs("lock_ttl_sec", raw.lock_ttl_sec, DEFAULT_LOCK_TTL_SECS);
-    if lock_ttl <= health_timeout {
-        c.problem(
-            "lock_ttl_sec",
-            format!(
-                "must be greater than health_timeout_sec ({}), or the slot could expire during a health check",
-                health_timeout.as_secs()
-            ),
-        );
+    if !present.contains("etcd_endpoints") {
+        for key in CLUSTER_ONLY_KEYS.iter().filter(|k| present.contains(**k)) {
+            c.problem(
+                key,
+                "only applies in cluster mode, but etcd_endpoints is not set: add etcd_endpoints, or remove this key for local mode",
+            );
+        }
     }
     let raw_etcd = RawEtcd {
         endpoints: raw.etcd_endpoints,
         namespace: raw.etcd_namespace,
         lock_key: raw.lock_key,
+        lock_ttl_sec: raw.lock_ttl_sec,
         max_concurrent_reboots: raw.max_concurrent_reboots,
         tls: raw.etcd_tls,
         auth: raw.etcd_auth,
     };
-    let etcd = validate_etcd(&mut c, raw_etcd, lock_ttl);
+    let etcd = if present.contains("etcd_endpoints") {
+        Some(validate_etcd(&mut c, raw_etcd, health_timeout))
+    } else {
+        None
+    };
 
     let reboot_command = raw.reboot_command.unwrap_or_else(|| {
         DEFAULT_REBOOT_COMMAND
@@ -940,6 +1074,7 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
         backoff_max,
         min_reboot_interval,
         reboot_timeout,
+        max_reboots_per_day,
         kill_switch_file,
         state_dir,
         boot_id_file,
@@ -954,7 +1089,37 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
         log_format,
         dry_run: raw.dry_run.unwrap_or(false),
         alerts,
+        notes: c.notes,
     }
+}
+
+/// `reboot_timeout_sec` within [`MIN_REBOOT_TIMEOUT_SECS`] and
+/// [`MAX_REBOOT_TIMEOUT_SECS`]; the lower bound is one second when
+/// [`SHORT_TIMEOUTS_ENV_VAR`] is `1` (test suites), with a note.
+fn validate_reboot_timeout(c: &mut Checker, raw: Option<u64>) -> Duration {
+    let secs = raw.unwrap_or(DEFAULT_REBOOT_TIMEOUT_SECS);
+    let short_ok = std::env::var(SHORT_TIMEOUTS_ENV_VAR).is_ok_and(|v| v == "1");
+    let (min, min_text) = if short_ok {
+        (1, format!("1 second, {SHORT_TIMEOUTS_ENV_VAR} is set"))
+    } else {
+        (MIN_REBOOT_TIMEOUT_SECS, "1 minute".to_string())
+    };
+    if !(min..=MAX_REBOOT_TIMEOUT_SECS).contains(&secs) {
+        c.problem(
+            "reboot_timeout_sec",
+            format!(
+                "must be at least {min} ({min_text}) and at most {MAX_REBOOT_TIMEOUT_SECS} (7 days), got {secs}"
+            ),
+        );
+    } else if secs < MIN_REBOOT_TIMEOUT_SECS {
+        c.note(
+            "reboot_timeout_sec",
+            format!(
+                "{secs} is below {MIN_REBOOT_TIMEOUT_SECS}, accepted only because {SHORT_TIMEOUTS_ENV_VAR}=1 (test suites)"
+            ),
+        );
+    }
+    Duration::from_secs(secs.clamp(1, MAX_REBOOT_TIMEOUT_SECS))
 }
 
 fn check_node_name(c: &mut Checker, path: &str, name: &str) {
@@ -1127,12 +1292,15 @@ struct RawEtcd {
     endpoints: Option<Vec<String>>,
     namespace: Option<String>,
     lock_key: Option<String>,
+    lock_ttl_sec: Option<u64>,
     max_concurrent_reboots: Option<u32>,
     tls: Option<RawTls>,
     auth: Option<RawAuth>,
 }
 
-fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<EtcdConfig> {
+/// The cluster settings of a file that names `etcd_endpoints`. An empty
+/// value (null, `[]`) is an error: it never means local mode.
+fn validate_etcd(c: &mut Checker, raw: RawEtcd, health_timeout: Duration) -> EtcdConfig {
     let namespace = raw
         .namespace
         .unwrap_or_else(|| DEFAULT_ETCD_NAMESPACE.to_string());
@@ -1148,10 +1316,32 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<Et
         .as_deref()
         .map(|k| k.trim_end_matches('/').to_string())
         .unwrap_or_else(|| format!("{namespace}/lock"));
-    if !lock_key.starts_with(&format!("{namespace}/")) {
+    if !lock_key.starts_with('/') || lock_key.len() < 2 {
         c.problem(
             "lock_key",
-            format!("{lock_key:?} must lie below etcd_namespace {namespace:?} (one RBAC prefix covers every key)"),
+            format!("must start with '/' and name a key such as /rebootctl/lock, got {lock_key:?}"),
+        );
+    } else if lock_key == namespace {
+        c.problem(
+            "lock_key",
+            format!("must not be etcd_namespace {namespace:?} itself (the slots would mix with every other key)"),
+        );
+    } else if !lock_key.starts_with(&format!("{namespace}/")) {
+        c.note(
+            "lock_key",
+            format!(
+                "{lock_key} lies outside etcd_namespace {namespace}: the agent watches it as a second prefix, and its etcd role must grant both"
+            ),
+        );
+    }
+    let lock_ttl = c.positive_secs("lock_ttl_sec", raw.lock_ttl_sec, DEFAULT_LOCK_TTL_SECS);
+    if lock_ttl <= health_timeout {
+        c.problem(
+            "lock_ttl_sec",
+            format!(
+                "must be greater than health_timeout_sec ({}), or the slot could expire during a health check",
+                health_timeout.as_secs()
+            ),
         );
     }
     let max_concurrent_reboots = raw.max_concurrent_reboots.unwrap_or(1);
@@ -1183,7 +1373,9 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<Et
             insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
         }
     });
+    let mut allow_insecure = false;
     let auth = raw.auth.map(|a| {
+        allow_insecure = a.allow_insecure.unwrap_or(false);
         let username = a.username.clone().unwrap_or_default();
         if username.is_empty() {
             c.problem("etcd_auth.username", "is required when etcd_auth is set");
@@ -1209,67 +1401,106 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<Et
             password_file,
         }
     });
-    let endpoints = raw.endpoints?;
+    let endpoints = raw.endpoints.unwrap_or_default();
     if endpoints.is_empty() {
         c.problem(
             "etcd_endpoints",
-            "must list at least one endpoint (leave the key out for local mode)",
+            "is empty: list at least one endpoint for cluster mode, or remove the key for local mode (an empty value never means local mode)",
         );
     }
-    let mut out = Vec::new();
-    for (i, e) in endpoints.iter().enumerate() {
-        let path = format!("etcd_endpoints[{i}]");
-        let e = e.trim_end_matches('/');
-        // What problems may show: never a password written into the URL.
-        let shown = match e.rfind('@') {
-            Some(at) => format!(
-                "{}<credentials>{}",
-                &e[..e.find("://").map_or(0, |s| s + 3)],
-                &e[at..]
-            ),
-            None => e.to_string(),
-        };
-        let rest = if let Some(r) = e.strip_prefix("https://") {
-            Some(r)
-        } else if let Some(r) = e.strip_prefix("http://") {
-            if tls_enabled {
-                c.problem(
-                    &path,
-                    format!("{shown:?} is plain http but etcd_tls.enabled is true"),
-                );
-            }
-            Some(r)
-        } else {
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| endpoint(c, &format!("etcd_endpoints[{i}]"), e, tls_enabled))
+        .collect();
+    if auth.is_some() && !allow_insecure {
+        let skip_verify = tls.as_ref().is_some_and(|t| t.insecure_skip_verify);
+        if let Some(plain) = endpoints.iter().find(|e| e.starts_with("http://")) {
             c.problem(
-                &path,
-                format!("must be http://HOST:PORT or https://HOST:PORT, got {shown:?}"),
+                "etcd_auth",
+                format!(
+                    "refusing to send the etcd password over plain http ({plain}): use https:// endpoints with etcd_tls, or set etcd_auth.allow_insecure: true on a network you trust"
+                ),
             );
-            None
-        };
-        if let Some(r) = rest {
-            if r.contains('@') {
-                c.problem(
-                    &path,
-                    "must not carry credentials (they would show in logs); use etcd_auth",
-                );
-            } else if r.is_empty() || r.contains('/') {
-                c.problem(
-                    &path,
-                    format!("must be a scheme, a host and a port only, got {e:?}"),
-                );
-            }
+        } else if skip_verify {
+            c.problem(
+                "etcd_auth",
+                "refusing to send the etcd password with etcd_tls.insecure_skip_verify (any host on the path could pose as etcd and read it): verify the certificate, or set etcd_auth.allow_insecure: true",
+            );
         }
-        out.push(e.to_string());
     }
-    Some(EtcdConfig {
-        endpoints: out,
+    EtcdConfig {
+        endpoints,
         namespace,
         lock_key,
         lock_ttl,
         max_concurrent_reboots,
         tls,
         auth,
-    })
+    }
+}
+
+/// One endpoint as the etcd client uses it: `http(s)://HOST:PORT`. A bare
+/// `HOST:PORT` (as etcd's Go client and clusterrebootd accept it) gets
+/// `https://` when TLS is enabled, else `http://`.
+fn endpoint(c: &mut Checker, path: &str, raw: &str, tls_enabled: bool) -> String {
+    let e = raw.trim_end_matches('/');
+    // What problems may show: never a password written into the URL.
+    let shown = match e.rfind('@') {
+        Some(at) => format!(
+            "{}<credentials>{}",
+            &e[..e.find("://").map_or(0, |s| s + 3)],
+            &e[at..]
+        ),
+        None => e.to_string(),
+    };
+    let (scheme, rest) = match e.split_once("://") {
+        Some((s, r)) => (s.to_ascii_lowercase(), r),
+        None => (String::new(), e),
+    };
+    let scheme = match scheme.as_str() {
+        "https" => "https",
+        "http" => {
+            if tls_enabled {
+                c.problem(
+                    path,
+                    format!("{shown:?} is plain http but etcd_tls.enabled is true"),
+                );
+            }
+            "http"
+        }
+        "" if tls_enabled => "https",
+        "" => "http",
+        _ => {
+            c.problem(
+                path,
+                format!("must be HOST:PORT, http://HOST:PORT or https://HOST:PORT, got {shown:?}"),
+            );
+            return e.to_string();
+        }
+    };
+    if rest.contains('@') {
+        c.problem(
+            path,
+            "must not carry credentials (they would show in logs); use etcd_auth",
+        );
+    } else if rest.is_empty() || rest.contains('/') {
+        c.problem(
+            path,
+            format!("must be a scheme, a host and a port only, got {e:?}"),
+        );
+    } else if !e.contains("://") {
+        let port_ok = rest
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            c.problem(
+                path,
+                format!("must be HOST:PORT, http://HOST:PORT or https://HOST:PORT, got {shown:?}"),
+            );
+        }
+    }
+    format!("{scheme}://{rest}")
 }
 
 fn validate_policies(c: &mut Checker, raw: RawPolicies) -> ClusterPolicies {
@@ -1323,14 +1554,19 @@ fn validate_hooks(c: &mut Checker, raw: RawHooks) -> Hooks {
 
 fn validate_notify(c: &mut Checker, raw: RawNotify) -> Option<Notify> {
     let url = match raw.url {
-        Some(u) if u.starts_with("http://") || u.starts_with("https://") => u,
-        Some(u) => {
-            c.problem(
-                "notify.url",
-                format!("must be an http:// or https:// URL, got {u:?}"),
-            );
-            return None;
-        }
+        Some(u) => match webhook_url(&u) {
+            Some(url) => url,
+            None => {
+                c.problem(
+                    "notify.url",
+                    format!(
+                        "must be an http:// or https:// URL with a host, got {}",
+                        redact_url(&u)
+                    ),
+                );
+                return None;
+            }
+        },
         None => {
             c.problem("notify.url", "is required when notify is set");
             return None;
@@ -1755,6 +1991,19 @@ pub fn alerts_environment(cfg: Option<&AlertsConfig>) -> Vec<(&'static str, Stri
     ]
 }
 
+/// `url` with its scheme in lower case when it is http(s) with a host
+/// (schemes are case-insensitive: `HTTPS://` is https).
+fn webhook_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = rest[..end]
+        .rsplit_once('@')
+        .map_or(&rest[..end], |(_, h)| h);
+    ((scheme == "http" || scheme == "https") && !host.is_empty())
+        .then(|| format!("{scheme}://{rest}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1840,7 +2089,7 @@ mod tests {
     #[test]
     fn semantic_problems_are_collected() {
         let p = problems(
-            "reboot_required_detectors:\n  - type: command\n    cmd: []\n  - type: bogus\nbackoff_min_sec: 10\nbackoff_max_sec: 5\nreboot_command: [reboot]\nhealth_timeout_sec: 100\n",
+            "reboot_required_detectors:\n  - type: command\n    cmd: []\n  - type: bogus\nbackoff_min_sec: 10\nbackoff_max_sec: 5\nreboot_command: [reboot]\nhealth_timeout_sec: 100\netcd_endpoints: [\"http://127.0.0.1:2379\"]\n",
         );
         let want = [
             "reboot_required_detectors[0].cmd: must not be empty",
@@ -1860,11 +2109,13 @@ mod tests {
     #[test]
     fn cluster_keys_are_validated() {
         let p = problems(&format!(
-            "{MINIMAL}etcd_endpoints: [\"ftp://x\"]\nlock_key: /elsewhere/lock\nmax_concurrent_reboots: 0\ncluster_policies:\n  min_healthy_fraction: 1.5\netcd_tls:\n  enabled: true\n  ca_file: /nonexistent/ca.pem\n"
+            "{MINIMAL}etcd_endpoints: [\"ftp://x\", \"etcd\", \"HTTP://h:1\"]\nlock_key: /rebootctl/\nmax_concurrent_reboots: 0\ncluster_policies:\n  min_healthy_fraction: 1.5\netcd_tls:\n  enabled: true\n  ca_file: /nonexistent/ca.pem\n"
         ));
         for prefix in [
-            "etcd_endpoints[0]: must be http",
-            "lock_key: \"/elsewhere/lock\" must lie below",
+            "etcd_endpoints[0]: must be HOST:PORT, http://HOST:PORT or https://HOST:PORT, got \"ftp://x\"",
+            "etcd_endpoints[1]: must be HOST:PORT",
+            "etcd_endpoints[2]: \"HTTP://h:1\" is plain http but etcd_tls.enabled is true",
+            "lock_key: must not be etcd_namespace \"/rebootctl\" itself",
             "max_concurrent_reboots: must be at least 1",
             "cluster_policies.min_healthy_fraction: must be greater than 0",
             "etcd_tls.ca_file: cannot read /nonexistent/ca.pem",
@@ -1874,6 +2125,76 @@ mod tests {
                 "missing {prefix:?} in {p:?}"
             );
         }
+    }
+
+    #[test]
+    fn bare_endpoints_get_the_scheme_etcd_tls_implies() {
+        let endpoints = |extra: &str| {
+            parse(
+                &format!(
+                    "{MINIMAL}etcd_endpoints: [\"10.0.0.1:2379\", \"HTTPS://[::1]:2379/\"]\n{extra}"
+                ),
+                Path::new("/t.yaml"),
+            )
+            .unwrap()
+            .etcd
+            .unwrap()
+            .endpoints
+        };
+        assert_eq!(
+            endpoints(""),
+            ["http://10.0.0.1:2379", "https://[::1]:2379"]
+        );
+        assert_eq!(
+            endpoints("etcd_tls: {enabled: true}\n"),
+            ["https://10.0.0.1:2379", "https://[::1]:2379"]
+        );
+    }
+
+    #[test]
+    fn a_lock_key_outside_the_namespace_is_a_note() {
+        let c = parse(
+            &format!("{MINIMAL}etcd_endpoints: [\"h:1\"]\nlock_key: /cluster/clusterrebootd/lock\nstate_dir: /var/lib/rebootctl\n"),
+            Path::new("/t.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.etcd.unwrap().lock_key, "/cluster/clusterrebootd/lock");
+        assert_eq!(c.notes.len(), 1, "{:?}", c.notes);
+        assert!(
+            c.notes[0].starts_with(
+                "lock_key: /cluster/clusterrebootd/lock lies outside etcd_namespace /rebootctl"
+            ),
+            "{:?}",
+            c.notes
+        );
+    }
+
+    #[test]
+    fn webhook_urls_are_shown_without_their_secrets() {
+        let url = "HTTPS://bot:pw@Chat.example:8443/hooks/s3cr3t?token=t0k";
+        assert_eq!(redact_url(url), "https://Chat.example:8443/<redacted>");
+        assert_eq!(redact_url("http://chat.example"), "http://chat.example");
+        assert_eq!(redact_url("http://chat.example/"), "http://chat.example");
+        assert_eq!(redact_url("chat.example/hooks/s3cr3t"), "<redacted URL>");
+        assert_eq!(redact_url("s3cr3t:x@y://h/p"), "<redacted URL>");
+        assert_eq!(
+            webhook_url(url).as_deref(),
+            Some("https://bot:pw@Chat.example:8443/hooks/s3cr3t?token=t0k")
+        );
+        assert_eq!(webhook_url("ftp://h/x"), None);
+        assert_eq!(webhook_url("https:///x"), None);
+        assert_eq!(
+            format!(
+                "{:?}",
+                parse(
+                    &format!("{MINIMAL}notify: {{url: \"{url}\"}}\n"),
+                    Path::new("/t.yaml")
+                )
+                .unwrap()
+                .notify
+            ),
+            "Some(Notify { url: \"https://Chat.example:8443/<redacted>\", events: [\"reboot_started\", \"reboot_completed\", \"reboot_failed\", \"blocked_too_long\"], blocked_after: 86400s, timeout: 5s })"
+        );
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! one JSON object per line with `ts`, `level`, `node`, `event`, `msg` and
 //! the event's fields (SPEC §8). Fields are `log`'s key-values:
 //! `log::info!(event = "slot_acquired", lock_wait_ms = 12; "took …")`.
-//! `RUST_LOG` overrides the level.
+//! `RUST_LOG` overrides the level, except for the HTTP and TLS libraries
+//! (ureq, rustls): their debug and trace output dumps requests on the wire,
+//! with the etcd password, the auth token and webhook URLs, so they are
+//! capped at `info` whatever `RUST_LOG` says.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +18,10 @@ use crate::config::LogFormat;
 
 /// How often an unchanged outcome is logged again as a reminder.
 pub const REMINDER_INTERVAL_SECS: u64 = 3600;
+/// Log targets (crates) whose debug and trace records can carry secrets.
+pub const SECRET_BEARING_TARGETS: [&str; 3] = ["ureq", "ureq_proto", "rustls"];
+/// The most verbose level those targets are ever logged at.
+pub const SECRET_BEARING_MAX_LEVEL: log::LevelFilter = log::LevelFilter::Info;
 
 static JSON: AtomicBool = AtomicBool::new(false);
 
@@ -72,8 +79,43 @@ pub fn init(format: LogFormat, default_level: log::LevelFilter, node: &str) {
         }
     }
     builder.target(env_logger::Target::Stderr);
+    let logger = builder.build();
+    let max_level = logger.filter();
     // A second init (tests, reload) keeps the first logger.
-    let _ = builder.try_init();
+    if log::set_boxed_logger(Box::new(Capped(logger))).is_ok() {
+        log::set_max_level(max_level);
+    }
+}
+
+/// True when a record of `target` at `level` must be dropped: it comes from
+/// one of [`SECRET_BEARING_TARGETS`] (or a module of one) and is more
+/// verbose than [`SECRET_BEARING_MAX_LEVEL`].
+pub fn is_capped(target: &str, level: log::Level) -> bool {
+    level > SECRET_BEARING_MAX_LEVEL
+        && SECRET_BEARING_TARGETS.iter().any(|t| {
+            target
+                .strip_prefix(t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
+/// env_logger behind the cap of [`is_capped`].
+struct Capped(env_logger::Logger);
+
+impl log::Log for Capped {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        !is_capped(metadata.target(), metadata.level()) && self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !is_capped(record.target(), record.level()) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// One JSON log line: `ts`, `level`, `node`, `event` (from the fields, or
@@ -168,6 +210,20 @@ mod tests {
             "blocked: health",
             t0 + Duration::from_secs(120 + REMINDER_INTERVAL_SECS)
         ));
+    }
+
+    #[test]
+    fn secret_bearing_libraries_are_capped_at_info() {
+        use log::Level::{Debug, Info, Trace, Warn};
+        for target in ["ureq", "ureq::run", "ureq_proto::util", "rustls::client"] {
+            assert!(is_capped(target, Trace), "{target}");
+            assert!(is_capped(target, Debug), "{target}");
+            assert!(!is_capped(target, Info), "{target}");
+            assert!(!is_capped(target, Warn), "{target}");
+        }
+        for target in ["rebootctl::etcd", "ureqx", "rustlsish", "tiny_http"] {
+            assert!(!is_capped(target, Trace), "{target}");
+        }
     }
 
     #[test]

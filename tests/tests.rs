@@ -6,6 +6,7 @@ mod common;
 
 mod alerts;
 mod cluster_mode;
+mod config_file;
 mod daemon;
 mod docs;
 mod etcd_client;

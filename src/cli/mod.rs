@@ -99,11 +99,16 @@ struct SimulateArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "validate-config")]
 /// Parse and validate the configuration; print every problem. Exits 2 when
-/// it is invalid.
+/// it is invalid; a valid file may come with notes (what will behave
+/// differently than the file's author may expect).
 struct ValidateArgs {
     /// configuration file (default: $REBOOTCTL_CONFIG, else /etc/rebootctl/config.yaml)
     #[argh(option)]
     config: Option<PathBuf>,
+    /// print the effective configuration (defaults applied, secrets
+    /// redacted) as YAML, the verdict and notes as comments
+    #[argh(switch)]
+    show: bool,
 }
 
 #[derive(FromArgs, Debug)]
@@ -367,7 +372,7 @@ fn validate(a: ValidateArgs) -> Result<u8> {
         ),
         None => "local mode".to_string(),
     };
-    println!(
+    let verdict = format!(
         "{}: valid ({mode}, node {}, {} detector{}{})",
         cfg.source.display(),
         cfg.node_name,
@@ -375,6 +380,15 @@ fn validate(a: ValidateArgs) -> Result<u8> {
         plural(cfg.detectors.len()),
         if cfg.dry_run { ", dry_run" } else { "" }
     );
+    let comment = if a.show { "# " } else { "" };
+    let mut text = format!("{comment}{verdict}\n");
+    for note in &cfg.notes {
+        text.push_str(&format!("{comment}note: {note}\n"));
+    }
+    if a.show {
+        text.push_str(&cfg.to_yaml());
+    }
+    print_text(&text)?;
     Ok(EXIT_OK)
 }
 

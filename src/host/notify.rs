@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::Notify;
+use crate::config::{Notify, redact_url_in};
 
 /// Read and write buffer size of the webhook HTTP client: small, since a
 /// webhook request and its reply are a few hundred bytes.
@@ -309,7 +309,7 @@ impl Worker {
             Err(e) => log::warn!(
                 "notify: {event} to {} failed: {}",
                 self.host,
-                redact(&e.to_string(), &self.url)
+                redact_url_in(&e.to_string(), &self.url)
             ),
         }
     }
@@ -325,19 +325,6 @@ fn webhook_host(url: &str) -> String {
         },
         Err(_) => "the webhook (unparsable URL)".to_string(),
     }
-}
-
-/// Removes the URL (and with it the secret in its path) from an error text.
-fn redact(message: &str, url: &str) -> String {
-    let mut out = message.replace(url, "<webhook URL>");
-    if let Ok(uri) = url.parse::<ureq::http::Uri>() {
-        if let Some(pq) = uri.path_and_query() {
-            if pq.as_str().len() > 1 {
-                out = out.replace(pq.as_str(), "/<redacted>");
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -584,9 +571,17 @@ mod tests {
             webhook_host("https://hooks.slack.com/services/T0/B0/xyz"),
             "hooks.slack.com"
         );
-        let msg = format!("bad uri: {url}");
-        assert!(!redact(&msg, url).contains("s3cr3t"));
-        let msg = "request to /hooks/s3cr3t?token=x failed";
-        assert!(!redact(msg, url).contains("s3cr3t"));
+        for msg in [
+            format!("bad uri: {url}"),
+            "request to /hooks/s3cr3t?token=x failed".to_string(),
+            "request to /hooks/s3cr3t failed".to_string(),
+            "auth user:pw rejected".to_string(),
+        ] {
+            let shown = redact_url_in(&msg, url);
+            assert!(
+                !shown.contains("s3cr3t") && !shown.contains("user:pw"),
+                "{shown}"
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -171,6 +172,7 @@ impl Fixture {
             .arg(cfg)
             .env_remove("REBOOTCTL_CONFIG")
             .env_remove("RUST_LOG")
+            .env(SHORT_TIMEOUTS.0, SHORT_TIMEOUTS.1)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -226,17 +228,23 @@ impl Drop for Fixture {
     }
 }
 
+/// Lets tests use `reboot_timeout_sec` below the production bound of one
+/// minute (every run of the binary gets it; `env` may override it).
+pub const SHORT_TIMEOUTS: (&str, &str) = (rebootctl::config::SHORT_TIMEOUTS_ENV_VAR, "1");
+
 /// The binary under test.
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_rebootctl"))
 }
 
-/// Runs the binary with `args` and extra environment, no stdin, bounded by 60 s.
+/// Runs the binary with `args` and extra environment (applied last), no
+/// stdin, bounded by 60 s.
 pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(binary());
     cmd.args(args)
         .env_remove("REBOOTCTL_CONFIG")
         .env_remove("RUST_LOG")
+        .env(SHORT_TIMEOUTS.0, SHORT_TIMEOUTS.1)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -244,22 +252,34 @@ pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Run {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn rebootctl");
+    // Drain both pipes while waiting: a chatty run (RUST_LOG=trace) must
+    // not block on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("rebootctl {args:?} did not finish within 60 s");
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
+    };
     Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
 }
 

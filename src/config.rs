@@ -94,6 +94,7 @@ const TOP_KEYS: &[&str] = &[
     "max_concurrent_reboots",
     "etcd_tls",
     "etcd_auth",
+    "clusterrebootd",
     "reboot_command",
     "cluster_policies",
     "hooks",
@@ -130,6 +131,7 @@ const HOOK_KEYS: &[&str] = &["pre_reboot", "post_reboot", "timeout_sec"];
 const NOTIFY_KEYS: &[&str] = &["url", "events", "blocked_after_sec", "timeout_sec"];
 const WINDOW_KEYS: &[&str] = &["timezone", "deny", "allow"];
 const METRICS_KEYS: &[&str] = &["enabled", "listen"];
+const CLUSTERREBOOTD_KEYS: &[&str] = &["etcd_namespace", "lock_key"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +157,9 @@ struct RawConfig {
     max_concurrent_reboots: Option<u32>,
     etcd_tls: Option<RawTls>,
     etcd_auth: Option<RawAuth>,
+    /// `Some(None)` for a bare `clusterrebootd:` (all defaults).
+    #[serde(default, deserialize_with = "present")]
+    clusterrebootd: Option<Option<RawClusterrebootd>>,
     reboot_command: Option<Vec<String>>,
     cluster_policies: Option<RawPolicies>,
     hooks: Option<RawHooks>,
@@ -193,6 +198,22 @@ struct RawTls {
 struct RawAuth {
     username: Option<String>,
     password_file: Option<String>,
+}
+
+/// A key that is present, even with an empty (null) value.
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClusterrebootd {
+    etcd_namespace: Option<String>,
+    lock_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -342,6 +363,55 @@ pub struct EtcdConfig {
     pub tls: Option<TlsConfig>,
     /// User/password authentication, when configured.
     pub auth: Option<AuthConfig>,
+    /// Sharing the lock with clusterrebootd during a migration (the
+    /// `clusterrebootd` key); `lock_key` is then clusterrebootd's lock.
+    pub clusterrebootd: Option<ClusterrebootdCompat>,
+}
+
+/// Default `lock_key` of clusterrebootd (its `applyNamespace` adds its
+/// `etcd_namespace` in front).
+pub const CLUSTERREBOOTD_DEFAULT_LOCK_KEY: &str = "/cluster/clusterrebootd/lock";
+
+/// The `clusterrebootd` key: clusterrebootd's own `etcd_namespace` and
+/// `lock_key`, as written in its configuration, from which its keys are
+/// derived the way clusterrebootd derives them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterrebootdCompat {
+    /// clusterrebootd's `etcd_namespace` (empty: none, its default).
+    pub namespace: String,
+    /// clusterrebootd's `lock_key` (default `/cluster/clusterrebootd/lock`).
+    pub lock_key: String,
+}
+
+impl ClusterrebootdCompat {
+    /// clusterrebootd's `applyNamespace`: `/<namespace>/<key>` with the
+    /// slashes of both trimmed, or `/<key>` without a namespace.
+    pub fn apply_namespace(&self, key: &str) -> String {
+        let key = format!("/{}", key.trim_start_matches('/'));
+        match self.namespace.trim_matches('/') {
+            "" => key,
+            ns => format!("/{ns}{key}"),
+        }
+    }
+
+    /// The prefix of its `concurrency.Mutex` (without the trailing slash):
+    /// rebootctl's slots go below it.
+    pub fn mutex_key(&self) -> String {
+        self.apply_namespace(&self.lock_key)
+    }
+
+    /// Its cooldown key (`reboot_cooldown`).
+    pub fn cooldown_key(&self) -> String {
+        self.apply_namespace("reboot_cooldown")
+    }
+
+    /// The prefix of its health records (`cluster_health/`), with the slash.
+    pub fn health_prefix(&self) -> String {
+        format!(
+            "{}/",
+            self.apply_namespace("cluster_health").trim_end_matches('/')
+        )
+    }
 }
 
 /// TLS settings of the etcd client.
@@ -454,7 +524,7 @@ impl Config {
 /// keys as `reboot_required_detectors[].key` (for documentation checks).
 pub fn known_keys() -> Vec<String> {
     let mut keys: Vec<String> = TOP_KEYS.iter().map(|k| k.to_string()).collect();
-    let nested: [(&str, &[&str]); 8] = [
+    let nested: [(&str, &[&str]); 9] = [
         ("reboot_required_detectors[]", DETECTOR_KEYS),
         ("etcd_tls", TLS_KEYS),
         ("etcd_auth", AUTH_KEYS),
@@ -463,6 +533,7 @@ pub fn known_keys() -> Vec<String> {
         ("notify", NOTIFY_KEYS),
         ("windows", WINDOW_KEYS),
         ("metrics", METRICS_KEYS),
+        ("clusterrebootd", CLUSTERREBOOTD_KEYS),
     ];
     for (section, list) in nested {
         keys.extend(list.iter().map(|k| format!("{section}.{k}")));
@@ -638,6 +709,7 @@ fn check_nested_keys(key: &str, v: &Value, problems: &mut Vec<String>) {
         "notify" => NOTIFY_KEYS,
         "windows" => WINDOW_KEYS,
         "metrics" => METRICS_KEYS,
+        "clusterrebootd" => CLUSTERREBOOTD_KEYS,
         _ => return,
     };
     check_mapping_keys(key, v, known, problems);
@@ -860,6 +932,7 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
         max_concurrent_reboots: raw.max_concurrent_reboots,
         tls: raw.etcd_tls,
         auth: raw.etcd_auth,
+        clusterrebootd: raw.clusterrebootd,
     };
     let etcd = validate_etcd(&mut c, raw_etcd, lock_ttl);
 
@@ -1121,6 +1194,7 @@ struct RawEtcd {
     max_concurrent_reboots: Option<u32>,
     tls: Option<RawTls>,
     auth: Option<RawAuth>,
+    clusterrebootd: Option<Option<RawClusterrebootd>>,
 }
 
 fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<EtcdConfig> {
@@ -1134,16 +1208,61 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<Et
             format!("must start with '/' and name a prefix such as /rebootctl, got {namespace:?}"),
         );
     }
+    let clusterrebootd =
+        raw.clusterrebootd
+            .map(|r| r.unwrap_or_default())
+            .map(|r| ClusterrebootdCompat {
+                namespace: r.etcd_namespace.unwrap_or_default(),
+                lock_key: r
+                    .lock_key
+                    .filter(|k| !k.trim().is_empty())
+                    .unwrap_or_else(|| CLUSTERREBOOTD_DEFAULT_LOCK_KEY.to_string()),
+            });
+    if let Some(compat) = &clusterrebootd {
+        if compat.lock_key.ends_with('/') {
+            c.problem(
+                "clusterrebootd.lock_key",
+                format!(
+                    "{:?} ends with '/': etcd's concurrency.Mutex would then use {:?} as its prefix, which rebootctl does not share; write it without the trailing slash (here and, host by host, in clusterrebootd's configuration)",
+                    compat.lock_key,
+                    format!("{}/", compat.mutex_key())
+                ),
+            );
+        }
+    }
     let lock_key = raw
         .lock_key
         .as_deref()
-        .map(|k| k.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| format!("{namespace}/lock"));
-    if !lock_key.starts_with(&format!("{namespace}/")) {
+        .map(|k| k.trim_end_matches('/').to_string());
+    let lock_key = match (&clusterrebootd, lock_key) {
+        (Some(compat), Some(k)) if k != compat.mutex_key() => {
+            c.problem(
+                "lock_key",
+                format!(
+                    "{k:?} conflicts with clusterrebootd: the slots must lie below clusterrebootd's lock {:?} (leave lock_key out)",
+                    compat.mutex_key()
+                ),
+            );
+            k
+        }
+        (Some(compat), _) => compat.mutex_key(),
+        (None, Some(k)) => k,
+        (None, None) => format!("{namespace}/lock"),
+    };
+    if clusterrebootd.is_none() && !lock_key.starts_with(&format!("{namespace}/")) {
         c.problem(
             "lock_key",
             format!("{lock_key:?} must lie below etcd_namespace {namespace:?} (one RBAC prefix covers every key)"),
         );
+    }
+    for reserved in ["pause", "cooldown"] {
+        let key = format!("{namespace}/lock/{reserved}");
+        if lock_key == key || lock_key.starts_with(&format!("{key}/")) {
+            c.problem(
+                "lock_key",
+                format!("{lock_key:?} collides with the {reserved} record {key:?}"),
+            );
+        }
     }
     let max_concurrent_reboots = raw.max_concurrent_reboots.unwrap_or(1);
     if max_concurrent_reboots == 0 {
@@ -1200,7 +1319,15 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<Et
             password_file,
         }
     });
-    let endpoints = raw.endpoints?;
+    let Some(endpoints) = raw.endpoints else {
+        if clusterrebootd.is_some() {
+            c.problem(
+                "clusterrebootd",
+                "shares clusterrebootd's lock in etcd: it needs etcd_endpoints (cluster mode)",
+            );
+        }
+        return None;
+    };
     if endpoints.is_empty() {
         c.problem(
             "etcd_endpoints",
@@ -1260,6 +1387,7 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<Et
         max_concurrent_reboots,
         tls,
         auth,
+        clusterrebootd,
     })
 }
 
@@ -1549,6 +1677,67 @@ mod tests {
         assert_eq!(e.lock_key, "/rebootctl/lock");
         assert_eq!(e.max_concurrent_reboots, 1);
         assert_eq!(e.lock_ttl, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn clusterrebootd_puts_the_slots_below_its_lock() {
+        let cluster = format!("{MINIMAL}etcd_endpoints: [\"http://127.0.0.1:2379\"]\n");
+        for (text, lock_key, cooldown) in [
+            (
+                "clusterrebootd: {}\n",
+                "/cluster/clusterrebootd/lock",
+                "/reboot_cooldown",
+            ),
+            (
+                "clusterrebootd:\n",
+                "/cluster/clusterrebootd/lock",
+                "/reboot_cooldown",
+            ),
+            (
+                "clusterrebootd: {etcd_namespace: \"\", lock_key: \"\"}\n",
+                "/cluster/clusterrebootd/lock",
+                "/reboot_cooldown",
+            ),
+            (
+                "clusterrebootd: {etcd_namespace: prod, lock_key: locks/reboot}\nlock_key: /prod/locks/reboot\n",
+                "/prod/locks/reboot",
+                "/prod/reboot_cooldown",
+            ),
+        ] {
+            let c = parse(&format!("{cluster}{text}"), Path::new("/t.yaml"))
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            let e = c.etcd.unwrap();
+            assert_eq!(e.lock_key, lock_key, "{text}");
+            assert_eq!(e.clusterrebootd.unwrap().cooldown_key(), cooldown, "{text}");
+        }
+        for (text, problem) in [
+            (
+                format!("{cluster}clusterrebootd: {{}}\nlock_key: /rebootctl/lock\n"),
+                "lock_key: \"/rebootctl/lock\" conflicts with clusterrebootd",
+            ),
+            (
+                format!("{cluster}clusterrebootd: {{lock_key: /a/lock/}}\n"),
+                "clusterrebootd.lock_key: \"/a/lock/\" ends with '/'",
+            ),
+            (
+                format!("{MINIMAL}clusterrebootd: {{}}\n"),
+                "clusterrebootd: shares clusterrebootd's lock in etcd: it needs etcd_endpoints",
+            ),
+            (
+                format!("{cluster}clusterrebootd: {{lock_kee: x}}\n"),
+                "clusterrebootd.lock_kee: unknown key",
+            ),
+            (
+                format!("{cluster}lock_key: /rebootctl/lock/pause\n"),
+                "lock_key: \"/rebootctl/lock/pause\" collides with the pause record",
+            ),
+        ] {
+            let p = problems(&text);
+            assert!(
+                p.iter().any(|l| l.starts_with(problem)),
+                "{problem:?} in {p:?}"
+            );
+        }
     }
 
     #[test]

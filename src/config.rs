@@ -112,6 +112,7 @@ const TOP_KEYS: &[&str] = &[
     "max_concurrent_reboots",
     "etcd_tls",
     "etcd_auth",
+    "clusterrebootd",
     "reboot_command",
     "cluster_policies",
     "hooks",
@@ -151,7 +152,8 @@ const WINDOW_KEYS: &[&str] = &["timezone", "deny", "allow"];
 const METRICS_KEYS: &[&str] = &["enabled", "listen"];
 /// Top-level keys that only mean something in cluster mode: in a file
 /// without `etcd_endpoints` each one is an error, never silently ignored.
-pub const CLUSTER_ONLY_KEYS: [&str; 8] = [
+pub const CLUSTER_ONLY_KEYS: [&str; 9] = [
+    "clusterrebootd",
     "etcd_namespace",
     "lock_key",
     "lock_ttl_sec",
@@ -161,6 +163,7 @@ pub const CLUSTER_ONLY_KEYS: [&str; 8] = [
     "etcd_auth",
     "cluster_policies",
 ];
+const CLUSTERREBOOTD_KEYS: &[&str] = &["etcd_namespace", "lock_key"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,6 +190,9 @@ struct RawConfig {
     max_concurrent_reboots: Option<u32>,
     etcd_tls: Option<RawTls>,
     etcd_auth: Option<RawAuth>,
+    /// `Some(None)` for a bare `clusterrebootd:` (all defaults).
+    #[serde(default, deserialize_with = "present")]
+    clusterrebootd: Option<Option<RawClusterrebootd>>,
     reboot_command: Option<Vec<String>>,
     cluster_policies: Option<RawPolicies>,
     hooks: Option<RawHooks>,
@@ -227,6 +233,22 @@ struct RawAuth {
     username: Option<String>,
     password_file: Option<String>,
     allow_insecure: Option<bool>,
+}
+
+/// A key that is present, even with an empty (null) value.
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClusterrebootd {
+    etcd_namespace: Option<String>,
+    lock_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -384,6 +406,55 @@ pub struct EtcdConfig {
     pub tls: Option<TlsConfig>,
     /// User/password authentication, when configured.
     pub auth: Option<AuthConfig>,
+    /// Sharing the lock with clusterrebootd during a migration (the
+    /// `clusterrebootd` key); `lock_key` is then clusterrebootd's lock.
+    pub clusterrebootd: Option<ClusterrebootdCompat>,
+}
+
+/// Default `lock_key` of clusterrebootd (its `applyNamespace` adds its
+/// `etcd_namespace` in front).
+pub const CLUSTERREBOOTD_DEFAULT_LOCK_KEY: &str = "/cluster/clusterrebootd/lock";
+
+/// The `clusterrebootd` key: clusterrebootd's own `etcd_namespace` and
+/// `lock_key`, as written in its configuration, from which its keys are
+/// derived the way clusterrebootd derives them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterrebootdCompat {
+    /// clusterrebootd's `etcd_namespace` (empty: none, its default).
+    pub namespace: String,
+    /// clusterrebootd's `lock_key` (default `/cluster/clusterrebootd/lock`).
+    pub lock_key: String,
+}
+
+impl ClusterrebootdCompat {
+    /// clusterrebootd's `applyNamespace`: `/<namespace>/<key>` with the
+    /// slashes of both trimmed, or `/<key>` without a namespace.
+    pub fn apply_namespace(&self, key: &str) -> String {
+        let key = format!("/{}", key.trim_start_matches('/'));
+        match self.namespace.trim_matches('/') {
+            "" => key,
+            ns => format!("/{ns}{key}"),
+        }
+    }
+
+    /// The prefix of its `concurrency.Mutex` (without the trailing slash):
+    /// rebootctl's slots go below it.
+    pub fn mutex_key(&self) -> String {
+        self.apply_namespace(&self.lock_key)
+    }
+
+    /// Its cooldown key (`reboot_cooldown`).
+    pub fn cooldown_key(&self) -> String {
+        self.apply_namespace("reboot_cooldown")
+    }
+
+    /// The prefix of its health records (`cluster_health/`), with the slash.
+    pub fn health_prefix(&self) -> String {
+        format!(
+            "{}/",
+            self.apply_namespace("cluster_health").trim_end_matches('/')
+        )
+    }
 }
 
 /// TLS settings of the etcd client.
@@ -557,7 +628,7 @@ pub fn redact_url_in(text: &str, url: &str) -> String {
 /// keys as `reboot_required_detectors[].key` (for documentation checks).
 pub fn known_keys() -> Vec<String> {
     let mut keys: Vec<String> = TOP_KEYS.iter().map(|k| k.to_string()).collect();
-    let nested: [(&str, &[&str]); 9] = [
+    let nested: [(&str, &[&str]); 10] = [
         ("reboot_required_detectors[]", DETECTOR_KEYS),
         ("etcd_tls", TLS_KEYS),
         ("etcd_auth", AUTH_KEYS),
@@ -567,6 +638,7 @@ pub fn known_keys() -> Vec<String> {
         ("windows", WINDOW_KEYS),
         ("metrics", METRICS_KEYS),
         ("alerts", ALERTS_KEYS),
+        ("clusterrebootd", CLUSTERREBOOTD_KEYS),
     ];
     for (section, list) in nested {
         keys.extend(list.iter().map(|k| format!("{section}.{k}")));
@@ -755,6 +827,7 @@ fn check_nested_keys(key: &str, v: &Value, problems: &mut Vec<String>) {
         "windows" => WINDOW_KEYS,
         "metrics" => METRICS_KEYS,
         "alerts" => ALERTS_KEYS,
+        "clusterrebootd" => CLUSTERREBOOTD_KEYS,
         _ => return,
     };
     check_mapping_keys(key, v, known, problems);
@@ -996,6 +1069,7 @@ fn validate(
         max_concurrent_reboots: raw.max_concurrent_reboots,
         tls: raw.etcd_tls,
         auth: raw.etcd_auth,
+        clusterrebootd: raw.clusterrebootd,
     };
     let etcd = if present.contains("etcd_endpoints") {
         Some(validate_etcd(&mut c, raw_etcd, health_timeout))
@@ -1296,6 +1370,7 @@ struct RawEtcd {
     max_concurrent_reboots: Option<u32>,
     tls: Option<RawTls>,
     auth: Option<RawAuth>,
+    clusterrebootd: Option<Option<RawClusterrebootd>>,
 }
 
 /// The cluster settings of a file that names `etcd_endpoints`. An empty
@@ -1311,11 +1386,47 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, health_timeout: Duration) -> Etc
             format!("must start with '/' and name a prefix such as /rebootctl, got {namespace:?}"),
         );
     }
+    let clusterrebootd =
+        raw.clusterrebootd
+            .map(|r| r.unwrap_or_default())
+            .map(|r| ClusterrebootdCompat {
+                namespace: r.etcd_namespace.unwrap_or_default(),
+                lock_key: r
+                    .lock_key
+                    .filter(|k| !k.trim().is_empty())
+                    .unwrap_or_else(|| CLUSTERREBOOTD_DEFAULT_LOCK_KEY.to_string()),
+            });
+    if let Some(compat) = &clusterrebootd {
+        if compat.lock_key.ends_with('/') {
+            c.problem(
+                "clusterrebootd.lock_key",
+                format!(
+                    "{:?} ends with '/': etcd's concurrency.Mutex would then use {:?} as its prefix, which rebootctl does not share; write it without the trailing slash (here and, host by host, in clusterrebootd's configuration)",
+                    compat.lock_key,
+                    format!("{}/", compat.mutex_key())
+                ),
+            );
+        }
+    }
     let lock_key = raw
         .lock_key
         .as_deref()
-        .map(|k| k.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| format!("{namespace}/lock"));
+        .map(|k| k.trim_end_matches('/').to_string());
+    let lock_key = match (&clusterrebootd, lock_key) {
+        (Some(compat), Some(k)) if k != compat.mutex_key() => {
+            c.problem(
+                "lock_key",
+                format!(
+                    "{k:?} conflicts with clusterrebootd: the slots must lie below clusterrebootd's lock {:?} (leave lock_key out)",
+                    compat.mutex_key()
+                ),
+            );
+            k
+        }
+        (Some(compat), _) => compat.mutex_key(),
+        (None, Some(k)) => k,
+        (None, None) => format!("{namespace}/lock"),
+    };
     if !lock_key.starts_with('/') || lock_key.len() < 2 {
         c.problem(
             "lock_key",
@@ -1330,7 +1441,7 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, health_timeout: Duration) -> Etc
         c.note(
             "lock_key",
             format!(
-                "{lock_key} lies outside etcd_namespace {namespace}: the agent watches it as a second prefix, and its etcd role must grant both"
+                "{lock_key} lies outside etcd_namespace {namespace}: the etcd role must grant both prefixes"
             ),
         );
     }
@@ -1343,6 +1454,15 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, health_timeout: Duration) -> Etc
                 health_timeout.as_secs()
             ),
         );
+    }
+    for reserved in ["pause", "cooldown"] {
+        let key = format!("{namespace}/lock/{reserved}");
+        if lock_key == key || lock_key.starts_with(&format!("{key}/")) {
+            c.problem(
+                "lock_key",
+                format!("{lock_key:?} collides with the {reserved} record {key:?}"),
+            );
+        }
     }
     let max_concurrent_reboots = raw.max_concurrent_reboots.unwrap_or(1);
     if max_concurrent_reboots == 0 {
@@ -1437,6 +1557,7 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, health_timeout: Duration) -> Etc
         max_concurrent_reboots,
         tls,
         auth,
+        clusterrebootd,
     }
 }
 
@@ -2241,6 +2362,67 @@ mod tests {
         assert_eq!(e.lock_key, "/rebootctl/lock");
         assert_eq!(e.max_concurrent_reboots, 1);
         assert_eq!(e.lock_ttl, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn clusterrebootd_puts_the_slots_below_its_lock() {
+        let cluster = format!("{MINIMAL}etcd_endpoints: [\"http://127.0.0.1:2379\"]\n");
+        for (text, lock_key, cooldown) in [
+            (
+                "clusterrebootd: {}\n",
+                "/cluster/clusterrebootd/lock",
+                "/reboot_cooldown",
+            ),
+            (
+                "clusterrebootd:\n",
+                "/cluster/clusterrebootd/lock",
+                "/reboot_cooldown",
+            ),
+            (
+                "clusterrebootd: {etcd_namespace: \"\", lock_key: \"\"}\n",
+                "/cluster/clusterrebootd/lock",
+                "/reboot_cooldown",
+            ),
+            (
+                "clusterrebootd: {etcd_namespace: prod, lock_key: locks/reboot}\nlock_key: /prod/locks/reboot\n",
+                "/prod/locks/reboot",
+                "/prod/reboot_cooldown",
+            ),
+        ] {
+            let c = parse(&format!("{cluster}{text}"), Path::new("/t.yaml"))
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            let e = c.etcd.unwrap();
+            assert_eq!(e.lock_key, lock_key, "{text}");
+            assert_eq!(e.clusterrebootd.unwrap().cooldown_key(), cooldown, "{text}");
+        }
+        for (text, problem) in [
+            (
+                format!("{cluster}clusterrebootd: {{}}\nlock_key: /rebootctl/lock\n"),
+                "lock_key: \"/rebootctl/lock\" conflicts with clusterrebootd",
+            ),
+            (
+                format!("{cluster}clusterrebootd: {{lock_key: /a/lock/}}\n"),
+                "clusterrebootd.lock_key: \"/a/lock/\" ends with '/'",
+            ),
+            (
+                format!("{MINIMAL}clusterrebootd: {{}}\n"),
+                "clusterrebootd: only applies in cluster mode",
+            ),
+            (
+                format!("{cluster}clusterrebootd: {{lock_kee: x}}\n"),
+                "clusterrebootd.lock_kee: unknown key",
+            ),
+            (
+                format!("{cluster}lock_key: /rebootctl/lock/pause\n"),
+                "lock_key: \"/rebootctl/lock/pause\" collides with the pause record",
+            ),
+        ] {
+            let p = problems(&text);
+            assert!(
+                p.iter().any(|l| l.starts_with(problem)),
+                "{problem:?} in {p:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,22 +14,22 @@ use common::fixture::{Fixture, wait_until};
 use rebootctl::testing::etcd::{EtcdServer, free_port};
 
 /// A daemon under test: killed on drop if still running.
-struct Agent {
+pub(crate) struct Agent {
     child: Option<Child>,
 }
 
 impl Agent {
-    fn start(fx: &Fixture) -> Agent {
+    pub(crate) fn start(fx: &Fixture) -> Agent {
         Agent {
             child: Some(fx.spawn_logged(&["run"])),
         }
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let status = std::process::Command::new("kill")
             .args(["-s", sig, &self.pid().to_string()])
             .status()
@@ -42,7 +42,7 @@ impl Agent {
     }
 
     /// Waits (bounded) for the exit; returns (code, what it logged).
-    fn wait(mut self, fx: &Fixture, within: Duration) -> (i32, String) {
+    pub(crate) fn wait(mut self, fx: &Fixture, within: Duration) -> (i32, String) {
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + within;
         loop {

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use common::fixture::{Fixture, run_binary};
 use rebootctl::cluster::NodeSummary;
-use rebootctl::cluster::lock::{Slot, SlotPhase, SlotValue};
+use rebootctl::cluster::lock::{LockState, MUTEX_INDEX, Slot, SlotKind, SlotPhase, SlotValue};
 use serde_json::Value;
 
 const MAN8: &str = "man/rebootctl.8";
@@ -516,23 +516,52 @@ fn every_json_field_is_in_rebootctl_8() {
         key: "/rebootctl/lock/slot-0".into(),
         index: 0,
         value: Some(SlotValue {
+            kind: SlotKind::Agent,
             node: "web-1".into(),
             pid: 42,
             boot_id: "b".into(),
+            machine_id: "m".into(),
             phase: SlotPhase::Rebooting,
             acquired_at: "2026-01-01T00:00:00Z".into(),
-            machine_id: "m".into(),
+            limit: 1,
         }),
         raw: String::new(),
         create_revision: 1,
         mod_revision: 1,
         lease: 1,
     };
-    let lock = rebootctl::cli::render::lock_json(&[slot], 1);
+    // A clusterrebootd mutex owner beside it, as `Lock::state` reads one.
+    let owner = Slot {
+        key: "/rebootctl/lock/694d7c8e8f3a2b04".into(),
+        index: MUTEX_INDEX,
+        value: Some(SlotValue {
+            kind: SlotKind::Mutex,
+            node: "legacy-1".into(),
+            pid: 7,
+            boot_id: String::new(),
+            machine_id: String::new(),
+            phase: SlotPhase::Rebooting,
+            acquired_at: "2026-01-01T00:00:00Z".into(),
+            limit: 0,
+        }),
+        raw: String::new(),
+        create_revision: 2,
+        mod_revision: 2,
+        lease: 0x694d7c8e8f3a2b04,
+    };
+    let state = LockState {
+        slots: vec![slot],
+        mutex_owner: Some(owner),
+        mutex_owner_waits: false,
+        mutex_waiters: 0,
+        revision: 2,
+    };
+    let lock = rebootctl::cli::render::lock_json(&state, 2);
     let node = NodeSummary {
         node: "web-1".into(),
         registered_at: "2026-01-01T00:00:00Z".into(),
         version: "0.1.0".into(),
+        max_concurrent_reboots: Some(1),
         healthy: Some(true),
         health_reason: Some("exited 0".into()),
         health_age_sec: Some(3),

@@ -23,6 +23,7 @@ fn config(endpoints: &[&str]) -> EtcdConfig {
         max_concurrent_reboots: 1,
         tls: None,
         auth: None,
+        clusterrebootd: None,
     }
 }
 

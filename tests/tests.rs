@@ -6,10 +6,13 @@ mod common;
 
 mod alerts;
 mod cluster_mode;
+mod clusterrebootd;
 mod config_file;
 mod daemon;
 mod docs;
 mod etcd_client;
 mod fleet;
+mod keyspace;
 mod layering;
 mod local_mode;
+mod lock_limit;

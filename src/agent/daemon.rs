@@ -124,8 +124,14 @@ impl Daemon {
                             break;
                         }
                     }
-                    Ok(Event::Wake(why)) => {
-                        if self.agent.phase().wakes_on_release() {
+                    Ok(Event::Wake { why, deleted }) => {
+                        let own = match (&deleted, &self.cluster) {
+                            (Some((key, rev)), Some(c)) => c.lock.caused_by_me(key, *rev),
+                            _ => false,
+                        };
+                        if own {
+                            log::debug!("not woken by our own write: {why}");
+                        } else if self.agent.phase().wakes_on_release() {
                             log::debug!("woken: {why}");
                             break;
                         }
@@ -251,25 +257,33 @@ impl Daemon {
         }
     }
 
-    /// Starts the watches that wake a waiting node (cluster mode), each once.
+    /// Starts the watch streams that wake a waiting node (cluster mode),
+    /// each once: one on the control prefix `<ns>/lock/`, and a second on
+    /// `<lock_key>/` only when the lock lies outside it (clusterrebootd's).
+    /// Only deletions of this group's slots and mutex keys, the pause and
+    /// the cooldown wake ([`crate::cluster::keys::Keys::wakes`]).
     fn ensure_watches(&mut self) {
         let Some(c) = &self.cluster else { return };
-        let prefixes = [c.lock.prefix(), c.key("pause"), c.key("cooldown")];
-        for prefix in prefixes {
+        for prefix in c.keys.watch_prefixes() {
             if self.watching.contains(&prefix) {
                 continue;
             }
             let tx = self.events.clone();
+            let keys = c.keys.clone();
             let started = c.client.watch_prefix(&prefix, 0, move |ev| {
                 let wake = match ev {
-                    WatchEvent::Delete { key, .. } => Some(format!("{key} went away")),
-                    WatchEvent::Compacted { .. } | WatchEvent::Reconnected => {
-                        Some("the watch was re-established".to_string())
-                    }
-                    WatchEvent::Put(_) | WatchEvent::Error(_) => None,
+                    WatchEvent::Delete { key, revision } if keys.wakes(&key) => Some(Event::Wake {
+                        why: format!("{key} went away"),
+                        deleted: Some((key, revision)),
+                    }),
+                    WatchEvent::Compacted { .. } | WatchEvent::Reconnected => Some(Event::Wake {
+                        why: "the watch was re-established".to_string(),
+                        deleted: None,
+                    }),
+                    WatchEvent::Delete { .. } | WatchEvent::Put(_) | WatchEvent::Error(_) => None,
                 };
                 match wake {
-                    Some(why) => tx.send(Event::Wake(why)).is_ok(),
+                    Some(ev) => tx.send(ev).is_ok(),
                     None => true,
                 }
             });

@@ -18,8 +18,15 @@ pub enum Event {
     /// SIGHUP: re-read the configuration.
     Reload,
     /// A lock slot, the pause or the cooldown went away (cluster mode):
-    /// a waiting node should try again now.
-    Wake(String),
+    /// a waiting node should try again now — unless the deletion was its
+    /// own (the main loop checks with [`crate::cluster::lock::Lock::caused_by_me`]).
+    Wake {
+        /// Why, for the debug log.
+        why: String,
+        /// The deleted key and the revision of the deletion (none when the
+        /// watch was re-established and events may have been missed).
+        deleted: Option<(String, i64)>,
+    },
     /// The heartbeat ran the health script.
     Heartbeat {
         /// Its verdict.

@@ -32,12 +32,12 @@ fn admin(config: Option<&Path>, command: &str) -> Result<(Config, Cluster)> {
 /// `rebootctl lock`.
 pub(super) fn lock(a: LockArgs) -> Result<u8> {
     let (_cfg, cluster) = admin(a.config.as_deref(), "lock")?;
-    let (slots, _) = cluster.lock.holders()?;
-    let total = cluster.lock.slot_count();
+    let state = cluster.lock.state()?;
+    let own = cluster.lock.slot_count();
     if a.json {
-        print_json(&render::lock_json(&slots, total))?;
+        print_json(&render::lock_json(&state, own))?;
     } else {
-        print_text(&render::lock_text(&slots, total))?;
+        print_text(&render::lock_text(&state, own))?;
     }
     Ok(EXIT_OK)
 }

@@ -382,7 +382,7 @@ fn validate(a: ValidateArgs) -> Result<u8> {
     );
     let comment = if a.show { "# " } else { "" };
     let mut text = format!("{comment}{verdict}\n");
-    for note in &cfg.notes {
+    for note in cfg.notes.iter().cloned().chain(notes(&cfg)) {
         text.push_str(&format!("{comment}note: {note}\n"));
     }
     if a.show {
@@ -390,6 +390,33 @@ fn validate(a: ValidateArgs) -> Result<u8> {
     }
     print_text(&text)?;
     Ok(EXIT_OK)
+}
+
+/// What a valid configuration does that its reader may not expect.
+fn notes(cfg: &Config) -> Vec<String> {
+    let Some(etcd) = &cfg.etcd else {
+        return Vec::new();
+    };
+    let keys = crate::cluster::keys::Keys::new(etcd);
+    let mut out = Vec::new();
+    if keys.lock_outside_control_prefix() {
+        out.push(format!(
+            "lock_key {} lies outside the control prefix {}: each agent holds a second etcd watch stream, on {}",
+            etcd.lock_key,
+            keys.control_prefix(),
+            keys.lock_prefix()
+        ));
+    }
+    if let Some(compat) = &etcd.clusterrebootd {
+        out.push(format!(
+            "sharing clusterrebootd's lock: slots below {}, its mutex owner counted as a holder; its cooldown {} is honoured and written; health is also written to {}<node>; the etcd user needs read-write access to these keys besides {}/",
+            keys.lock_prefix(),
+            compat.cooldown_key(),
+            compat.health_prefix(),
+            etcd.namespace
+        ));
+    }
+    out
 }
 
 /// The etcd connection in cluster mode, None in local mode.

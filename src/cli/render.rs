@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::cluster::NodeSummary;
-use crate::cluster::lock::Slot;
+use crate::cluster::lock::LockState;
 use crate::host::detector::{DetectorReport, Need, Verdict};
 use crate::pass::outcome::Outcome;
 use crate::pass::report::{PassReport, StepState};
@@ -218,16 +218,27 @@ pub fn simulate_json(reports: &[DetectorReport], need: &Need) -> Value {
     })
 }
 
-/// The human `lock` listing.
-pub fn lock_text(slots: &[Slot], total: u32) -> String {
+/// The human `lock` listing: the count against the limit in force, one
+/// row per slot, and the owner of a mutex below the lock key
+/// (clusterrebootd, `etcdctl lock`) when there is one. `own` is this host's
+/// `max_concurrent_reboots`.
+pub fn lock_text(state: &LockState, own: u32) -> String {
     let mut out = String::new();
-    let held = slots.len();
-    let _ = writeln!(
+    let limit = state.limit(own);
+    let _ = write!(
         out,
-        "{held} of {total} lock slot{} held",
-        if total == 1 { "" } else { "s" }
+        "{} of {limit} lock slot{} held",
+        state.held(),
+        if limit == 1 { "" } else { "s" }
     );
-    if slots.is_empty() {
+    if limit != own {
+        let _ = write!(
+            out,
+            " (limit {limit} recorded by a holder; max_concurrent_reboots here is {own})"
+        );
+    }
+    out.push('\n');
+    if state.held() == 0 {
         return out;
     }
     let _ = writeln!(
@@ -235,7 +246,7 @@ pub fn lock_text(slots: &[Slot], total: u32) -> String {
         "{:<5} {:<16} {:<10} {:>8} {:<12} BOOT ID",
         "SLOT", "NODE", "PHASE", "PID", "HELD FOR"
     );
-    for s in slots {
+    for s in &state.slots {
         match &s.value {
             Some(v) => {
                 let _ = writeln!(
@@ -258,25 +269,78 @@ pub fn lock_text(slots: &[Slot], total: u32) -> String {
             }
         }
     }
+    if let Some(m) = &state.mutex_owner {
+        let v = m.value.as_ref();
+        let node = v.map(|v| v.node.as_str()).filter(|n| !n.is_empty());
+        let pid = v.map(|v| v.pid).filter(|p| *p > 0);
+        let since = v
+            .map(|v| v.acquired_at.as_str())
+            .filter(|a| !a.is_empty())
+            .map(|a| human_age(a, jiff::Timestamp::now()));
+        let _ = writeln!(
+            out,
+            "{:<5} {:<16} {:<10} {:>8} {:<12} {}",
+            "mutex",
+            truncate(node.unwrap_or("?"), 16),
+            if state.mutex_owner_waits {
+                "waiting"
+            } else {
+                "owner"
+            },
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            since.unwrap_or_else(|| "?".into()),
+            if node.is_some() {
+                "clusterrebootd"
+            } else {
+                "no annotation (etcdctl lock?)"
+            }
+        );
+        push_wrapped(&mut out, "      ", &format!("key {}", m.key));
+    }
+    if state.mutex_waiters > 0 {
+        let _ = writeln!(
+            out,
+            "{} more mutex contender{} waiting (not counted)",
+            state.mutex_waiters,
+            if state.mutex_waiters == 1 { "" } else { "s" }
+        );
+    }
     out
 }
 
-/// The `lock --json` document.
-pub fn lock_json(slots: &[Slot], total: u32) -> Value {
+/// The `lock --json` document (`own`: this host's `max_concurrent_reboots`).
+pub fn lock_json(state: &LockState, own: u32) -> Value {
     json!({
-        "slots_total": total,
-        "slots_held": slots.len(),
-        "holders": slots.iter().map(|s| json!({
+        "slots_total": own,
+        "limit": state.limit(own),
+        "held": state.held(),
+        "slots_held": state.slots.len(),
+        "holders": state.slots.iter().map(|s| json!({
             "slot": s.index,
             "key": s.key,
+            "kind": s.value.as_ref().map(|v| v.kind.as_str()),
             "node": s.value.as_ref().map(|v| v.node.clone()),
             "pid": s.value.as_ref().map(|v| v.pid),
             "boot_id": s.value.as_ref().map(|v| v.boot_id.clone()),
             "phase": s.value.as_ref().map(|v| v.phase.as_str()),
             "acquired_at": s.value.as_ref().map(|v| v.acquired_at.clone()),
             "machine_id": s.value.as_ref().map(|v| v.machine_id.clone()),
+            "limit": s.value.as_ref().map(|v| v.limit),
             "raw": if s.value.is_none() { Value::from(s.raw.as_str()) } else { Value::Null },
         })).collect::<Vec<_>>(),
+        "mutex_owner": state.mutex_owner.as_ref().map(|m| {
+            let v = m.value.as_ref();
+            let text = |s: Option<&String>| s.filter(|s| !s.is_empty()).cloned();
+            json!({
+                "key": m.key,
+                "node": text(v.map(|v| &v.node)),
+                "pid": v.map(|v| v.pid).filter(|p| *p > 0),
+                "acquired_at": text(v.map(|v| &v.acquired_at)),
+                "lease": format!("{:x}", m.lease),
+                "waiting": state.mutex_owner_waits,
+            })
+        }),
+        "mutex_waiters": state.mutex_waiters,
     })
 }
 

@@ -1,19 +1,50 @@
-//! The fleet-wide reboot lock (SPEC §6): `max_concurrent_reboots` slot keys
-//! `<lock_key>/slot-<i>`, each taken with a txn on `create_revision == 0`
-//! and held on a lease — kept alive while checking, switched atomically to
-//! a `reboot_timeout_sec` lease for the reboot, released only after the
-//! node is back and healthy.
+//! The fleet-wide reboot lock (SPEC §6, DESIGN §2): slot keys
+//! `<lock_key>/slot-<i>`, each held on a lease — kept alive while checking,
+//! switched atomically to a `reboot_timeout_sec` lease for the reboot,
+//! released only after the node is back and healthy.
+//!
+//! **Holders and the limit.** Every key below `<lock_key>/` that is a slot
+//! (any index, also beyond this host's `max_concurrent_reboots`) is a
+//! holder, and so is the owner of an etcd `concurrency.Mutex` there (the
+//! key `<lock_key>/<lease hex>` with the lowest create revision, as
+//! clusterrebootd and `etcdctl lock` write it; the other mutex keys are
+//! waiters). The limit is the smallest of this host's own and of the
+//! `limit` recorded in every held slot ([`LockState::limit`]).
+//!
+//! **One transaction.** A slot is taken by one txn that compares
+//! `create_revision(slot) == 0` and `mod_revision < R + 1` over the whole
+//! range `<lock_key>/`, where `R` is the revision of the read the count
+//! came from: any acquisition, phase change or new mutex key since that
+//! read makes it fail, and [`Lock::acquire`] counts again. Two hosts can
+//! therefore never both see "one left" and both succeed. (For the default
+//! group, `<ns>/lock/`, the range also holds the pause, the cooldown and
+//! other groups' slots: a change there only makes the txn count again.
+//! Deletions never raise the count, so they may race.)
+//!
+//! **For other users of slots** (FleetLock, lock groups): build a [`Lock`]
+//! on the group's key (`<ns>/lock/<group>`) with the group's limit, take
+//! slots with [`Lock::acquire`] and a [`SlotValue`] of the right
+//! [`SlotKind`] (the lock stamps its own limit into the value), give them
+//! back with [`Lock::release`], and read holders with [`Lock::state`].
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::keys::{is_mutex_name, is_slot_name};
 use crate::error::{Error, Result};
 use crate::etcd::{Client, CmpResult, Compare, KeyValue, Op, OpResponse, Txn, TxnResponse};
+
+/// How often [`Lock::acquire`] counts again after its txn lost a race.
+pub const ACQUIRE_ATTEMPTS: u32 = 8;
+/// How many of its own deletions a [`Lock`] remembers (to tell its own
+/// watch events from others').
+const OWN_WRITES_KEPT: usize = 32;
 
 /// The phase of a held slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,30 +66,82 @@ impl SlotPhase {
     }
 }
 
-/// The JSON value of a slot key.
+/// Who holds a slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotKind {
+    /// A rebootctl agent (`rebootctl run`); the default of values written
+    /// before kinds existed.
+    #[default]
+    Agent,
+    /// A FleetLock client (e.g. Zincati), through rebootctl's FleetLock server.
+    Fleetlock,
+    /// Never written by rebootctl: the owner of a `concurrency.Mutex` below
+    /// `lock_key` (clusterrebootd, `etcdctl lock`), shown and counted as a
+    /// holder in phase rebooting.
+    Mutex,
+}
+
+impl SlotKind {
+    /// The kind as written in etcd and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotKind::Agent => "agent",
+            SlotKind::Fleetlock => "fleetlock",
+            SlotKind::Mutex => "mutex",
+        }
+    }
+}
+
+/// The JSON value of a slot key:
+/// `{kind, node, pid, boot_id, machine_id, phase, acquired_at, limit}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlotValue {
+    /// Who holds it (absent in values written before kinds: an agent).
+    #[serde(default)]
+    pub kind: SlotKind,
     /// The holder's node name.
     pub node: String,
-    /// The holder's agent pid.
+    /// The holder's agent pid (0 when not a local process).
+    #[serde(default)]
     pub pid: u32,
     /// The holder's boot id when it took the slot.
+    #[serde(default)]
     pub boot_id: String,
+    /// The holder's machine id (empty when unknown).
+    #[serde(default)]
+    pub machine_id: String,
     /// Checking or rebooting.
     pub phase: SlotPhase,
     /// When the slot was taken (RFC 3339).
     pub acquired_at: String,
-    /// The holder's machine id (empty when unknown).
+    /// The `max_concurrent_reboots` of the holder when it took the slot;
+    /// while it holds, nobody takes a slot that would exceed it. 0: not
+    /// recorded (older values), no constraint. [`Lock::acquire`] and
+    /// [`Lock::to_rebooting`] write the lock's own limit here.
     #[serde(default)]
-    pub machine_id: String,
+    pub limit: u32,
 }
 
-/// A held slot as read from etcd.
+/// clusterrebootd's annotation of its mutex key: `{node, pid, acquired_at}`
+/// (`etcdctl lock` leaves the value empty).
+#[derive(Debug, Clone, Deserialize)]
+struct MutexAnnotation {
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    pid: u32,
+    #[serde(default)]
+    acquired_at: String,
+}
+
+/// A held slot as read from etcd (or the owner of a mutex below the lock
+/// key, with [`SlotKind::Mutex`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slot {
     /// The slot key.
     pub key: String,
-    /// The slot index.
+    /// The slot index ([`MUTEX_INDEX`] for a mutex owner).
     pub index: u32,
     /// The holder; `None` when the value is not ours to parse (shown raw).
     pub value: Option<SlotValue>,
@@ -72,8 +155,12 @@ pub struct Slot {
     pub lease: i64,
 }
 
+/// The [`Slot::index`] of a mutex owner, which has no slot index.
+pub const MUTEX_INDEX: u32 = u32::MAX;
+
 impl Slot {
-    /// The holder's node name, or `?` for an unreadable value.
+    /// The holder's node name, `?` for an unreadable value, empty for a
+    /// mutex owner that did not annotate its key (`etcdctl lock`).
     pub fn node(&self) -> &str {
         self.value.as_ref().map(|v| v.node.as_str()).unwrap_or("?")
     }
@@ -83,22 +170,133 @@ impl Slot {
         self.value.as_ref().map(|v| v.phase)
     }
 
+    /// Whether this is the owner of a mutex, not a slot.
+    pub fn is_mutex(&self) -> bool {
+        self.value
+            .as_ref()
+            .is_some_and(|v| v.kind == SlotKind::Mutex)
+    }
+
+    /// The slot of `kv` when it is `<lock_key>/slot-<i>`.
     fn from_kv(kv: &KeyValue, lock_key: &str) -> Option<Slot> {
-        let index = kv
-            .key
-            .strip_prefix(lock_key)?
-            .strip_prefix("/slot-")?
-            .parse()
-            .ok()?;
+        let rest = kv.key.strip_prefix(lock_key)?.strip_prefix('/')?;
+        if !is_slot_name(rest) {
+            return None;
+        }
         Some(Slot {
             key: kv.key.clone(),
-            index,
+            index: rest["slot-".len()..].parse().ok()?,
             value: serde_json::from_slice(&kv.value).ok(),
             raw: String::from_utf8_lossy(&kv.value).into_owned(),
             create_revision: kv.create_revision,
             mod_revision: kv.mod_revision,
             lease: kv.lease,
         })
+    }
+
+    /// A mutex key as a holder in phase rebooting, with what its owner
+    /// wrote about itself.
+    fn from_mutex_kv(kv: &KeyValue) -> Slot {
+        let ann: Option<MutexAnnotation> = serde_json::from_slice(&kv.value).ok();
+        Slot {
+            key: kv.key.clone(),
+            index: MUTEX_INDEX,
+            value: Some(SlotValue {
+                kind: SlotKind::Mutex,
+                node: ann.as_ref().map(|a| a.node.clone()).unwrap_or_default(),
+                pid: ann.as_ref().map(|a| a.pid).unwrap_or(0),
+                boot_id: String::new(),
+                machine_id: String::new(),
+                phase: SlotPhase::Rebooting,
+                acquired_at: ann.map(|a| a.acquired_at).unwrap_or_default(),
+                limit: 0,
+            }),
+            raw: String::from_utf8_lossy(&kv.value).into_owned(),
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            lease: kv.lease,
+        }
+    }
+}
+
+/// Everything below `<lock_key>/` at one revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockState {
+    /// The slots held (any index), by index.
+    pub slots: Vec<Slot>,
+    /// The owner of a mutex below the lock key (lowest create revision of
+    /// the mutex keys); it counts as a holder.
+    pub mutex_owner: Option<Slot>,
+    /// Whether that owner is itself waiting behind a slot with a lower
+    /// create revision (`etcdctl lock` blocks until every lower key is
+    /// gone; clusterrebootd's `TryLock` gives up instead). It still
+    /// counts: it goes down as soon as those slots are released.
+    pub mutex_owner_waits: bool,
+    /// Further mutex keys: contenders waiting (`etcdctl lock`); not holders.
+    pub mutex_waiters: usize,
+    /// The store revision of the read.
+    pub revision: i64,
+}
+
+impl LockState {
+    /// The state of the keys `kvs` read below `<lock_key>/` at `revision`
+    /// (other keys there — the pause, the cooldown, other groups — are no
+    /// holders).
+    pub fn from_kvs(lock_key: &str, kvs: &[KeyValue], revision: i64) -> LockState {
+        let lock_key = lock_key.trim_end_matches('/');
+        let mut slots: Vec<Slot> = kvs
+            .iter()
+            .filter_map(|kv| Slot::from_kv(kv, lock_key))
+            .collect();
+        slots.sort_by_key(|s| s.index);
+        let mut mutex: Vec<&KeyValue> = kvs
+            .iter()
+            .filter(|kv| {
+                kv.key
+                    .strip_prefix(lock_key)
+                    .and_then(|r| r.strip_prefix('/'))
+                    .is_some_and(is_mutex_name)
+            })
+            .collect();
+        mutex.sort_by_key(|kv| kv.create_revision);
+        let owner = mutex.first().map(|kv| Slot::from_mutex_kv(kv));
+        LockState {
+            mutex_owner_waits: owner
+                .as_ref()
+                .is_some_and(|o| slots.iter().any(|s| s.create_revision < o.create_revision)),
+            slots,
+            mutex_owner: owner,
+            mutex_waiters: mutex.len().saturating_sub(1),
+            revision,
+        }
+    }
+
+    /// Every holder: the slots, then the mutex owner.
+    pub fn holders(&self) -> Vec<Slot> {
+        let mut v = self.slots.clone();
+        v.extend(self.mutex_owner.clone());
+        v
+    }
+
+    /// How many hosts count as down: slots held plus the mutex owner.
+    pub fn held(&self) -> usize {
+        self.slots.len() + usize::from(self.mutex_owner.is_some())
+    }
+
+    /// The limit in force for a host whose own is `own`: the smallest of
+    /// `own` and the `limit` recorded by every holder.
+    pub fn limit(&self, own: u32) -> u32 {
+        self.limit_without(own, None)
+    }
+
+    /// [`LockState::limit`] ignoring the slot `key` (the asking host's own).
+    fn limit_without(&self, own: u32, key: Option<&str>) -> u32 {
+        self.slots
+            .iter()
+            .filter(|s| Some(s.key.as_str()) != key)
+            .filter_map(|s| s.value.as_ref().map(|v| v.limit))
+            .filter(|l| *l > 0)
+            .fold(own, u32::min)
     }
 }
 
@@ -108,7 +306,7 @@ impl Slot {
 pub enum Acquire {
     /// This node holds the slot (newly taken or already held).
     Held(Slot),
-    /// Every slot is held by other nodes.
+    /// The limit is reached: the holders (slots, then a mutex owner).
     Busy(Vec<Slot>),
 }
 
@@ -118,15 +316,19 @@ pub struct Lock {
     client: Client,
     lock_key: String,
     slots: u32,
+    /// (key, revision) of this process's recent deletions below the lock key.
+    own_deletes: Arc<Mutex<VecDeque<(String, i64)>>>,
 }
 
 impl Lock {
-    /// The lock over `slots` slots below `lock_key`.
+    /// The lock over `slots` slots below `lock_key` (trailing slashes
+    /// trimmed); `slots` is this host's (or group's) limit.
     pub fn new(client: Client, lock_key: &str, slots: u32) -> Lock {
         Lock {
             client,
             lock_key: lock_key.trim_end_matches('/').to_string(),
             slots,
+            own_deletes: Arc::new(Mutex::new(VecDeque::new())),
         }
     }
 
@@ -135,26 +337,34 @@ impl Lock {
         format!("{}/slot-{i}", self.lock_key)
     }
 
-    /// The prefix every slot key starts with (for the watch).
+    /// The prefix every slot key starts with.
     pub fn prefix(&self) -> String {
         format!("{}/slot-", self.lock_key)
     }
 
-    /// Number of slots.
+    /// `<lock_key>/`: the range of the slots and mutex keys, which the
+    /// acquiring txn compares as a whole.
+    pub fn range(&self) -> String {
+        format!("{}/", self.lock_key)
+    }
+
+    /// Number of slots (this host's own limit).
     pub fn slot_count(&self) -> u32 {
         self.slots
     }
 
+    /// Slots and mutex keys below the lock key, with the read revision.
+    pub fn state(&self) -> Result<LockState> {
+        let (kvs, revision) = self.client.get_prefix(&self.range())?;
+        Ok(LockState::from_kvs(&self.lock_key, &kvs, revision))
+    }
+
     /// Every held slot (also slots beyond the configured count, left over
-    /// from a larger `max_concurrent_reboots`), with the read revision.
+    /// from a larger `max_concurrent_reboots`), with the read revision; a
+    /// mutex owner is not a slot (see [`Lock::state`]).
     pub fn holders(&self) -> Result<(Vec<Slot>, i64)> {
-        let (kvs, rev) = self.client.get_prefix(&self.prefix())?;
-        let mut slots: Vec<Slot> = kvs
-            .iter()
-            .filter_map(|kv| Slot::from_kv(kv, &self.lock_key))
-            .collect();
-        slots.sort_by_key(|s| s.index);
-        Ok((slots, rev))
+        let state = self.state()?;
+        Ok((state.slots, state.revision))
     }
 
     /// The slot `node` holds, if any.
@@ -163,68 +373,140 @@ impl Lock {
     }
 
     /// Takes a free slot for `value.node` on `lease`, or reports the
-    /// holders. A node that already holds a slot in phase checking gets it
-    /// back, re-attached to `lease` (idempotent), unless another live agent
-    /// of the same host is working under it. Slots held beyond the
-    /// configured count (left from a larger `max_concurrent_reboots`) count
-    /// against the limit.
+    /// holders. The value is written with this lock's limit
+    /// ([`SlotValue::limit`]).
+    ///
+    /// A slot is free when the holders ([`LockState::held`]) are fewer
+    /// than the limit ([`LockState::limit`]); it is taken by one txn that
+    /// also proves nothing below the lock key changed since the count (see
+    /// the module docs), and the count is repeated when that txn loses a
+    /// race (at most [`ACQUIRE_ATTEMPTS`] times, then `Busy`).
+    ///
+    /// A node that already holds a slot in phase checking gets it back,
+    /// re-attached to `lease` (idempotent), unless another live agent of
+    /// the same host is working under it — or unless the others already
+    /// fill the limit (lowered since it was taken): then the stale slot is
+    /// given back and the result is `Busy`.
     pub fn acquire(&self, value: &SlotValue, lease: i64) -> Result<Acquire> {
-        let body = to_json(value)?;
-        let (holders, _) = self.holders()?;
-        if let Some(mine) = holders.iter().find(|s| s.node() == value.node) {
-            if mine.phase() == Some(SlotPhase::Rebooting) {
-                return Err(Error::Runtime(format!(
-                    "{} already holds {} in phase rebooting; it must complete its post-reboot check first",
-                    value.node, mine.key
-                )));
+        let value = SlotValue {
+            limit: self.slots,
+            ..value.clone()
+        };
+        let body = to_json(&value)?;
+        let mut state = self.state()?;
+        for _ in 0..ACQUIRE_ATTEMPTS {
+            if let Some(mine) = state.slots.iter().find(|s| s.node() == value.node) {
+                match self.reattach(mine, &state, &value, &body, lease)? {
+                    Some(done) => return Ok(done),
+                    // Changed under us (released or expired): compete like anyone.
+                    None => {
+                        state = self.state()?;
+                        continue;
+                    }
+                }
             }
-            let another_agent = mine.value.as_ref().is_some_and(|v| {
-                // Another machine under the same name, or another live
-                // agent process of this very boot.
-                !crate::cluster::records::same_machine(&v.machine_id, &value.machine_id)
-                    || (v.boot_id == value.boot_id && v.pid != value.pid && pid_alive(v.pid))
-            });
-            if another_agent {
-                log::warn!(
-                    "another rebootctl of this node (pid {}) holds {}; not taking it over",
-                    mine.value.as_ref().map(|v| v.pid).unwrap_or(0),
-                    mine.key
-                );
-                return Ok(Acquire::Busy(holders));
+            if state.held() >= state.limit(self.slots) as usize {
+                return Ok(Acquire::Busy(state.holders()));
             }
-            let txn = Txn {
-                compare: vec![Compare::mod_revision(
-                    &mine.key,
-                    CmpResult::Equal,
-                    mine.mod_revision,
-                )],
-                success: vec![
-                    Op::put(&mine.key, body.as_bytes(), Some(lease)),
-                    Op::get(&mine.key),
-                ],
-                failure: vec![Op::get(&mine.key)],
+            let Some(i) = (0..self.slots).find(|i| state.slots.iter().all(|s| s.index != *i))
+            else {
+                return Ok(Acquire::Busy(state.holders()));
             };
-            if let Some(slot) = self.ours_after(&self.client.txn(&txn)?, lease) {
-                return Ok(Acquire::Held(slot));
-            }
-            // Changed under us (released or expired): compete like anyone.
-        }
-        let others = holders.iter().filter(|s| s.node() != value.node).count();
-        if others >= self.slots as usize {
-            return Ok(Acquire::Busy(holders));
-        }
-        for i in 0..self.slots {
             let key = self.slot_key(i);
             let txn = Txn {
-                compare: vec![Compare::create_revision(&key, CmpResult::Equal, 0)],
+                compare: vec![
+                    Compare::create_revision(&key, CmpResult::Equal, 0),
+                    Compare::mod_revision(&self.range(), CmpResult::Less, state.revision + 1)
+                        .with_prefix(),
+                ],
                 success: vec![Op::put(&key, body.as_bytes(), Some(lease)), Op::get(&key)],
                 failure: vec![Op::get(&key)],
             };
             if let Some(slot) = self.ours_after(&self.client.txn(&txn)?, lease) {
                 return Ok(Acquire::Held(slot));
             }
+            log::debug!(
+                "the lock changed since revision {}; counting again",
+                state.revision
+            );
+            state = self.state()?;
         }
-        Ok(Acquire::Busy(self.holders()?.0))
+        log::info!(
+            "the lock below {} kept changing during {ACQUIRE_ATTEMPTS} attempts; trying again at the next pass",
+            self.lock_key
+        );
+        Ok(Acquire::Busy(state.holders()))
+    }
+
+    /// The part of [`Lock::acquire`] for a node that already holds `mine`:
+    /// `Some` when decided, `None` when the slot changed under us.
+    fn reattach(
+        &self,
+        mine: &Slot,
+        state: &LockState,
+        value: &SlotValue,
+        body: &str,
+        lease: i64,
+    ) -> Result<Option<Acquire>> {
+        if mine.phase() == Some(SlotPhase::Rebooting) {
+            return Err(Error::Runtime(format!(
+                "{} already holds {} in phase rebooting; it must complete its post-reboot check first",
+                value.node, mine.key
+            )));
+        }
+        let another_agent = mine.value.as_ref().is_some_and(|v| {
+            // Another machine under the same name, or another live
+            // agent process of this very boot.
+            !crate::cluster::records::same_machine(&v.machine_id, &value.machine_id)
+                || (v.boot_id == value.boot_id && v.pid != value.pid && pid_alive(v.pid))
+        });
+        if another_agent {
+            log::warn!(
+                "another rebootctl of this node (pid {}) holds {}; not taking it over",
+                mine.value.as_ref().map(|v| v.pid).unwrap_or(0),
+                mine.key
+            );
+            return Ok(Some(Acquire::Busy(state.holders())));
+        }
+        let others = state.held() - 1;
+        if others >= state.limit_without(self.slots, Some(&mine.key)) as usize {
+            // Taken under a larger limit; the others fill the one in force.
+            log::warn!(
+                "giving back {}: the other holders already fill the limit in force",
+                mine.key
+            );
+            let resp = self.client.txn(&Txn {
+                compare: vec![Compare::mod_revision(
+                    &mine.key,
+                    CmpResult::Equal,
+                    mine.mod_revision,
+                )],
+                success: vec![Op::delete(&mine.key)],
+                failure: vec![],
+            })?;
+            if !resp.succeeded {
+                return Ok(None);
+            }
+            self.note_own_delete(&mine.key, resp.revision);
+            let mut holders = state.holders();
+            holders.retain(|s| s.key != mine.key);
+            return Ok(Some(Acquire::Busy(holders)));
+        }
+        let txn = Txn {
+            compare: vec![Compare::mod_revision(
+                &mine.key,
+                CmpResult::Equal,
+                mine.mod_revision,
+            )],
+            success: vec![
+                Op::put(&mine.key, body.as_bytes(), Some(lease)),
+                Op::get(&mine.key),
+            ],
+            failure: vec![Op::get(&mine.key)],
+        };
+        Ok(self
+            .ours_after(&self.client.txn(&txn)?, lease)
+            .map(Acquire::Held))
     }
 
     /// Switches `slot` to phase rebooting on `reboot_lease`, atomically
@@ -236,7 +518,10 @@ impl Lock {
         value: &SlotValue,
         reboot_lease: i64,
     ) -> Result<Option<Slot>> {
-        let body = to_json(value)?;
+        let body = to_json(&SlotValue {
+            limit: self.slots,
+            ..value.clone()
+        })?;
         let txn = Txn {
             compare: vec![
                 Compare::create_revision(&slot.key, CmpResult::Equal, slot.create_revision),
@@ -283,7 +568,30 @@ impl Lock {
             success: vec![Op::delete(&slot.key)],
             failure: vec![],
         };
-        Ok(self.client.txn(&txn)?.succeeded)
+        let resp = self.client.txn(&txn)?;
+        if resp.succeeded {
+            self.note_own_delete(&slot.key, resp.revision);
+        }
+        Ok(resp.succeeded)
+    }
+
+    /// True when the deletion of `key` at `revision` (a watch event) was
+    /// made by this process through this lock (or a clone of it): such an
+    /// event frees nothing the process did not just give back itself.
+    pub fn caused_by_me(&self, key: &str, revision: i64) -> bool {
+        self.own_deletes
+            .lock()
+            .map(|v| v.iter().any(|(k, r)| k == key && *r == revision))
+            .unwrap_or(false)
+    }
+
+    fn note_own_delete(&self, key: &str, revision: i64) {
+        if let Ok(mut v) = self.own_deletes.lock() {
+            if v.len() == OWN_WRITES_KEPT {
+                v.pop_front();
+            }
+            v.push_back((key.to_string(), revision));
+        }
     }
 }
 
@@ -358,5 +666,72 @@ impl Drop for Keepalive {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str, create_revision: i64) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            create_revision,
+            mod_revision: create_revision,
+            version: 1,
+            lease: 0x694d7c8e8f3a2b04,
+        }
+    }
+
+    fn agent(node: &str, limit: u32) -> String {
+        format!(
+            r#"{{"kind":"agent","node":"{node}","pid":1,"boot_id":"b","machine_id":"m","phase":"rebooting","acquired_at":"2026-01-01T00:00:00Z","limit":{limit}}}"#
+        )
+    }
+
+    #[test]
+    fn holders_are_every_slot_and_the_lowest_mutex_key() {
+        let kvs = [
+            kv("/rebootctl/lock/pause", r#"{"at":"x"}"#, 2),
+            kv("/rebootctl/lock/cooldown", r#"{"node":"a"}"#, 3),
+            kv("/rebootctl/lock/web/slot-0", &agent("w", 5), 4),
+            kv("/rebootctl/lock/slot-7", &agent("far", 8), 9),
+            kv("/rebootctl/lock/slot-0", &agent("near", 3), 5),
+            kv("/rebootctl/lock/694d7c8e8f3a2b05", "", 12),
+            kv(
+                "/rebootctl/lock/694d7c8e8f3a2b04",
+                r#"{"node":"legacy","pid":9,"acquired_at":"t"}"#,
+                11,
+            ),
+        ];
+        let s = LockState::from_kvs("/rebootctl/lock/", &kvs, 20);
+        assert_eq!(s.slots.iter().map(|s| s.index).collect::<Vec<_>>(), [0, 7]);
+        let owner = s.mutex_owner.as_ref().unwrap();
+        assert_eq!(owner.key, "/rebootctl/lock/694d7c8e8f3a2b04");
+        assert_eq!(owner.node(), "legacy");
+        assert!(owner.is_mutex());
+        assert!(s.mutex_owner_waits, "a slot is older than the owner");
+        assert_eq!(s.mutex_waiters, 1);
+        assert_eq!(s.held(), 3);
+        assert_eq!(s.holders().len(), 3);
+        // The smallest recorded limit, with this host's own.
+        assert_eq!(s.limit(10), 3);
+        assert_eq!(s.limit(2), 2);
+        assert_eq!(s.limit_without(10, Some("/rebootctl/lock/slot-0")), 8);
+    }
+
+    #[test]
+    fn values_without_kind_or_limit_are_agents_without_a_constraint() {
+        let old = r#"{"node":"a","pid":1,"boot_id":"b","phase":"checking","acquired_at":"t"}"#;
+        let s = LockState::from_kvs("/l", &[kv("/l/slot-1", old, 3)], 4);
+        let v = s.slots[0].value.as_ref().unwrap();
+        assert_eq!(v.kind, SlotKind::Agent);
+        assert_eq!(v.limit, 0);
+        assert_eq!(s.limit(2), 2);
+        assert!(s.mutex_owner.is_none());
+        let fleetlock = r#"{"kind":"fleetlock","node":"zincati-1","group":"default","phase":"rebooting","acquired_at":"t"}"#;
+        let s = LockState::from_kvs("/l", &[kv("/l/slot-0", fleetlock, 3)], 4);
+        assert_eq!(s.slots[0].value.as_ref().unwrap().kind, SlotKind::Fleetlock);
     }
 }

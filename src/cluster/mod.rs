@@ -1,5 +1,6 @@
 //! `cluster/` — rebootctl's data in etcd: this handle ([`Cluster`]), the
-//! records ([`records`]), the pure policy decision ([`policy`]), and the lock slots ([`lock`]). It may import
+//! records ([`records`]), the pure policy decision ([`policy`]), the lock
+//! slots ([`lock`]) and the keyspace ([`keys`]). It may import
 //! `etcd/` and the top-level leaves; never `host/`, `pass/`, `agent/` or
 //! `cli/`.
 //!
@@ -8,6 +9,7 @@
 //! admin commands use — registry, health, pause, cooldown, history — plus
 //! the lock slots through [`lock`].
 
+pub mod keys;
 pub mod lock;
 pub mod policy;
 pub mod records;
@@ -20,11 +22,12 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::cluster::keys::Keys;
 use crate::cluster::lock::{Lock, Slot};
 use crate::cluster::policy::NodeState;
 use crate::cluster::records::{
-    CooldownRecord, HISTORY_KEEP, HealthRecord, HistoryRecord, NodeRecord, PauseRecord,
-    same_machine,
+    ClusterrebootdHealth, CooldownRecord, HISTORY_KEEP, HealthRecord, HistoryRecord, NodeRecord,
+    PauseRecord, same_machine,
 };
 use crate::config::{Config, EtcdConfig};
 use crate::error::{Error, Result};
@@ -37,8 +40,10 @@ pub struct Cluster {
     pub client: Client,
     /// The lock slots.
     pub lock: Lock,
-    namespace: String,
+    /// The keyspace.
+    pub keys: Keys,
     node: String,
+    max_concurrent_reboots: u32,
     /// Set once this process registered the node (one txn, not one per pass).
     registered: Arc<AtomicBool>,
 }
@@ -52,6 +57,8 @@ pub struct NodeSummary {
     pub registered_at: String,
     /// Its agent version.
     pub version: String,
+    /// Its `max_concurrent_reboots` (None: registered by an older version).
+    pub max_concurrent_reboots: Option<u32>,
     /// Healthy per its last fresh record (None: no fresh record).
     pub healthy: Option<bool>,
     /// The reason of its last health report.
@@ -77,16 +84,17 @@ impl Cluster {
         let client = Client::new(etcd)?;
         Ok(Cluster {
             lock: Lock::new(client.clone(), &etcd.lock_key, etcd.max_concurrent_reboots),
+            keys: Keys::new(etcd),
             client,
-            namespace: etcd.namespace.clone(),
             node: cfg.node_name.clone(),
+            max_concurrent_reboots: etcd.max_concurrent_reboots,
             registered: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// The full key of `rest` below the namespace (`pause` → `/rebootctl/pause`).
+    /// The full key of `rest` below the namespace (`nodes/a` → `/rebootctl/nodes/a`).
     pub fn key(&self, rest: &str) -> String {
-        format!("{}/{rest}", self.namespace)
+        self.keys.key(rest)
     }
 
     fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, i64)>> {
@@ -113,9 +121,9 @@ impl Cluster {
     }
 
     fn put_json<T: Serialize>(&self, key: &str, value: &T, lease: Option<i64>) -> Result<()> {
-        let body = serde_json::to_vec(value)
-            .map_err(|e| Error::Runtime(format!("encoding {key}: {e}")))?;
-        self.client.put(key, &body, lease).map(|_| ())
+        self.client
+            .put(key, &to_json(key, value)?, lease)
+            .map(|_| ())
     }
 
     /// Registers this node in `<ns>/nodes/` unless it already is (once per
@@ -128,12 +136,13 @@ impl Cluster {
         if self.registered.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let key = self.key(&format!("nodes/{}", self.node));
+        let key = self.keys.node(&self.node);
         let body = serde_json::to_vec(&NodeRecord {
             node: self.node.clone(),
             registered_at: crate::time::timestamp_now(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             machine_id: machine_id.to_string(),
+            max_concurrent_reboots: Some(self.max_concurrent_reboots),
         })
         .map_err(|e| Error::Runtime(e.to_string()))?;
         let resp = self.client.txn(&Txn {
@@ -153,27 +162,22 @@ impl Cluster {
                 .as_ref()
                 .map(|r| r.machine_id.clone())
                 .unwrap_or_default();
-            // A record from before machine ids: claim it, so the guard works
-            // from now on (if it changed meanwhile, the next pass decides).
-            if let (Some(kv), Some(rec), true) = (
-                &existing,
-                &record,
-                theirs.is_empty() && !machine_id.is_empty(),
-            ) {
-                let claimed = serde_json::to_vec(&NodeRecord {
-                    machine_id: machine_id.to_string(),
-                    ..rec.clone()
-                })
-                .map_err(|e| Error::Runtime(e.to_string()))?;
-                self.client.txn(&Txn {
-                    compare: vec![Compare::mod_revision(
-                        &key,
-                        CmpResult::Equal,
-                        kv.mod_revision,
-                    )],
-                    success: vec![Op::put(&key, &claimed, None)],
-                    failure: vec![],
-                })?;
+            // Bring our own record up to date (a record from before machine
+            // ids is claimed, so the guard works from now on); fields other
+            // writers keep there stay. If it changed meanwhile, the next
+            // process start decides.
+            if let (Some(kv), true) = (&existing, same_machine(&theirs, machine_id)) {
+                if let Some(updated) = self.updated_record(&kv.value, machine_id) {
+                    self.client.txn(&Txn {
+                        compare: vec![Compare::mod_revision(
+                            &key,
+                            CmpResult::Equal,
+                            kv.mod_revision,
+                        )],
+                        success: vec![Op::put(&key, &updated, None)],
+                        failure: vec![],
+                    })?;
+                }
             }
             if !same_machine(&theirs, machine_id) {
                 return Err(Error::NameConflict {
@@ -188,9 +192,33 @@ impl Cluster {
         Ok(())
     }
 
+    /// Our registry record `raw` with this process's machine id (when it
+    /// had none), version and `max_concurrent_reboots`, keeping every other
+    /// field; `None` when nothing changes or it is not a JSON object.
+    fn updated_record(&self, raw: &[u8], machine_id: &str) -> Option<Vec<u8>> {
+        let mut v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+        let obj = v.as_object_mut()?;
+        let before = obj.clone();
+        let known = obj
+            .get("machine_id")
+            .and_then(|m| m.as_str())
+            .is_some_and(|m| !m.is_empty());
+        if !known && !machine_id.is_empty() {
+            obj.insert("machine_id".into(), machine_id.into());
+        }
+        obj.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        obj.insert(
+            "max_concurrent_reboots".into(),
+            self.max_concurrent_reboots.into(),
+        );
+        (*obj != before)
+            .then(|| serde_json::to_vec(&v).ok())
+            .flatten()
+    }
+
     /// The pause record and, when it expires by itself, the seconds left.
     pub fn pause(&self) -> Result<Option<(PauseRecord, Option<i64>)>> {
-        match self.get_json::<PauseRecord>(&self.key("pause"))? {
+        match self.get_json::<PauseRecord>(&self.keys.pause())? {
             None => Ok(None),
             Some((rec, 0)) => Ok(Some((rec, None))),
             Some((rec, lease)) => Ok(Some((rec, self.client.lease_time_to_live(lease)?))),
@@ -204,52 +232,98 @@ impl Cluster {
             Some(d) => Some(self.client.lease_grant(d)?.id),
             None => None,
         };
-        self.put_json(&self.key("pause"), rec, lease)
+        self.put_json(&self.keys.pause(), rec, lease)
     }
 
     /// Lifts the pause; returns whether there was one.
     pub fn resume(&self) -> Result<bool> {
-        Ok(self.client.delete(&self.key("pause"))? > 0)
+        Ok(self.client.delete(&self.keys.pause())? > 0)
     }
 
-    /// The running cooldown and the time left, if any.
+    /// The running cooldown and the time left, if any: ours, or — when
+    /// sharing clusterrebootd's lock — clusterrebootd's, whichever ends later.
     pub fn cooldown(&self) -> Result<Option<(CooldownRecord, Duration)>> {
-        match self.get_json::<CooldownRecord>(&self.key("cooldown"))? {
-            None => Ok(None),
-            Some((rec, lease)) => {
-                let left = if lease == 0 {
-                    None
-                } else {
-                    self.client.lease_time_to_live(lease)?
-                };
-                Ok(Some((
-                    rec,
-                    Duration::from_secs(left.unwrap_or(0).max(0).unsigned_abs()),
-                )))
-            }
-        }
+        let ours = self.cooldown_at(&self.keys.cooldown())?;
+        let theirs = match self.keys.clusterrebootd_cooldown() {
+            Some(key) => self.cooldown_at(&key)?,
+            None => None,
+        };
+        Ok(match (ours, theirs) {
+            (Some(a), Some(b)) => Some(if b.1 > a.1 { b } else { a }),
+            (a, b) => a.or(b),
+        })
     }
 
-    /// Starts the cluster-wide cooldown (nothing when `interval` is zero).
+    /// The cooldown record at `key` and its time left: the lease's TTL, or
+    /// without a lease clusterrebootd's `duration_sec` from `started_at`
+    /// (zero when neither tells: present means running, as clusterrebootd
+    /// reads it).
+    fn cooldown_at(&self, key: &str) -> Result<Option<(CooldownRecord, Duration)>> {
+        let Some((rec, lease)) = self.get_json::<CooldownRecord>(key)? else {
+            return Ok(None);
+        };
+        let left = if lease != 0 {
+            self.client.lease_time_to_live(lease)?.unwrap_or(0)
+        } else {
+            let ends = rec
+                .started_at
+                .parse::<Timestamp>()
+                .ok()
+                .zip(rec.duration_sec)
+                .map(|(t, d)| {
+                    t.as_second()
+                        .saturating_add(i64::try_from(d).unwrap_or(i64::MAX))
+                });
+            ends.map(|e| e - Timestamp::now().as_second()).unwrap_or(0)
+        };
+        Ok(Some((rec, Duration::from_secs(left.max(0).unsigned_abs()))))
+    }
+
+    /// Starts the cluster-wide cooldown (nothing when `interval` is zero);
+    /// when sharing clusterrebootd's lock, clusterrebootd's cooldown key is
+    /// written in the same txn, on the same lease.
     pub fn start_cooldown(&self, interval: Duration) -> Result<()> {
         if interval.is_zero() {
             return Ok(());
         }
         let lease = self.client.lease_grant(interval)?.id;
-        self.put_json(
-            &self.key("cooldown"),
-            &CooldownRecord {
-                node: self.node.clone(),
-                started_at: crate::time::timestamp_now(),
-            },
-            Some(lease),
-        )
+        let rec = CooldownRecord {
+            node: self.node.clone(),
+            started_at: crate::time::timestamp_now(),
+            duration_sec: Some(interval.as_secs()),
+        };
+        let body = to_json(&self.keys.cooldown(), &rec)?;
+        let mut ops = vec![Op::put(&self.keys.cooldown(), &body, Some(lease))];
+        if let Some(key) = self.keys.clusterrebootd_cooldown() {
+            ops.push(Op::put(&key, &body, Some(lease)));
+        }
+        self.client
+            .txn(&Txn {
+                compare: vec![],
+                success: ops,
+                failure: vec![],
+            })
+            .map(|_| ())
     }
 
-    /// Publishes this node's health record on a lease of `ttl`.
+    /// Publishes this node's health record on a lease of `ttl`; when
+    /// sharing clusterrebootd's lock, also clusterrebootd's record of it
+    /// (its format, no lease, as clusterrebootd writes it) in the same txn.
     pub fn publish_health(&self, rec: &HealthRecord, ttl: Duration) -> Result<()> {
         let lease = self.client.lease_grant(ttl)?.id;
-        self.put_json(&self.key(&format!("health/{}", rec.node)), rec, Some(lease))
+        let key = self.keys.health(&rec.node);
+        let mut ops = vec![Op::put(&key, &to_json(&key, rec)?, Some(lease))];
+        if let Some(theirs) = self.keys.clusterrebootd_health(&rec.node) {
+            let compat = ClusterrebootdHealth::from(rec);
+            ops.push(Op::put(&theirs, &to_json(&theirs, &compat)?, None));
+        }
+        self.client
+            .txn(&Txn {
+                compare: vec![],
+                success: ops,
+                failure: vec![],
+            })
+            .map(|_| ())
     }
 
     /// Appends a history entry for this node.
@@ -362,6 +436,7 @@ impl Cluster {
                     node: n.node,
                     registered_at: n.registered_at,
                     version: n.version,
+                    max_concurrent_reboots: n.max_concurrent_reboots,
                 }
             })
             .collect();
@@ -369,12 +444,21 @@ impl Cluster {
         Ok(out)
     }
 
-    /// Removes a node from the registry and its health record.
+    /// Removes a node from the registry and its health record (also the
+    /// one written for clusterrebootd).
     pub fn forget(&self, node: &str) -> Result<bool> {
-        let n = self.client.delete(&self.key(&format!("nodes/{node}")))?;
-        self.client.delete(&self.key(&format!("health/{node}")))?;
+        let n = self.client.delete(&self.keys.node(node))?;
+        self.client.delete(&self.keys.health(node))?;
+        // clusterrebootd's policies would count a stale record forever.
+        if let Some(key) = self.keys.clusterrebootd_health(node) {
+            self.client.delete(&key)?;
+        }
         Ok(n > 0)
     }
+}
+
+fn to_json<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Runtime(format!("encoding {key}: {e}")))
 }
 
 fn bad_value(key: &str, e: serde_json::Error) -> Error {

@@ -1,5 +1,6 @@
 //! The records nodes publish in etcd (SPEC §6): registry, health,
-//! cooldown, pause, history. Plain data; the etcd I/O lives in
+//! cooldown, pause, history (their keys: [`crate::cluster::keys`]), and
+//! clusterrebootd's health record written beside ours during a migration. Plain data; the etcd I/O lives in
 //! [`crate::cluster::Cluster`], the decision over them in
 //! [`crate::cluster::policy`].
 
@@ -21,6 +22,9 @@ pub struct NodeRecord {
     /// The registering machine's id (empty when unknown).
     #[serde(default)]
     pub machine_id: String,
+    /// Its `max_concurrent_reboots` (absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_reboots: Option<u32>,
 }
 
 /// `<ns>/health/<node>`: the node's last health report, on a lease.
@@ -45,16 +49,59 @@ pub struct HealthRecord {
     pub reboot_required: Option<bool>,
 }
 
-/// `<ns>/cooldown`: the last completed reboot, on a lease of `min_reboot_interval_sec`.
+/// `<ns>/lock/cooldown`: the last completed reboot, on a lease of
+/// `min_reboot_interval_sec`. The same format as clusterrebootd's
+/// `reboot_cooldown`, which rebootctl reads and writes when sharing its lock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CooldownRecord {
     /// The node that completed a reboot.
     pub node: String,
     /// When (RFC 3339).
     pub started_at: String,
+    /// The cooldown's length in seconds (clusterrebootd reads it when the
+    /// key has no lease; absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_sec: Option<u64>,
 }
 
-/// `<ns>/pause`: the cluster-wide kill switch.
+/// clusterrebootd's health record of a node (`cluster_health/<node>` below
+/// its namespace), which its cluster policies read: written beside ours
+/// when sharing its lock. clusterrebootd writes it without a lease, and
+/// `stage`/`reason` only when unhealthy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterrebootdHealth {
+    /// The node's name.
+    pub node: String,
+    /// Whether its health script passed.
+    pub healthy: bool,
+    /// The phase of the check, when unhealthy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stage: String,
+    /// Why, when unhealthy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// When it was checked (RFC 3339; Go's `time.RFC3339Nano` parses it).
+    pub reported_at: String,
+}
+
+impl From<&HealthRecord> for ClusterrebootdHealth {
+    fn from(h: &HealthRecord) -> ClusterrebootdHealth {
+        let (stage, reason) = if h.healthy {
+            (String::new(), String::new())
+        } else {
+            (h.phase.clone(), h.reason.clone())
+        };
+        ClusterrebootdHealth {
+            node: h.node.clone(),
+            healthy: h.healthy,
+            stage,
+            reason,
+            reported_at: h.checked_at.clone(),
+        }
+    }
+}
+
+/// `<ns>/lock/pause`: the cluster-wide kill switch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PauseRecord {
     /// Why the operator paused.

@@ -189,13 +189,13 @@ pub(super) fn notes(map: &Mapping, cfg: &Config) -> Vec<String> {
             k => k,
         };
         notes.push(format!(
-            "lock_key: clusterrebootd takes its lock (an etcd mutex) at {}/, rebootctl its slots at {}/slot-<i>: rebootctl does not see clusterrebootd's mutex, so never let both agents reboot hosts of one fleet (see CLUSTERREBOOTD FILES in rebootctl.yaml(5))",
+            "lock_key: clusterrebootd takes its lock (an etcd mutex) at {}/, rebootctl its slots at {}/slot-<i>: without a `clusterrebootd:` key rebootctl does not see clusterrebootd's mutex; add `clusterrebootd: {{etcd_namespace: …, lock_key: …}}` to share one lock while hosts move over (see MIGRATION FROM CLUSTERREBOOTD in rebootctl.yaml(5))",
             apply_namespace(&namespace, &lock_key),
             etcd.lock_key
         ));
         if !cfg.min_reboot_interval.is_zero() {
             notes.push(format!(
-                "min_reboot_interval_sec: rebootctl keeps its own cluster cooldown; it does not see clusterrebootd's ({}), nor clusterrebootd rebootctl's",
+                "min_reboot_interval_sec: without a `clusterrebootd:` key rebootctl keeps its own cluster cooldown and does not see clusterrebootd's ({}); with it, both agents honour both",
                 apply_namespace(&namespace, "reboot_cooldown")
             ));
         }

@@ -183,6 +183,10 @@ impl Client {
         };
         let unary = base()
             .timeout_global(Some(Duration::from_secs(REQUEST_TIMEOUT_SECS)))
+            // An idle agent keeps one request connection (beside its watch
+            // stream); a second one opened by concurrent requests (heartbeat
+            // and pass) is closed after use instead of lingering.
+            .max_idle_connections_per_host(1)
             .build()
             .new_agent();
         // A watch body never ends: only the headers get a deadline.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use crate::cluster::Cluster;
-use crate::cluster::lock::{Acquire, Keepalive, Slot, SlotPhase, SlotValue};
+use crate::cluster::lock::{Acquire, Keepalive, Slot, SlotKind, SlotPhase, SlotValue};
 use crate::cluster::records::HealthRecord;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -137,6 +137,13 @@ pub fn describe_holders(slots: &[Slot]) -> String {
     slots
         .iter()
         .map(|s| match &s.value {
+            Some(v) if v.kind == SlotKind::Mutex => {
+                let who = if v.node.is_empty() { &s.key } else { &v.node };
+                match v.acquired_at.as_str() {
+                    "" => format!("{who} (mutex owner)"),
+                    at => format!("{who} (mutex owner, {})", human_age(at, now)),
+                }
+            }
             Some(v) => {
                 let age = human_age(&v.acquired_at, now);
                 format!("{} ({}, {age})", v.node, v.phase.as_str())
@@ -195,6 +202,8 @@ impl Pass<'_> {
 
     fn slot_value(&self, phase: SlotPhase) -> SlotValue {
         SlotValue {
+            kind: SlotKind::Agent,
+            limit: 0, // the lock writes its own
             node: self.cfg.node_name.clone(),
             pid: std::process::id(),
             boot_id: self.boot_id.clone(),
@@ -606,14 +615,12 @@ impl Pass<'_> {
             }
             return Ok(());
         };
-        let (slots, _) = c.lock.holders()?;
-        let total = c.lock.slot_count() as usize;
-        let mine = slots.iter().any(|s| s.node() == self.cfg.node_name);
-        let others: Vec<Slot> = slots
-            .iter()
-            .filter(|s| s.node() != self.cfg.node_name)
-            .cloned()
-            .collect();
+        let state = c.lock.state()?;
+        let total = state.limit(c.lock.slot_count()) as usize;
+        let slots = state.holders();
+        let is_mine = |s: &Slot| !s.is_mutex() && s.node() == self.cfg.node_name;
+        let mine = slots.iter().any(is_mine);
+        let others: Vec<Slot> = slots.iter().filter(|s| !is_mine(s)).cloned().collect();
         if mine {
             self.step(
                 "lock",

@@ -100,7 +100,7 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::lock::{SlotPhase, SlotValue};
+    use crate::cluster::lock::{SlotKind, SlotPhase, SlotValue};
 
     const NOW: &str = "2026-11-27T12:00:00Z";
     const TIMEOUT: Duration = Duration::from_secs(600);
@@ -129,6 +129,8 @@ mod tests {
                 phase: SlotPhase::Rebooting,
                 acquired_at: at.into(),
                 machine_id: machine.into(),
+                kind: SlotKind::Agent,
+                limit: 1,
             }),
             lease: 7,
             mod_revision: 3,

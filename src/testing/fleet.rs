@@ -904,6 +904,7 @@ impl Fleet {
             max_concurrent_reboots: self.spec.slots,
             tls: None,
             auth: None,
+            clusterrebootd: None,
         };
         let client = Client::new(&cfg).expect("etcd client for the observer");
         let (kvs, rev) = client
@@ -920,6 +921,8 @@ impl Fleet {
                     return false;
                 }
                 match ev {
+                    // The pause and the cooldown share the prefix.
+                    WatchEvent::Put(kv) if !is_slot(&kv.key) => {}
                     WatchEvent::Put(kv) => {
                         let v: serde_json::Value =
                             serde_json::from_slice(&kv.value).unwrap_or_default();
@@ -957,6 +960,13 @@ impl Fleet {
             })
             .expect("watch the lock prefix");
     }
+}
+
+/// A slot key of the default group (`/rebootctl/lock/slot-<i>`).
+fn is_slot(key: &str) -> bool {
+    key.strip_prefix(LOCK_PREFIX)
+        .and_then(|rest| rest.strip_prefix("slot-"))
+        .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// No node is between `rebooting` and `healthy`/`released`, and every slot

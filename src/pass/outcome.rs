@@ -5,7 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{EXIT_DETECTOR, EXIT_HEALTH, EXIT_KILL_SWITCH, EXIT_LOCK, EXIT_OK, EXIT_WINDOW};
+use crate::error::{
+    EXIT_DETECTOR, EXIT_HEALTH, EXIT_KILL_SWITCH, EXIT_LOCK, EXIT_OK, EXIT_RUNTIME, EXIT_WINDOW,
+};
 
 /// How a pass ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +51,9 @@ pub enum Block {
     NoSlot(String),
     /// The `pre_reboot` hook failed.
     Hook(String),
+    /// `state_dir` cannot be written (read-only, full, immutable): nothing
+    /// is run or started until it can (exit 1, a runtime failure).
+    StateDir(String),
 }
 
 impl Block {
@@ -64,6 +69,7 @@ impl Block {
             Block::DetectorFailed(_) => EXIT_DETECTOR,
             Block::Window(_) | Block::Cooldown(_) => EXIT_WINDOW,
             Block::NoSlot(_) => EXIT_LOCK,
+            Block::StateDir(_) => EXIT_RUNTIME,
         }
     }
 
@@ -81,11 +87,12 @@ impl Block {
             Block::Policy(_) => "policy",
             Block::NoSlot(_) => "lock",
             Block::Hook(_) => "hook",
+            Block::StateDir(_) => "state_dir",
         }
     }
 
     /// Every label, for metrics that list all reasons.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 12] = [
         "reboot_pending",
         "post_reboot_health",
         "kill_switch",
@@ -97,6 +104,7 @@ impl Block {
         "policy",
         "lock",
         "hook",
+        "state_dir",
     ];
 }
 
@@ -120,6 +128,7 @@ impl fmt::Display for Block {
             Block::Policy(r) => write!(f, "cluster policy: {r}"),
             Block::NoSlot(r) => write!(f, "no free lock slot: {r}"),
             Block::Hook(r) => write!(f, "pre_reboot hook: {r}"),
+            Block::StateDir(r) => write!(f, "state_dir: {r}"),
         }
     }
 }
@@ -183,6 +192,7 @@ mod tests {
             (Outcome::Blocked(Block::DetectorFailed(vec![])), 6),
             (Outcome::Blocked(Block::Window("x".into())), 7),
             (Outcome::Blocked(Block::Cooldown(Duration::from_secs(3))), 7),
+            (Outcome::Blocked(Block::StateDir("x".into())), 1),
         ];
         for (o, code) in cases {
             assert_eq!(o.exit_code(), code, "{o:?}");

@@ -11,3 +11,4 @@ mod etcd_client;
 mod fleet;
 mod layering;
 mod local_mode;
+mod state_dir;

@@ -9,6 +9,7 @@ mod daemon;
 mod docs;
 mod etcd_client;
 mod fleet;
+mod holding;
 mod layering;
 mod local_mode;
 mod state_dir;

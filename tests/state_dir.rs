@@ -407,3 +407,24 @@ fn in_cluster_mode_the_slot_lease_gives_a_pending_reboot_up_not_the_wall_clock()
     assert_eq!(a.reboots(), ["drain", "--node=lease-clock now", "undrain"]);
     assert!(!a.path("state/reboot-record.json").exists());
 }
+
+#[test]
+fn the_unit_gives_a_stop_time_for_the_undo_of_the_pre_reboot_hook() {
+    let unit = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/rebootctl.service"
+    ))
+    .unwrap();
+    let stop: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .and_then(|v| v.trim().strip_suffix('s'))
+        .and_then(|v| v.parse().ok())
+        .expect("TimeoutStopSec=<n>s in the unit");
+    let need = rebootctl::config::DEFAULT_HOOK_TIMEOUT_SECS
+        + rebootctl::pass::commit::STOP_MARGIN_SECS;
+    assert!(
+        stop >= need,
+        "TimeoutStopSec={stop}s is shorter than hooks.timeout_sec + margin ({need}s)"
+    );
+}

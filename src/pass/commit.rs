@@ -211,10 +211,16 @@ impl Commit<'_> {
     }
 }
 
+/// What the systemd unit's `TimeoutStopSec` must allow beyond
+/// `hooks.timeout_sec`: a stop during the `pre_reboot` hook waits for the
+/// cancelled hook (its kill grace), the undo (its timeout and kill grace),
+/// the release of the slot and the last notification.
+pub const STOP_MARGIN_SECS: u64 = 60;
+
 /// After an aborted reboot, runs the `post_reboot` hook to undo the
 /// `pre_reboot` hook (a drained node must not stay drained). A stopping
-/// agent does not cancel it; it is bounded by `hooks.timeout_sec`, which
-/// the systemd unit's `TimeoutStopSec` leaves room for.
+/// agent does not cancel it; it is bounded by `hooks.timeout_sec`, and the
+/// systemd unit's `TimeoutStopSec` is that plus [`STOP_MARGIN_SECS`].
 pub fn undo_pre_reboot(cfg: &Config, vars: &Vars) {
     if cfg.hooks.pre_reboot.is_none() {
         return;

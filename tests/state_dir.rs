@@ -421,8 +421,8 @@ fn the_unit_gives_a_stop_time_for_the_undo_of_the_pre_reboot_hook() {
         .and_then(|v| v.trim().strip_suffix('s'))
         .and_then(|v| v.parse().ok())
         .expect("TimeoutStopSec=<n>s in the unit");
-    let need = rebootctl::config::DEFAULT_HOOK_TIMEOUT_SECS
-        + rebootctl::pass::commit::STOP_MARGIN_SECS;
+    let need =
+        rebootctl::config::DEFAULT_HOOK_TIMEOUT_SECS + rebootctl::pass::commit::STOP_MARGIN_SECS;
     assert!(
         stop >= need,
         "TimeoutStopSec={stop}s is shorter than hooks.timeout_sec + margin ({need}s)"

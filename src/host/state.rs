@@ -218,7 +218,9 @@ pub fn check_writable(state_dir: &Path) -> Result<()> {
 /// permission of `state_dir` (or of its nearest existing parent), which
 /// also reports a read-only file system (`EROFS`) and an immutable
 /// directory (`EPERM`) for root, and whether its file system has a free
-/// block and inode left (`ENOSPC`).
+/// block and inode left (`ENOSPC`). Permission bits (`EACCES`, an
+/// operator's `status` without sudo) are not a problem: they never stop
+/// root, which the agent runs as.
 pub fn check_writable_without_writing(state_dir: &Path) -> Result<()> {
     let dir = state_dir
         .ancestors()
@@ -231,7 +233,13 @@ pub fn check_writable_without_writing(state_dir: &Path) -> Result<()> {
             std::io::Error::from(e),
         )
     };
-    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).map_err(fail)?;
+    if !dir.is_dir() {
+        return Err(fail(nix::errno::Errno::ENOTDIR));
+    }
+    match nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK) {
+        Err(nix::errno::Errno::EACCES) => {}
+        other => other.map_err(fail)?,
+    }
     let fs = nix::sys::statvfs::statvfs(dir).map_err(fail)?;
     // A file system that does not count inodes reports none at all.
     let full =
@@ -394,9 +402,16 @@ mod tests {
         // A file where the directory should be stops root too.
         let file = dir.join("not-a-dir");
         fs::write(&file, "").unwrap();
-        let err = check_writable(&file).unwrap_err().to_string();
-        assert!(err.contains("not-a-dir"), "{err}");
-        assert!(err.contains("os error"), "{err}");
+        for err in [
+            check_writable(&file).unwrap_err(),
+            check_writable_without_writing(&file.join("state")).unwrap_err(),
+        ] {
+            let err = err.to_string();
+            assert!(err.contains("not-a-dir"), "{err}");
+            assert!(err.contains("os error"), "{err}");
+        }
+        check_writable_without_writing(&dir).unwrap();
+        check_writable_without_writing(&dir.join("not-yet/created")).unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -365,6 +365,9 @@ impl Pass<'_> {
             .as_ref()
             .and_then(|r| r.completion.clone().map(|d| (r.clone(), d)))
         {
+            if let Some(problem) = self.state_dir_problem() {
+                return Ok(self.block("post-reboot", Block::StateDir(problem)));
+            }
             if self.opts.status {
                 self.step(
                     "post-reboot",

@@ -82,7 +82,10 @@ impl Commit<'_> {
             reason: self.reason.to_vec(),
         };
         if let Err(e) = state::write_intent(&self.cfg.state_dir, &intent) {
-            // Nothing ran yet; the slot goes back with `holding`.
+            // Nothing ran yet; the slot goes back with `holding`. An intent
+            // renamed into place before a failed sync must not make the
+            // next start undo a hook that never ran.
+            let _ = state::clear_intent(&self.cfg.state_dir);
             return Ok(Committed::StateDir(e.to_string()));
         }
         if let Some(hook) = &self.cfg.hooks.pre_reboot {
@@ -97,8 +100,16 @@ impl Commit<'_> {
             }
         }
         let slot_key = holding.as_ref().map(|h| h.slot().key.clone());
-        if let Err(e) = self.write_record(slot_key) {
-            self.abandon(false);
+        let written = self.write_record(slot_key).and_then(|()| {
+            if process::cancelled() {
+                return Err(Error::Cancelled);
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            // Cleared even if the write failed: a rename that happened
+            // before a failed directory sync leaves the record behind.
+            self.abandon(true);
             drop(holding);
             return Err(e);
         }
@@ -142,11 +153,7 @@ impl Commit<'_> {
                 boottime_ms: Some(state::boottime_ms()?),
                 completion: None,
             },
-        )?;
-        if process::cancelled() {
-            return Err(Error::Cancelled);
-        }
-        Ok(())
+        )
     }
 
     /// Step 7: notifies, then runs the reboot command.
@@ -181,9 +188,9 @@ impl Commit<'_> {
         Ok(())
     }
 
-    /// Undoes a commit that will not reboot: the record (when written),
-    /// the `pre_reboot` hook, then the intent. The caller releases the slot
-    /// afterwards.
+    /// Undoes a commit that will not reboot: the record (when it may have
+    /// been written), the `pre_reboot` hook, then the intent. The caller
+    /// releases the slot afterwards.
     fn abandon(&self, record_written: bool) {
         if record_written {
             if let Err(e) = state::clear_record(&self.cfg.state_dir) {

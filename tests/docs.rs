@@ -325,6 +325,7 @@ fn state_files_are_in_files_of_rebootctl_8() {
     let mut problems = Vec::new();
     for f in [
         rebootctl::host::state::RECORD_FILE,
+        rebootctl::host::state::INTENT_FILE,
         rebootctl::host::state::LAST_REBOOT_FILE,
     ] {
         if !files.contains(f) {

@@ -1,6 +1,7 @@
 //! `cluster/` — rebootctl's data in etcd: this handle ([`Cluster`]), the
 //! records ([`records`]), the pure policy decision ([`policy`]), the lock
-//! slots ([`lock`]) and the keyspace ([`keys`]). It may import
+//! slots ([`lock`]), the guard of a held slot ([`holding`]) and the
+//! keyspace ([`keys`]). It may import
 //! `etcd/` and the top-level leaves; never `host/`, `pass/`, `agent/` or
 //! `cli/`.
 //!
@@ -9,6 +10,7 @@
 //! admin commands use — registry, health, pause, cooldown, history — plus
 //! the lock slots through [`lock`].
 
+pub mod holding;
 pub mod keys;
 pub mod lock;
 pub mod policy;
@@ -46,6 +48,18 @@ pub struct Cluster {
     max_concurrent_reboots: u32,
     /// Set once this process registered the node (one txn, not one per pass).
     registered: Arc<AtomicBool>,
+}
+
+/// What [`Cluster::start_cooldown_on`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum CooldownStart {
+    /// The cooldown record was put on the lease.
+    Started,
+    /// It was already on the lease (an earlier attempt got that far).
+    AlreadyRunning,
+    /// The lease has expired: the cooldown it measured is over.
+    Over,
 }
 
 /// A node as `rebootctl nodes` shows it.
@@ -279,31 +293,48 @@ impl Cluster {
         Ok(Some((rec, Duration::from_secs(left.max(0).unsigned_abs()))))
     }
 
-    /// Starts the cluster-wide cooldown (nothing when `interval` is zero);
-    /// when sharing clusterrebootd's lock, clusterrebootd's cooldown key is
-    /// written in the same txn, on the same lease.
-    pub fn start_cooldown(&self, interval: Duration) -> Result<()> {
-        if interval.is_zero() {
-            return Ok(());
+    /// Grants the lease of a cluster-wide cooldown of `interval` (not zero).
+    /// The cooldown's clock starts now; [`Cluster::start_cooldown_on`] puts
+    /// the record on it.
+    pub fn cooldown_lease(&self, interval: Duration) -> Result<i64> {
+        Ok(self.client.lease_grant(interval)?.id)
+    }
+
+    /// Puts this node's cooldown record (started at `started_at`) on
+    /// `lease`, at most once and never on another lease: nothing when the
+    /// record is already on it, nothing when the lease has expired (the
+    /// cooldown it measured is over). So a retry never extends a cooldown.
+    pub fn start_cooldown_on(
+        &self,
+        lease: i64,
+        started_at: &str,
+        interval: Duration,
+    ) -> Result<CooldownStart> {
+        let key = self.keys.cooldown();
+        if self.client.get(&key)?.is_some_and(|kv| kv.lease == lease) {
+            return Ok(CooldownStart::AlreadyRunning);
         }
-        let lease = self.client.lease_grant(interval)?.id;
+        if self.client.lease_time_to_live(lease)?.is_none() {
+            return Ok(CooldownStart::Over);
+        }
+        // When sharing clusterrebootd's lock, its cooldown key is written in
+        // the same txn, on the same lease.
         let rec = CooldownRecord {
             node: self.node.clone(),
-            started_at: crate::time::timestamp_now(),
+            started_at: started_at.to_string(),
             duration_sec: Some(interval.as_secs()),
         };
-        let body = to_json(&self.keys.cooldown(), &rec)?;
-        let mut ops = vec![Op::put(&self.keys.cooldown(), &body, Some(lease))];
-        if let Some(key) = self.keys.clusterrebootd_cooldown() {
-            ops.push(Op::put(&key, &body, Some(lease)));
+        let body = to_json(&key, &rec)?;
+        let mut ops = vec![Op::put(&key, &body, Some(lease))];
+        if let Some(theirs) = self.keys.clusterrebootd_cooldown() {
+            ops.push(Op::put(&theirs, &body, Some(lease)));
         }
-        self.client
-            .txn(&Txn {
-                compare: vec![],
-                success: ops,
-                failure: vec![],
-            })
-            .map(|_| ())
+        self.client.txn(&Txn {
+            compare: vec![],
+            success: ops,
+            failure: vec![],
+        })?;
+        Ok(CooldownStart::Started)
     }
 
     /// Publishes this node's health record on a lease of `ttl`; when
@@ -328,30 +359,45 @@ impl Cluster {
 
     /// Appends a history entry for this node.
     pub fn record_history(&self, event: &str, boot_id: &str) -> Result<()> {
-        self.append_history(&self.node, event, boot_id)
+        self.append_history(&self.node, event, boot_id, &crate::time::timestamp_now())
+    }
+
+    /// Writes the history entry of this node for an event that happened
+    /// `at` (RFC 3339). The key is made of `at` and the node, so writing it
+    /// again (a retried completion) leaves one entry.
+    pub fn record_history_at(&self, event: &str, boot_id: &str, at: &str) -> Result<()> {
+        self.append_history(&self.node, event, boot_id, at)
     }
 
     /// Appends a history entry about another node (admin commands).
     pub fn record_history_for(&self, node: &str, event: &str) -> Result<()> {
-        self.append_history(node, event, "")
+        self.append_history(node, event, "", &crate::time::timestamp_now())
     }
 
     /// Appends a history entry and trims the history to the newest entries.
-    fn append_history(&self, node: &str, event: &str, boot_id: &str) -> Result<()> {
-        let now = Timestamp::now();
+    fn append_history(&self, node: &str, event: &str, boot_id: &str, at: &str) -> Result<()> {
+        let when = at.parse::<Timestamp>().unwrap_or_else(|_| Timestamp::now());
         let rec = HistoryRecord {
             node: node.to_string(),
             event: event.to_string(),
-            at: crate::time::timestamp_now(),
+            at: at.to_string(),
             boot_id: boot_id.to_string(),
         };
         // Fixed-width nanoseconds so the keys sort in time order.
         let key_time = format!(
             "{}.{:09}Z",
-            now.strftime("%Y-%m-%dT%H:%M:%S"),
-            now.subsec_nanosecond()
+            when.strftime("%Y-%m-%dT%H:%M:%S"),
+            when.subsec_nanosecond()
         );
-        self.put_json(&self.key(&format!("history/{key_time}-{node}")), &rec, None)?;
+        // Created once: an entry written again (a retried completion) stays as it was.
+        let key = self.key(&format!("history/{key_time}-{node}"));
+        let body =
+            serde_json::to_vec(&rec).map_err(|e| Error::Runtime(format!("encoding {key}: {e}")))?;
+        self.client.txn(&Txn {
+            compare: vec![Compare::create_revision(&key, CmpResult::Equal, 0)],
+            success: vec![Op::put(&key, &body, None)],
+            failure: vec![],
+        })?;
         let prefix = self.key("history/");
         let (kvs, _) = self.client.get_prefix(&prefix)?;
         if kvs.len() > HISTORY_KEEP {

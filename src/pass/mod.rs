@@ -11,22 +11,31 @@
 //! taken, nothing written to etcd) and evaluates every gate so the operator
 //! sees all of them, while the outcome is still the first gate that blocks.
 //!
-//! Every path that leaves the pass while a slot is held in phase checking
-//! releases it (one place: [`run_pass`]); only the switch to phase
-//! rebooting keeps it.
+//! A slot held in phase checking is a [`Holding`]: every path that leaves
+//! the pass drops it, which releases it; only the commit's switch to phase
+//! rebooting ([`commit`]) keeps it.
+//!
+//! What the pass leaves in `state_dir` is what makes it safe to die at any
+//! moment: the intent of the commit (a `pre_reboot` hook that no reboot
+//! followed is undone by the next pass) and the reboot record with the
+//! progress of its completion (a retried completion repeats nothing that
+//! was done). A `state_dir` that cannot be written blocks the pass
+//! (`state_dir`, exit 1) before anything is run or started.
 
+pub mod commit;
 pub mod gates;
 pub mod outcome;
 pub mod post_reboot;
 pub mod report;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use jiff::Timestamp;
 
-use crate::cluster::Cluster;
-use crate::cluster::lock::{Acquire, Keepalive, Slot, SlotKind, SlotPhase, SlotValue};
-use crate::cluster::records::HealthRecord;
+use crate::cluster::holding::{Holding, Taken};
+use crate::cluster::lock::{Slot, SlotKind, SlotPhase, SlotValue};
+use crate::cluster::records::{HealthRecord, same_machine};
+use crate::cluster::{Cluster, CooldownStart};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::actions::{self, Vars};
@@ -36,9 +45,10 @@ use crate::host::notify::Notifier;
 use crate::time::{human_age, human_duration};
 use outcome::{Block, Outcome};
 
-use crate::host::state::{self, LastReboot, RebootRecord};
+use crate::host::state::{self, Completion, Intent, LastReboot, RebootRecord};
+use commit::{Commit, Committed};
 use gates::Gates;
-use post_reboot::PostReboot;
+use post_reboot::{Clocks, PostReboot};
 use report::{PassEvent, PassReport, StepState};
 
 /// How a pass is run.
@@ -68,17 +78,11 @@ struct Pass<'a> {
     reboot_required: Option<bool>,
     holders: Vec<Slot>,
     events: Vec<PassEvent>,
-    /// The slot this pass holds in phase checking, with its lease.
-    held: Option<Held>,
+    /// The slot this pass holds in phase checking; released when dropped.
+    held: Option<Holding>,
     /// Whether this node holds a slot in phase rebooting.
     holding: bool,
     alerts: Option<crate::alerts::AlertsVerdict>,
-}
-
-struct Held {
-    slot: Slot,
-    lease: i64,
-    keepalive: Keepalive,
 }
 
 /// Runs one pass and reports what happened. `cluster` is the etcd
@@ -113,8 +117,9 @@ pub fn run_pass(
         alerts: None,
     };
     let result = pass.run();
-    // The one place a slot held while checking is given back.
-    pass.release_held();
+    // The one place a slot held while checking is given back (the commit
+    // takes it over when it gets that far).
+    drop(pass.held.take());
     let outcome = result?;
     Ok(PassReport {
         node: cfg.node_name.clone(),
@@ -258,8 +263,9 @@ impl Pass<'_> {
             }
             return Ok(self.stop());
         };
-        // 4-5. Window, cooldown, health, policies.
-        if self.gates()? {
+        // 4-5. Window, cooldown, health, policies; and a state_dir that
+        // can take the intent and the record, before any slot is taken.
+        if self.gates()? || self.state_dir_gate() {
             return Ok(self.stop());
         }
         if self.opts.status {
@@ -295,13 +301,34 @@ impl Pass<'_> {
                 .filter(|s| s.phase() == Some(SlotPhase::Rebooting)),
             None => None,
         };
-        let now = Timestamp::now();
+        // A commit cut short: its intent says the reboot command never ran.
+        if let Some(intent) = state::read_intent(&self.cfg.state_dir)? {
+            let rebooted = record.as_ref().is_some_and(|r| r.boot_id != self.boot_id);
+            if !rebooted {
+                return self.undo_interrupted(&intent, record.as_ref(), slot.as_ref());
+            }
+            // The host went down after the record was written, though not
+            // by the reboot command: completed below like any reboot (its
+            // post_reboot hook is the undo), which clears the intent too.
+        }
+        // etcd's clock for a reboot of this boot that has not happened.
+        let slot_left = match (self.cluster, &slot) {
+            (Some(c), Some(s)) if s.value.as_ref().is_some_and(|v| v.boot_id == self.boot_id) => {
+                c.slot_time_left(s)?
+            }
+            _ => None,
+        };
+        let clocks = Clocks {
+            cluster: self.cluster.is_some(),
+            slot_left,
+            boottime: state::boottime()?,
+        };
         let went_down_at = match post_reboot::classify(
             record.as_ref(),
             slot.as_ref(),
             &self.boot_id,
             &self.machine_id,
-            now,
+            clocks,
             self.cfg.reboot_timeout,
         ) {
             PostReboot::Nothing => return Ok(false),
@@ -324,17 +351,14 @@ impl Pass<'_> {
             // reboot_timeout_sec has passed; only then is it given up.
             PostReboot::NotYet { went_down_at, left } => {
                 self.holding = slot.is_some();
-                return Ok(self.block(
-                    "post-reboot",
-                    Block::RebootPending(format!(
-                        "the reboot issued at {went_down_at} has not happened yet (same boot id); given up in {}",
-                        human_duration(left)
-                    )),
-                ));
+                return Ok(self.reboot_pending(&went_down_at, left));
+            }
+            PostReboot::NoClock { went_down_at } => {
+                self.holding = slot.is_some();
+                return self.restart_the_wait(&went_down_at, record, slot.as_ref());
             }
             PostReboot::TimedOut { went_down_at } => {
-                self.give_up(&went_down_at, record.as_ref(), slot.as_ref())?;
-                return Ok(false);
+                return self.give_up(&went_down_at, record.as_ref(), slot.as_ref());
             }
             PostReboot::Back { went_down_at } => went_down_at,
         };
@@ -343,15 +367,45 @@ impl Pass<'_> {
         // passed: the host still counts as down, so its slot stays held,
         // its lease renewed to a full reboot_timeout_sec on every pass.
         if let (Some(c), Some(s), false) = (self.cluster, &slot, self.opts.status) {
-            match c.client.lease_keepalive(s.lease) {
-                Ok(Some(_)) => {}
-                Ok(None) => log::warn!("the lease of {} is gone; the slot was freed", s.key),
+            match c.renew_slot(s) {
+                Ok(true) => {}
+                Ok(false) => log::warn!("the lease of {} is gone; the slot was freed", s.key),
                 Err(e) => log::warn!("cannot renew the lease of {}: {e}", s.key),
             }
+        }
+        if let Some((rec, done)) = record
+            .as_ref()
+            .and_then(|r| r.completion.clone().map(|d| (r.clone(), d)))
+        {
+            if let Some(problem) = self.state_dir_problem() {
+                return Ok(self.block("post-reboot", Block::StateDir(problem)));
+            }
+            if self.opts.status {
+                self.step(
+                    "post-reboot",
+                    StepState::Info,
+                    format!(
+                        "back from the reboot issued at {went_down_at}; its post_reboot hook ran at {}, the next pass finishes the completion",
+                        done.at
+                    ),
+                );
+                return Ok(false);
+            }
+            log::info!(
+                "resuming the completion of the reboot issued at {went_down_at}: its post_reboot hook already ran at {}",
+                done.at
+            );
+            return self.finish_completion(rec, done, slot.as_ref(), &went_down_at);
         }
         let report = self.run_health(Phase::PostReboot)?;
         if !report.healthy {
             return Ok(self.block("post-reboot", Block::PostRebootHealth(report.reason)));
+        }
+        // Nothing runs before state_dir is known to take the progress: a
+        // completion that cannot be recorded would repeat itself (hook,
+        // cooldown) on every retry.
+        if let Some(problem) = self.state_dir_problem() {
+            return Ok(self.block("post-reboot", Block::StateDir(problem)));
         }
         if self.opts.status {
             self.step(
@@ -376,27 +430,100 @@ impl Pass<'_> {
                 return Ok(self.block("post-reboot", Block::PostRebootHealth(e.to_string())));
             }
         }
+        // The hook is done: from here on a retry resumes, never repeats it.
+        // The cooldown's lease is granted now and recorded with it, so a
+        // retry puts the cooldown on this lease or on none.
+        let mut done = Completion {
+            at: crate::time::timestamp_now(),
+            cooldown_lease: None,
+        };
+        let mut granted = Ok(());
+        if let (Some(c), false) = (self.cluster, self.cfg.min_reboot_interval.is_zero()) {
+            match c.cooldown_lease(self.cfg.min_reboot_interval) {
+                Ok(lease) => done.cooldown_lease = Some(lease),
+                Err(e) => granted = Err(e),
+            }
+        }
+        let rec = RebootRecord {
+            completion: Some(done.clone()),
+            ..record.unwrap_or_else(|| self.record_from_slot(slot.as_ref()))
+        };
+        if let Err(e) = state::write_record(&self.cfg.state_dir, &rec) {
+            log::error!(
+                "{e}: the post_reboot hook ran but its completion cannot be recorded; it runs again once state_dir can be written"
+            );
+            return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
+        }
+        granted?;
+        self.finish_completion(rec, done, slot.as_ref(), &went_down_at)
+    }
+
+    /// The rest of a completion once the `post_reboot` hook is done (`done`
+    /// is in `record`), in the order that makes a retry repeat nothing:
+    /// the cooldown on its one recorded lease (never a new one, never
+    /// extended), the release, the history entry keyed by the recorded
+    /// time, `last-reboot.json` with that time, then the intent and the
+    /// record cleared. Returns true when the pass must stop.
+    fn finish_completion(
+        &mut self,
+        mut record: RebootRecord,
+        done: Completion,
+        slot: Option<&Slot>,
+        went_down_at: &str,
+    ) -> Result<bool> {
         if let Some(c) = self.cluster {
+            let interval = self.cfg.min_reboot_interval;
+            let lease = match (done.cooldown_lease, interval.is_zero()) {
+                (Some(lease), _) => Some(lease),
+                (None, true) => None,
+                // Granting failed after the hook: once, now, recorded first.
+                (None, false) => {
+                    let lease = c.cooldown_lease(interval)?;
+                    record.completion = Some(Completion {
+                        cooldown_lease: Some(lease),
+                        ..done.clone()
+                    });
+                    if let Err(e) = state::write_record(&self.cfg.state_dir, &record) {
+                        return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
+                    }
+                    Some(lease)
+                }
+            };
             // The cooldown starts before the slot is free, so a node woken
             // by the release already sees it.
-            c.start_cooldown(self.cfg.min_reboot_interval)?;
-            if let Some(s) = &slot {
+            if let Some(lease) = lease {
+                match c.start_cooldown_on(lease, &done.at, interval)? {
+                    CooldownStart::Started => log::info!(
+                        event = "cooldown_started";
+                        "cluster cooldown of {} started", human_duration(interval)
+                    ),
+                    CooldownStart::AlreadyRunning => {}
+                    CooldownStart::Over => log::info!(
+                        "the cluster cooldown started at {} is already over; not starting another",
+                        done.at
+                    ),
+                }
+            }
+            if let Some(s) = slot {
                 c.lock.release(s)?;
                 self.holding = false;
             }
-            if let Err(e) = c.record_history("reboot_completed", &self.boot_id) {
+            if let Err(e) = c.record_history_at("reboot_completed", &self.boot_id, &done.at) {
                 log::warn!("cannot record the history entry: {e}");
             }
         }
-        state::write_last_reboot(
+        // Expiring twice is harmless (a retry after a failed clear).
+        crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &record.silences);
+        let cleared = state::write_last_reboot(
             &self.cfg.state_dir,
             &LastReboot {
-                completed_at: crate::time::timestamp_now(),
+                completed_at: done.at.clone(),
             },
-        )?;
-        state::clear_record(&self.cfg.state_dir)?;
-        if let Some(r) = &record {
-            crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &r.silences);
+        )
+        .and_then(|()| state::clear_intent(&self.cfg.state_dir))
+        .and_then(|()| state::clear_record(&self.cfg.state_dir));
+        if let Err(e) = cleared {
+            return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
         }
         log::info!(event = "reboot_completed"; "reboot completed: back since the reboot issued at {went_down_at} and healthy");
         self.events.push(PassEvent::RebootCompleted);
@@ -419,15 +546,67 @@ impl Pass<'_> {
         Ok(false)
     }
 
+    /// A reboot record made from this node's slot, for a slot in phase
+    /// rebooting whose record is missing.
+    fn record_from_slot(&self, slot: Option<&Slot>) -> RebootRecord {
+        let v = slot.and_then(|s| s.value.as_ref());
+        RebootRecord {
+            node: self.cfg.node_name.clone(),
+            boot_id: v.map(|v| v.boot_id.clone()).unwrap_or_default(),
+            slot: slot.map(|s| s.key.clone()),
+            at: v.map(|v| v.acquired_at.clone()).unwrap_or_default(),
+            reason: Vec::new(),
+            boottime_ms: None,
+            completion: None,
+            silences: Vec::new(),
+        }
+    }
+
+    /// Step 1 while the reboot of this boot may still happen; true.
+    fn reboot_pending(&mut self, went_down_at: &str, left: std::time::Duration) -> bool {
+        self.block(
+            "post-reboot",
+            Block::RebootPending(format!(
+                "the reboot issued at {went_down_at} has not happened yet (same boot id); given up in {}",
+                human_duration(left)
+            )),
+        )
+    }
+
+    /// Step 1 for a reboot of this boot with no clock to measure the wait
+    /// by: stamps the record with the boot-time clock, so the full
+    /// `reboot_timeout_sec` is counted from now (never given up at once).
+    fn restart_the_wait(
+        &mut self,
+        went_down_at: &str,
+        record: Option<RebootRecord>,
+        slot: Option<&Slot>,
+    ) -> Result<bool> {
+        if !self.opts.status {
+            let rec = RebootRecord {
+                boottime_ms: Some(state::boottime_ms()?),
+                ..record.unwrap_or_else(|| self.record_from_slot(slot))
+            };
+            if let Err(e) = state::write_record(&self.cfg.state_dir, &rec) {
+                return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
+            }
+            log::warn!(
+                "the reboot issued at {went_down_at} has no usable boot-time stamp in its record; it is given up after a full reboot_timeout_sec from now"
+            );
+        }
+        Ok(self.reboot_pending(went_down_at, self.cfg.reboot_timeout))
+    }
+
     /// Step 1 for a reboot that never happened (same boot after
-    /// `reboot_timeout_sec`): releases the slot, clears the record and
-    /// undoes the pre_reboot hook; status only says so.
+    /// `reboot_timeout_sec`): undoes the pre_reboot hook while the slot is
+    /// still held, releases the slot and clears the record; status only
+    /// says so. Returns true when the pass must stop.
     fn give_up(
         &mut self,
         went_down_at: &str,
         record: Option<&RebootRecord>,
         slot: Option<&Slot>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if self.opts.status {
             self.step(
                 "post-reboot",
@@ -436,28 +615,126 @@ impl Pass<'_> {
                     "the reboot issued at {went_down_at} did not happen; the next pass gives it up"
                 ),
             );
-            return Ok(());
+            return Ok(false);
+        }
+        // Not undone on every retry because the record cannot be cleared.
+        if let Some(problem) = self.state_dir_problem() {
+            self.holding = slot.is_some();
+            return Ok(self.block("post-reboot", Block::StateDir(problem)));
         }
         log::warn!(
             event = "reboot_given_up";
             "the reboot issued at {went_down_at} never happened (boot id {} is still current after reboot_timeout_sec); releasing and clearing the record",
             self.boot_id
         );
-        if let (Some(c), Some(s)) = (self.cluster, slot) {
-            c.lock.release(s)?;
-        }
-        state::clear_record(&self.cfg.state_dir)?;
         // The record proves the pre_reboot hook ran: undo it.
         if let Some(r) = record {
-            self.undo_pre_reboot(&self.vars(&r.reason));
+            commit::undo_pre_reboot(self.cfg, &self.vars(&r.reason));
             crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &r.silences);
+        }
+        if let (Some(c), Some(s)) = (self.cluster, slot) {
+            // Its lease has run out: a failure only leaves it to etcd.
+            if let Err(e) = c.lock.release(s) {
+                log::warn!("cannot release lock slot {}: {e}", s.key);
+            }
+        }
+        if let Err(e) = state::clear_record(&self.cfg.state_dir) {
+            return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
         }
         self.step(
             "post-reboot",
             StepState::Info,
             "gave up a reboot that never happened: released and cleared",
         );
-        Ok(())
+        Ok(false)
+    }
+
+    /// Step 1 for a commit cut short (the agent killed or stopped between
+    /// the intent and the reboot command, on this boot or before a reboot
+    /// that was not ours): undoes the pre_reboot hook, releases a slot the
+    /// commit had switched, clears the record and the intent. The pass
+    /// then goes on. Returns true when it must stop.
+    fn undo_interrupted(
+        &mut self,
+        intent: &Intent,
+        record: Option<&RebootRecord>,
+        slot: Option<&Slot>,
+    ) -> Result<bool> {
+        if self.opts.status {
+            self.step(
+                "pre-reboot",
+                StepState::Info,
+                format!(
+                    "a reboot commit started at {} (pid {}) has not reached the reboot command; unless it is still running, the next pass undoes its pre_reboot hook",
+                    intent.at, intent.pid
+                ),
+            );
+            return Ok(false);
+        }
+        if let Some(problem) = self.state_dir_problem() {
+            return Ok(self.block("pre-reboot", Block::StateDir(problem)));
+        }
+        log::warn!(
+            event = "pre_reboot_interrupted";
+            "the reboot commit started at {} by pid {} was cut short before the reboot command; undoing its pre_reboot hook",
+            intent.at, intent.pid
+        );
+        commit::undo_pre_reboot(self.cfg, &self.vars(&intent.reason));
+        if let (Some(c), Some(s)) = (self.cluster, slot) {
+            if s.value
+                .as_ref()
+                .is_some_and(|v| same_machine(&v.machine_id, &self.machine_id))
+            {
+                match c.lock.release(s) {
+                    Ok(_) => log::info!(event = "slot_released"; "released lock slot {}", s.key),
+                    Err(e) => log::warn!(
+                        "cannot release lock slot {} (its lease expires after reboot_timeout_sec): {e}",
+                        s.key
+                    ),
+                }
+            }
+        }
+        let cleared = match record {
+            Some(_) => state::clear_record(&self.cfg.state_dir),
+            None => Ok(()),
+        }
+        .and_then(|()| state::clear_intent(&self.cfg.state_dir));
+        if let Err(e) = cleared {
+            return Ok(self.block("pre-reboot", Block::StateDir(e.to_string())));
+        }
+        self.step(
+            "pre-reboot",
+            StepState::Info,
+            format!(
+                "undid the pre_reboot hook of a reboot commit cut short at {}",
+                intent.at
+            ),
+        );
+        Ok(false)
+    }
+
+    /// Whether `state_dir` can take the intent and the record now: None,
+    /// or the problem with its path and errno. `run` proves it with a
+    /// small write; `status` only checks, writing nothing.
+    fn state_dir_problem(&self) -> Option<String> {
+        let checked = if self.opts.status {
+            state::check_writable_without_writing(&self.cfg.state_dir)
+        } else {
+            state::check_writable(&self.cfg.state_dir)
+        };
+        checked.err().map(|e| e.to_string())
+    }
+
+    /// The state_dir gate before the lock. Returns true when the pass must stop.
+    fn state_dir_gate(&mut self) -> bool {
+        match self.state_dir_problem() {
+            None => {
+                let dir = self.cfg.state_dir.display().to_string();
+                self.step("state dir", StepState::Ok, format!("{dir} writable"));
+                false
+            }
+            Some(problem) => self.block("state dir", Block::StateDir(problem)),
+        }
     }
 
     /// The kill switch. Returns true when the pass must stop.
@@ -666,33 +943,24 @@ impl Pass<'_> {
             return Ok(false);
         };
         let started = Instant::now();
-        let lease = c.client.lease_grant(etcd.lock_ttl)?.id;
-        let acquired = match c.lock.acquire(&self.slot_value(SlotPhase::Checking), lease) {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = c.client.lease_revoke(lease);
-                return Err(e);
-            }
-        };
-        match acquired {
-            Acquire::Held(slot) => {
+        match c.take_slot(&self.slot_value(SlotPhase::Checking), etcd.lock_ttl)? {
+            Taken::Held(holding) => {
                 let took = started.elapsed();
                 self.events.push(PassEvent::SlotAcquired(took));
                 log::info!(
                     event = "slot_acquired", lock_wait_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
                     attempt = self.opts.lock_attempts;
-                    "took lock slot {} (lease {lease:x})", slot.key
+                    "took lock slot {}", holding.slot().key
                 );
-                self.step("lock", StepState::Ok, format!("took {}", slot.key));
-                self.held = Some(Held {
-                    keepalive: Keepalive::start(c.client.clone(), lease, etcd.lock_ttl),
-                    slot,
-                    lease,
-                });
+                self.step(
+                    "lock",
+                    StepState::Ok,
+                    format!("took {}", holding.slot().key),
+                );
+                self.held = Some(*holding);
                 Ok(false)
             }
-            Acquire::Busy(holders) => {
-                let _ = c.client.lease_revoke(lease);
+            Taken::Busy(holders) => {
                 let text = describe_holders(&holders);
                 self.holders = holders;
                 Ok(self.block("lock", Block::NoSlot(format!("held by {text}"))))
@@ -734,7 +1002,7 @@ impl Pass<'_> {
         if self.health_gate(Phase::PostLock)? || self.alerts_gate() || self.policies(true)? {
             return Ok(Some(self.stop()));
         }
-        if self.held.as_ref().is_some_and(|h| h.keepalive.lost()) {
+        if self.held.as_ref().is_some_and(Holding::lost) {
             return Err(Error::LeaseLost {
                 lease: "the lock slot's lease",
                 during: " during the checks",
@@ -743,25 +1011,7 @@ impl Pass<'_> {
         Ok(None)
     }
 
-    /// Gives back a slot held in phase checking (no-op otherwise).
-    fn release_held(&mut self) {
-        let Some(held) = self.held.take() else { return };
-        let Some(c) = self.cluster else { return };
-        drop(held.keepalive);
-        match c.lock.release(&held.slot) {
-            Ok(true) => log::info!(event = "slot_released"; "released lock slot {}", held.slot.key),
-            Ok(false) => log::warn!("lock slot {} was no longer ours", held.slot.key),
-            Err(e) => log::warn!(
-                "cannot release lock slot {} (its lease will expire): {e}",
-                held.slot.key
-            ),
-        }
-        if let Err(e) = c.client.lease_revoke(held.lease) {
-            log::warn!("cannot revoke lease {:x}: {e}", held.lease);
-        }
-    }
-
-    /// Step 8.
+    /// Step 8: the commit ([`commit`]), or in dry-run what it would do.
     fn reboot(&mut self, reason: &[String]) -> Result<Outcome> {
         let vars = self.vars(reason);
         let argv = actions::expand(&self.cfg.reboot_command, &vars);
@@ -789,209 +1039,37 @@ impl Pass<'_> {
             }
             return Ok(Outcome::WouldReboot);
         }
-        if crate::host::process::cancelled() {
-            return Err(Error::Cancelled);
-        }
-        // The reboot lease exists before the hook runs, so nothing that can
-        // fail on etcd's side is left between the hook and the switch.
-        let reboot_lease = match (self.cluster, &self.held) {
-            (Some(c), Some(_)) => Some(c.client.lease_grant(self.cfg.reboot_timeout)?.id),
-            _ => None,
+        let commit = Commit {
+            cfg: self.cfg,
+            cluster: self.cluster,
+            notifier: self.notifier,
+            boot_id: &self.boot_id,
+            reason,
+            vars: &vars,
         };
-        // Before the hook: the alerts a drain causes are the reboot's too.
-        let silences = match self.silence_for_reboot(&vars) {
-            Ok(ids) => ids,
-            Err(block) => {
-                self.revoke(reboot_lease);
-                let _ = self.block("silence", block);
-                return Ok(self.stop());
-            }
-        };
-        if let Some(hook) = &self.cfg.hooks.pre_reboot {
-            if let Err(e) =
-                actions::run_hook("pre_reboot hook", hook, &vars, self.cfg.hooks.timeout)
-            {
-                log::warn!("{e}; not rebooting");
-                self.revoke(reboot_lease);
-                // A half-done drain must not stay: undo it as after an abort.
-                self.undo_pre_reboot(&vars);
-                crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &silences);
-                let _ = self.block("pre-reboot hook", Block::Hook(e.to_string()));
-                return Ok(self.stop());
-            }
-            self.step("pre-reboot hook", StepState::Ok, "succeeded");
-        }
-        if let Err(e) = self.commit_to_reboot(reason, reboot_lease, &silences) {
-            // Not rebooting: undo what the pre_reboot hook did.
-            self.revoke(reboot_lease);
-            if let Err(clear) = state::clear_record(&self.cfg.state_dir) {
-                log::error!("{clear}");
-            }
-            self.undo_pre_reboot(&vars);
-            crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &silences);
-            return Err(e);
-        }
-        self.events.push(PassEvent::RebootStarted);
-        log::info!(
-            event = "reboot_started";
-            "rebooting (required by {}): running {argv:?}",
-            reason.join(", ")
-        );
-        self.notifier.send(
-            "reboot_started",
-            &format!(
-                "{} is rebooting (required by {})",
-                self.cfg.node_name,
-                reason.join(", ")
-            ),
-        );
-        // Give the notification its chance before the host goes down.
-        if let Some(n) = &self.cfg.notify {
-            self.notifier.flush(n.timeout);
-        }
-        if let Err(e) = actions::run_reboot_command(&self.cfg.reboot_command, &vars) {
-            self.events.push(PassEvent::RebootFailed);
-            self.notifier.send(
-                "reboot_failed",
-                &format!("{}: the reboot command failed: {e}", self.cfg.node_name),
-            );
-            return Err(e);
-        }
-        self.step("reboot", StepState::Ok, format!("ran {argv:?}"));
-        Ok(Outcome::RebootIssued)
-    }
-
-    /// Writes the reboot record, then turns the held slot into phase
-    /// rebooting on `reboot_lease`, renewed first to its full TTL (the
-    /// hook's time must not shorten it). After this succeeds, only the
-    /// reboot command is left.
-    fn commit_to_reboot(
-        &mut self,
-        reason: &[String],
-        reboot_lease: Option<i64>,
-        silences: &[String],
-    ) -> Result<()> {
-        if let (Some(c), Some(lease)) = (self.cluster, reboot_lease) {
-            if c.client.lease_keepalive(lease)?.is_none() {
-                return Err(Error::LeaseLost {
-                    lease: "the reboot lease",
-                    during: " during the pre_reboot hook",
-                });
-            }
-        }
-        state::write_record(
-            &self.cfg.state_dir,
-            &RebootRecord {
-                node: self.cfg.node_name.clone(),
-                boot_id: self.boot_id.clone(),
-                slot: self.held.as_ref().map(|h| h.slot.key.clone()),
-                at: crate::time::timestamp_now(),
-                reason: reason.to_vec(),
-                silences: silences.to_vec(),
-            },
-        )?;
-        if crate::host::process::cancelled() {
-            return Err(Error::Cancelled);
-        }
-        match reboot_lease {
-            Some(lease) => self.switch_to_rebooting(lease),
-            None => Ok(()),
-        }
-    }
-
-    /// Creates the reboot's Alertmanager silences
-    /// (`alerts.silence_during_reboot`), long enough for the hook and the
-    /// reboot; a failure under `silence_failure: block` is the block.
-    fn silence_for_reboot(&self, vars: &Vars) -> std::result::Result<Vec<String>, Block> {
-        let Some(alerts) = &self.cfg.alerts else {
-            return Ok(Vec::new());
-        };
-        let hook = match self.cfg.hooks.pre_reboot {
-            Some(_) => self.cfg.hooks.timeout,
-            None => Duration::ZERO,
-        };
-        crate::alerts::silence_for_reboot(alerts, &vars.0, self.cfg.reboot_timeout + hook)
-            .map_err(Block::Alerts)
-    }
-
-    /// Revokes a lease this pass granted and will not use.
-    fn revoke(&self, lease: Option<i64>) {
-        if let (Some(c), Some(lease)) = (self.cluster, lease) {
-            if let Err(e) = c.client.lease_revoke(lease) {
-                log::warn!("cannot revoke lease {lease:x} (it expires by itself): {e}");
-            }
-        }
-    }
-
-    /// After an aborted reboot, runs the `post_reboot` hook to undo the
-    /// `pre_reboot` hook (a drained node must not stay drained).
-    fn undo_pre_reboot(&self, vars: &Vars) {
-        if self.cfg.hooks.pre_reboot.is_none() {
-            return;
-        }
-        match &self.cfg.hooks.post_reboot {
-            Some(argv) => {
-                log::warn!(
-                    "the reboot was aborted after the pre_reboot hook; running the post_reboot hook to undo it"
-                );
-                // Not cancellable: a stopping agent must still undo a drain.
-                if let Err(e) = actions::run_hook_to_completion(
-                    "post_reboot hook",
-                    argv,
-                    vars,
-                    self.cfg.hooks.timeout,
-                ) {
-                    log::error!("{e}");
+        let held = self.held.take();
+        let in_cluster = held.is_some();
+        match commit.run(held, &mut self.events)? {
+            Committed::RebootIssued => {
+                if self.cfg.hooks.pre_reboot.is_some() {
+                    self.step("pre-reboot hook", StepState::Ok, "succeeded");
                 }
+                self.holding = in_cluster;
+                self.step("reboot", StepState::Ok, format!("ran {argv:?}"));
+                Ok(Outcome::RebootIssued)
             }
-            None => log::warn!(
-                "the reboot was aborted after the pre_reboot hook, and no post_reboot hook is configured to undo it"
-            ),
-        }
-    }
-
-    /// Turns the held slot into phase rebooting on `lease` (of
-    /// `reboot_timeout_sec`), in a txn that proves it is still ours.
-    fn switch_to_rebooting(&mut self, lease: i64) -> Result<()> {
-        let (Some(c), Some(held)) = (self.cluster, self.held.as_ref()) else {
-            return Ok(());
-        };
-        if held.keepalive.lost() {
-            return Err(Error::LeaseLost {
-                lease: "the lock slot's lease",
-                during: "",
-            });
-        }
-        let value = SlotValue {
-            acquired_at: held
-                .slot
-                .value
-                .as_ref()
-                .map(|v| v.acquired_at.clone())
-                .unwrap_or_default(),
-            ..self.slot_value(SlotPhase::Rebooting)
-        };
-        match c.lock.to_rebooting(&held.slot, &value, lease) {
-            Ok(Some(slot)) => {
-                // The slot now lives on the reboot lease: stop renewing the old one.
-                if let Some(held) = self.held.take() {
-                    drop(held.keepalive);
-                    if let Err(e) = c.client.lease_revoke(held.lease) {
-                        log::warn!("cannot revoke lease {:x}: {e}", held.lease);
-                    }
-                }
-                log::info!(event = "slot_rebooting"; "lock slot {} is now in phase rebooting", slot.key);
-                self.holding = true;
-                if let Err(e) = c.record_history("reboot_started", &self.boot_id) {
-                    log::warn!("cannot record the history entry: {e}");
-                }
-                Ok(())
+            Committed::HookFailed(e) => {
+                let _ = self.block("pre-reboot hook", Block::Hook(e));
+                Ok(self.stop())
             }
-            // The caller revokes the unused lease.
-            Ok(None) => Err(Error::SlotChanged {
-                key: held.slot.key.clone(),
-            }),
-            Err(e) => Err(e),
+            Committed::StateDir(e) => {
+                let _ = self.block("state dir", Block::StateDir(e));
+                Ok(self.stop())
+            }
+            Committed::SilenceFailed(e) => {
+                let _ = self.block("silence", Block::Alerts(e));
+                Ok(self.stop())
+            }
         }
     }
 }

@@ -5,7 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{EXIT_DETECTOR, EXIT_HEALTH, EXIT_KILL_SWITCH, EXIT_LOCK, EXIT_OK, EXIT_WINDOW};
+use crate::error::{
+    EXIT_DETECTOR, EXIT_HEALTH, EXIT_KILL_SWITCH, EXIT_LOCK, EXIT_OK, EXIT_RUNTIME, EXIT_WINDOW,
+};
 
 /// How a pass ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +54,9 @@ pub enum Block {
     /// The alert gate: a matching alert, a non-empty PromQL result, a
     /// server that could not be asked, or a silence that could not be created.
     Alerts(String),
+    /// `state_dir` cannot be written (read-only, full, immutable): nothing
+    /// is run or started until it can (exit 1, a runtime failure).
+    StateDir(String),
 }
 
 impl Block {
@@ -68,6 +73,7 @@ impl Block {
             Block::DetectorFailed(_) => EXIT_DETECTOR,
             Block::Window(_) | Block::Cooldown(_) => EXIT_WINDOW,
             Block::NoSlot(_) => EXIT_LOCK,
+            Block::StateDir(_) => EXIT_RUNTIME,
         }
     }
 
@@ -86,11 +92,12 @@ impl Block {
             Block::NoSlot(_) => "lock",
             Block::Hook(_) => "hook",
             Block::Alerts(_) => "alerts",
+            Block::StateDir(_) => "state_dir",
         }
     }
 
     /// Every label, for metrics that list all reasons.
-    pub const LABELS: [&'static str; 12] = [
+    pub const LABELS: [&'static str; 13] = [
         "reboot_pending",
         "post_reboot_health",
         "kill_switch",
@@ -103,6 +110,7 @@ impl Block {
         "lock",
         "hook",
         "alerts",
+        "state_dir",
     ];
 }
 
@@ -127,6 +135,7 @@ impl fmt::Display for Block {
             Block::NoSlot(r) => write!(f, "no free lock slot: {r}"),
             Block::Hook(r) => write!(f, "pre_reboot hook: {r}"),
             Block::Alerts(r) => write!(f, "alert gate: {r}"),
+            Block::StateDir(r) => write!(f, "state_dir: {r}"),
         }
     }
 }
@@ -191,6 +200,7 @@ mod tests {
             (Outcome::Blocked(Block::DetectorFailed(vec![])), 6),
             (Outcome::Blocked(Block::Window("x".into())), 7),
             (Outcome::Blocked(Block::Cooldown(Duration::from_secs(3))), 7),
+            (Outcome::Blocked(Block::StateDir("x".into())), 1),
         ];
         for (o, code) in cases {
             assert_eq!(o.exit_code(), code, "{o:?}");

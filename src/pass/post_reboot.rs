@@ -1,17 +1,34 @@
 //! Step 1 of a pass as a pure decision: is this node back from a reboot of
 //! its own, still waiting for it, or past the point of giving it up? The
 //! inputs are the local reboot record, the slot of this node's name in
-//! phase rebooting, this boot's and machine's ids, `now` and
+//! phase rebooting, this boot's and machine's ids, the [`Clocks`] and
 //! `reboot_timeout_sec`; the pass acts on the answer.
+//!
+//! No wall clock is involved in giving a reboot up: an NTP step must not
+//! give it up early, and a time that does not parse must never count as
+//! expired. In cluster mode the slot's etcd lease (of `reboot_timeout_sec`,
+//! never renewed before the reboot) is the clock; without a slot, the
+//! record's `CLOCK_BOOTTIME` stamp is, which compares with now because a
+//! reboot that never happened means the same boot.
 
 use std::time::Duration;
-
-use jiff::Timestamp;
 
 use crate::cluster::lock::Slot;
 use crate::cluster::records::same_machine;
 use crate::host::state::RebootRecord;
-use crate::time::secs_between;
+
+/// The clocks that give up a reboot that never happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clocks {
+    /// Cluster mode: a slot named in the record that is gone has expired
+    /// with its lease (or was released by an operator).
+    pub cluster: bool,
+    /// The time left on the lease of the slot in phase rebooting, as etcd
+    /// counts it (zero once it is gone); None without a slot or a lease.
+    pub slot_left: Option<Duration>,
+    /// `CLOCK_BOOTTIME` now, compared with the record's `boottime_ms`.
+    pub boottime: Duration,
+}
 
 /// Where this node stands with a reboot it started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,13 +48,20 @@ pub enum PostReboot {
     },
     /// Same boot, and the reboot may still happen (a slow shutdown).
     NotYet {
-        /// When the reboot was issued (RFC 3339, as recorded).
+        /// When the reboot was issued (RFC 3339, as recorded; display only).
         went_down_at: String,
         /// How long until it is given up.
         left: Duration,
     },
-    /// Same boot after `reboot_timeout_sec` (or an unreadable time): the
-    /// reboot never happened and is given up.
+    /// Same boot, and no clock to measure the wait with (a record of an
+    /// older version, or a boot-time stamp ahead of now): the wait starts
+    /// now, a full `reboot_timeout_sec`; never given up at once.
+    NoClock {
+        /// When the reboot was issued, as recorded (display only).
+        went_down_at: String,
+    },
+    /// Same boot after `reboot_timeout_sec`: the reboot never happened and
+    /// is given up.
     TimedOut {
         /// When the reboot was issued.
         went_down_at: String,
@@ -49,15 +73,14 @@ pub enum PostReboot {
     },
 }
 
-/// Classifies step 1. The slot's values win over the record's (the boot
-/// id of the slot, the time of the record) as the pass always did; either
-/// one alone is enough.
+/// Classifies step 1. The slot's boot id wins over the record's, as the
+/// pass always did; either one alone is enough.
 pub fn classify(
     record: Option<&RebootRecord>,
     slot: Option<&Slot>,
     boot_id: &str,
     machine_id: &str,
-    now: Timestamp,
+    clocks: Clocks,
     timeout: Duration,
 ) -> PostReboot {
     if let Some((key, v)) = slot.and_then(|s| s.value.as_ref().map(|v| (&s.key, v))) {
@@ -83,17 +106,23 @@ pub fn classify(
     if recorded_boot != boot_id {
         return PostReboot::Back { went_down_at };
     }
-    let since = went_down_at
-        .parse::<Timestamp>()
-        .map(|t| secs_between(t, now))
-        .unwrap_or(Duration::MAX);
-    if since < timeout {
-        PostReboot::NotYet {
-            left: timeout - since,
-            went_down_at,
-        }
-    } else {
+    let left = match (slot, clocks.slot_left) {
+        // etcd's clock: the slot's lease.
+        (Some(_), Some(left)) => left,
+        // The slot the record names is gone: its lease ran out.
+        (None, _) if clocks.cluster && record.is_some_and(|r| r.slot.is_some()) => Duration::ZERO,
+        // The record's boot-time clock.
+        _ => match record.and_then(|r| r.boottime_ms) {
+            Some(ms) if Duration::from_millis(ms) <= clocks.boottime => {
+                timeout.saturating_sub(clocks.boottime - Duration::from_millis(ms))
+            }
+            _ => return PostReboot::NoClock { went_down_at },
+        },
+    };
+    if left.is_zero() {
         PostReboot::TimedOut { went_down_at }
+    } else {
+        PostReboot::NotYet { went_down_at, left }
     }
 }
 
@@ -102,10 +131,11 @@ mod tests {
     use super::*;
     use crate::cluster::lock::{SlotKind, SlotPhase, SlotValue};
 
-    const NOW: &str = "2026-11-27T12:00:00Z";
     const TIMEOUT: Duration = Duration::from_secs(600);
+    /// CLOCK_BOOTTIME now in every case: one hour into this boot.
+    const NOW_MS: u64 = 3_600_000;
 
-    fn record(boot: &str, at: &str) -> RebootRecord {
+    fn record(boot: &str, at: &str, boottime_ms: Option<u64>) -> RebootRecord {
         RebootRecord {
             node: "web-1".into(),
             boot_id: boot.into(),
@@ -113,6 +143,15 @@ mod tests {
             at: at.into(),
             reason: vec!["marker".into()],
             silences: Vec::new(),
+            boottime_ms,
+            completion: None,
+        }
+    }
+
+    fn local(boot: &str, at: &str, boottime_ms: Option<u64>) -> RebootRecord {
+        RebootRecord {
+            slot: None,
+            ..record(boot, at, boottime_ms)
         }
     }
 
@@ -156,107 +195,178 @@ mod tests {
         }
     }
 
+    fn no_clock(at: &str) -> PostReboot {
+        PostReboot::NoClock {
+            went_down_at: at.into(),
+        }
+    }
+
     #[test]
     fn every_case() {
-        let t5 = "2026-11-27T11:55:00Z"; // 5 min ago
-        let t20 = "2026-11-27T11:40:00Z"; // 20 min ago
+        let t = "2026-11-27T11:55:00Z";
+        let u = "2026-11-27T11:40:00Z";
+        let ago = |secs: u64| Some(NOW_MS - secs * 1000);
         let other = PostReboot::OtherMachine {
             key: "/rebootctl/lock/slot-0".into(),
             node: "web-1".into(),
             machine_id: "m-other".into(),
         };
-        // (case, record, slot, expected); this boot is "b-now" on "m-1".
-        let cases: Vec<(&str, Option<RebootRecord>, Option<Slot>, PostReboot)> = vec![
-            ("nothing", None, None, PostReboot::Nothing),
+        let cluster = |left: Option<u64>| Clocks {
+            cluster: true,
+            slot_left: left.map(Duration::from_secs),
+            boottime: Duration::from_millis(NOW_MS),
+        };
+        let local_mode = Clocks {
+            cluster: false,
+            slot_left: None,
+            boottime: Duration::from_millis(NOW_MS),
+        };
+        // (case, record, slot, clocks, expected); this boot is "b-now" on "m-1".
+        type Case = (
+            &'static str,
+            Option<RebootRecord>,
+            Option<Slot>,
+            Clocks,
+            PostReboot,
+        );
+        let cases: Vec<Case> = vec![
+            ("nothing", None, None, cluster(None), PostReboot::Nothing),
             (
                 "new boot, both",
-                Some(record("b-old", t5)),
-                Some(slot("b-old", "m-1", t5)),
-                back(t5),
+                Some(record("b-old", t, ago(300))),
+                Some(slot("b-old", "m-1", t)),
+                cluster(Some(300)),
+                back(t),
             ),
             (
-                "same boot, not yet",
-                Some(record("b-now", t5)),
-                Some(slot("b-now", "m-1", t5)),
-                not_yet(t5, 300),
+                "same boot: the slot's lease decides",
+                Some(record("b-now", t, ago(300))),
+                Some(slot("b-now", "m-1", t)),
+                cluster(Some(120)),
+                not_yet(t, 120),
             ),
             (
-                "same boot, timed out",
-                Some(record("b-now", t20)),
-                Some(slot("b-now", "m-1", t20)),
-                timed_out(t20),
+                "same boot: the slot's lease ran out",
+                Some(record("b-now", t, ago(60))),
+                Some(slot("b-now", "m-1", t)),
+                cluster(Some(0)),
+                timed_out(t),
+            ),
+            (
+                "same boot: the slot the record names is gone",
+                Some(record("b-now", t, ago(60))),
+                None,
+                cluster(None),
+                timed_out(t),
             ),
             (
                 "record without slot, new boot",
-                Some(record("b-old", t5)),
+                Some(record("b-old", t, ago(300))),
                 None,
-                back(t5),
+                cluster(None),
+                back(t),
             ),
             (
-                "record without slot, same boot",
-                Some(record("b-now", t5)),
+                "local: boot-time clock, not yet",
+                Some(local("b-now", t, ago(300))),
                 None,
-                not_yet(t5, 300),
+                local_mode,
+                not_yet(t, 300),
+            ),
+            (
+                "local: boot-time clock, timed out",
+                Some(local("b-now", t, ago(900))),
+                None,
+                local_mode,
+                timed_out(t),
+            ),
+            (
+                "local: an unparsable time is never expired",
+                Some(local("b-now", "garbage", ago(5))),
+                None,
+                local_mode,
+                not_yet("garbage", 595),
+            ),
+            (
+                "local: a wall-clock time far in the past does not count",
+                Some(local("b-now", "1999-01-01T00:00:00Z", ago(5))),
+                None,
+                local_mode,
+                not_yet("1999-01-01T00:00:00Z", 595),
+            ),
+            (
+                "local: no boot-time stamp (older record): no clock",
+                Some(local("b-now", u, None)),
+                None,
+                local_mode,
+                no_clock(u),
+            ),
+            (
+                "local: a boot-time stamp ahead of now: no clock",
+                Some(local("b-now", t, Some(NOW_MS + 1))),
+                None,
+                local_mode,
+                no_clock(t),
             ),
             (
                 "slot without record, new boot",
                 None,
-                Some(slot("b-old", "m-1", t5)),
-                back(t5),
+                Some(slot("b-old", "m-1", t)),
+                cluster(Some(300)),
+                back(t),
             ),
             (
-                "slot without record, same boot, timed out",
+                "slot without record, same boot, lease left",
                 None,
-                Some(slot("b-now", "m-1", t20)),
-                timed_out(t20),
+                Some(slot("b-now", "m-1", u)),
+                cluster(Some(30)),
+                not_yet(u, 30),
+            ),
+            (
+                "slot without record or lease, same boot: no clock",
+                None,
+                Some(slot("b-now", "m-1", u)),
+                cluster(None),
+                no_clock(u),
             ),
             (
                 "other machine",
                 None,
-                Some(slot("b-old", "m-other", t5)),
+                Some(slot("b-old", "m-other", t)),
+                cluster(Some(300)),
                 other.clone(),
             ),
             (
                 "other machine wins over a record",
-                Some(record("b-old", t5)),
-                Some(slot("b-old", "m-other", t5)),
+                Some(record("b-old", t, ago(1))),
+                Some(slot("b-old", "m-other", t)),
+                cluster(Some(300)),
                 other,
             ),
             (
                 "unknown machine id in the slot is ours",
                 None,
-                Some(slot("b-old", "", t5)),
-                back(t5),
-            ),
-            // The slot's boot id wins over the record's, the record's time over the slot's.
-            (
-                "slot boot id wins",
-                Some(record("b-old", t20)),
-                Some(slot("b-now", "m-1", t5)),
-                timed_out(t20),
+                Some(slot("b-old", "", t)),
+                cluster(Some(300)),
+                back(t),
             ),
             (
-                "record time wins",
-                Some(record("b-now", t5)),
-                Some(slot("b-now", "m-1", t20)),
-                not_yet(t5, 300),
-            ),
-            (
-                "unreadable time is timed out",
-                Some(record("b-now", "garbage")),
-                None,
-                timed_out("garbage"),
+                "the slot's boot id wins",
+                Some(record("b-old", u, ago(1))),
+                Some(slot("b-now", "m-1", t)),
+                cluster(Some(0)),
+                timed_out(u),
             ),
             (
                 "exactly at the timeout",
-                Some(record("b-now", "2026-11-27T11:50:00Z")),
+                Some(local("b-now", t, ago(600))),
                 None,
-                timed_out("2026-11-27T11:50:00Z"),
+                local_mode,
+                timed_out(t),
             ),
         ];
-        let now: Timestamp = NOW.parse().unwrap();
-        for (name, rec, s, want) in cases {
-            let got = classify(rec.as_ref(), s.as_ref(), "b-now", "m-1", now, TIMEOUT);
+        for (name, rec, s, clocks, want) in cases {
+            let got = classify(rec.as_ref(), s.as_ref(), "b-now", "m-1", clocks, TIMEOUT);
             assert_eq!(got, want, "{name}");
         }
     }

@@ -1,0 +1,104 @@
+//! The `Holding` guard (issue 11) against a real etcd: a slot in phase
+//! checking is given back when the guard is dropped, on any path; only
+//! `into_rebooting` keeps it, and a failed switch hands the slot back still
+//! held, so the caller can undo its hook before anyone else takes it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rebootctl::cluster::Cluster;
+use rebootctl::cluster::holding::{Holding, Taken};
+use rebootctl::cluster::lock::{SlotKind, SlotPhase, SlotValue};
+use rebootctl::error::Error;
+use rebootctl::testing::etcd::EtcdServer;
+
+fn cluster(etcd: &EtcdServer, node: &str) -> Cluster {
+    let text = format!(
+        "node_name: {node}\n\
+         reboot_required_detectors: [{{type: file, path: /run/reboot-required}}]\n\
+         etcd_endpoints: [\"{}\"]\n",
+        etcd.endpoint
+    );
+    let cfg = rebootctl::config::parse(&text, Path::new("/holding-test.yaml")).unwrap();
+    Cluster::connect(&cfg).unwrap()
+}
+
+fn value(node: &str) -> SlotValue {
+    SlotValue {
+        node: node.into(),
+        pid: std::process::id(),
+        boot_id: "boot-1".into(),
+        phase: SlotPhase::Checking,
+        acquired_at: "2026-11-27T10:00:00Z".into(),
+        machine_id: String::new(),
+        kind: SlotKind::Agent,
+        limit: 1,
+    }
+}
+
+fn take(c: &Cluster, node: &str) -> Holding {
+    match c.take_slot(&value(node), Duration::from_secs(30)).unwrap() {
+        Taken::Held(h) => *h,
+        Taken::Busy(holders) => panic!("busy: {holders:?}"),
+    }
+}
+
+fn phases(c: &Cluster) -> Vec<(String, Option<SlotPhase>)> {
+    let (slots, _) = c.lock.holders().unwrap();
+    slots
+        .iter()
+        .map(|s| (s.node().to_string(), s.phase()))
+        .collect()
+}
+
+#[test]
+fn the_holding_guard_releases_on_drop_and_only_the_switch_keeps_the_slot() {
+    let etcd = EtcdServer::start();
+    let c = cluster(&etcd, "g");
+    // Dropped: released, its lease revoked.
+    let h = take(&c, "g");
+    let lease = h.slot().lease;
+    assert_eq!(phases(&c), [("g".into(), Some(SlotPhase::Checking))]);
+    assert!(matches!(
+        c.take_slot(&value("other"), Duration::from_secs(30))
+            .unwrap(),
+        Taken::Busy(_)
+    ));
+    drop(h);
+    assert!(phases(&c).is_empty());
+    assert_eq!(c.client.lease_time_to_live(lease).unwrap(), None);
+    // Switched: kept in phase rebooting on the reboot lease; the checking
+    // lease is revoked and nothing is released when the guard goes.
+    let mut h = take(&c, "g");
+    let checking_lease = h.slot().lease;
+    h.reserve_reboot_lease(Duration::from_secs(60)).unwrap();
+    let slot = h.into_rebooting().unwrap_or_else(|e| panic!("{}", e.error));
+    assert_eq!(phases(&c), [("g".into(), Some(SlotPhase::Rebooting))]);
+    assert_ne!(slot.lease, checking_lease);
+    assert_eq!(c.client.lease_time_to_live(checking_lease).unwrap(), None);
+    assert!(c.slot_time_left(&slot).unwrap().unwrap() > Duration::from_secs(50));
+    assert!(c.renew_slot(&slot).unwrap());
+    assert!(c.lock.release(&slot).unwrap());
+    // A slot changed under us (an operator's unlock): the switch fails
+    // and hands the guard back; dropping it then touches nothing new.
+    let mut h = take(&c, "g");
+    h.reserve_reboot_lease(Duration::from_secs(60)).unwrap();
+    let other = cluster(&etcd, "operator");
+    c.client.delete(&h.slot().key).unwrap();
+    let Taken::Held(theirs) = other
+        .take_slot(&value("operator"), Duration::from_secs(30))
+        .unwrap()
+    else {
+        panic!("the operator's node did not get the freed slot");
+    };
+    let not = h.into_rebooting().expect_err("the switch must fail");
+    assert!(
+        matches!(not.error, Error::SlotChanged { .. }),
+        "{}",
+        not.error
+    );
+    drop(not);
+    assert_eq!(phases(&c), [("operator".into(), Some(SlotPhase::Checking))]);
+    drop(theirs);
+    assert!(phases(&c).is_empty());
+}

@@ -11,6 +11,7 @@
 pub mod lock;
 pub mod policy;
 pub mod records;
+pub mod rollout;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,6 +135,7 @@ impl Cluster {
             registered_at: crate::time::timestamp_now(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             machine_id: machine_id.to_string(),
+            ..NodeRecord::default()
         })
         .map_err(|e| Error::Runtime(e.to_string()))?;
         let resp = self.client.txn(&Txn {

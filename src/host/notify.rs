@@ -190,7 +190,7 @@ impl Notifier {
                 "notify: {} notification(s) for {} still undelivered after {}",
                 *count,
                 inner.host,
-                humantime::format_duration(grace)
+                crate::time::human_duration(grace)
             );
         }
     }
@@ -212,7 +212,7 @@ impl Notifier {
         }
         blocked.fired = true;
         drop(blocked);
-        let shown = humantime::format_duration(Duration::from_secs(for_how_long.as_secs()));
+        let shown = crate::time::human_duration(Duration::from_secs(for_how_long.as_secs()));
         self.send(
             BLOCKED_TOO_LONG,
             &format!(
@@ -237,7 +237,7 @@ impl Notifier {
             Err(RecvTimeoutError::Timeout) => log::warn!(
                 "notify: delivery to {} still running after {}, not waiting longer",
                 inner.host,
-                humantime::format_duration(grace)
+                crate::time::human_duration(grace)
             ),
         }
     }

@@ -18,6 +18,7 @@
 pub mod gates;
 pub mod outcome;
 pub mod post_reboot;
+pub mod progress;
 pub mod report;
 
 use std::time::{Duration, Instant};
@@ -116,7 +117,7 @@ pub fn run_pass(
     // The one place a slot held while checking is given back.
     pass.release_held();
     let outcome = result?;
-    Ok(PassReport {
+    let report = PassReport {
         node: cfg.node_name.clone(),
         cluster: cfg.is_cluster(),
         dry_run: pass.opts.dry_run,
@@ -128,7 +129,12 @@ pub fn run_pass(
         outcome,
         events: pass.events,
         alerts: pass.alerts,
-    })
+    };
+    // The one place this node's progress reaches its registry record.
+    if let (Some(c), false) = (cluster, opts.status) {
+        progress::publish(c, &report);
+    }
+    Ok(report)
 }
 
 /// Describes the holders of the lock for people: "web-2 (rebooting, 3m 12s)".

@@ -63,3 +63,141 @@ fn status_says_when_a_window_opens_as_a_weekday_a_local_time_and_a_short_duratio
         text.stdout
     );
 }
+
+// ---------------------------------------------------------------------------
+// Notifications: each body as a local receiver gets it.
+
+/// A webhook receiver on 127.0.0.1: every request's JSON body arrives on
+/// the channel; stops with the test.
+struct Receiver {
+    server: std::sync::Arc<tiny_http::Server>,
+    url: String,
+    got: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+        let port = server.server_addr().to_ip().expect("IP").port();
+        let (tx, got) = std::sync::mpsc::channel();
+        let s = std::sync::Arc::clone(&server);
+        std::thread::spawn(move || {
+            while let Ok(mut rq) = s.recv() {
+                let mut body = String::new();
+                let _ = rq.as_reader().read_to_string(&mut body);
+                let _ = tx.send(serde_json::from_str(&body).unwrap_or(Value::Null));
+                let _ = rq.respond(tiny_http::Response::from_string("ok"));
+            }
+        });
+        Receiver {
+            server,
+            url: format!("http://127.0.0.1:{port}/hook/secret"),
+            got,
+        }
+    }
+
+    fn next(&self) -> Value {
+        self.got
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a notification within 10 s")
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+#[test]
+fn a_template_body_for_each_reboot_event_and_node_back_with_its_downtime() {
+    let rx = Receiver::start();
+    let mut fx = Fixture::new("tmpl");
+    fx.set(
+        "notify",
+        &format!(
+            "{{url: \"{}\", format: template, events: [reboot_started, reboot_completed, node_back], \
+             template: '{{\"event\": \"${{RC_EVENT}}\", \"node\": \"${{RC_NODE_NAME}}\", \"text\": \"${{RC_TEXT}}\", \"why\": \"${{RC_REASON}}\", \"down_sec\": \"${{RC_DOWN_SEC}}\"}}'}}",
+            rx.url
+        ),
+    );
+    fx.need_reboot();
+    let r = fx.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let started = rx.next();
+    assert_eq!(started["event"], "reboot_started", "{started}");
+    assert_eq!(started["node"], "tmpl");
+    assert_eq!(started["why"], "marker");
+    assert_eq!(started["down_sec"], "");
+
+    // Back: a new boot id, the need gone.
+    std::fs::remove_file(fx.path("need-reboot")).unwrap();
+    fx.new_boot("boot-2");
+    let r = fx.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(rx.next()["event"], "reboot_completed");
+    let back = rx.next();
+    assert_eq!(back["event"], "node_back", "{back}");
+    assert_eq!(back["why"], "marker");
+    let down: u64 = back["down_sec"].as_str().unwrap().parse().expect("seconds");
+    assert!(down < 60, "{back}");
+    let text = back["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("tmpl is back after ") && text.ends_with(" down: healthy"),
+        "{text}"
+    );
+}
+
+#[test]
+fn teams_gets_an_adaptive_card_through_the_binary() {
+    let rx = Receiver::start();
+    let mut fx = Fixture::new("teams");
+    fx.set(
+        "notify",
+        &format!(
+            "{{url: \"{}\", format: teams, events: [reboot_started]}}",
+            rx.url
+        ),
+    );
+    fx.need_reboot();
+    assert_eq!(fx.rebootctl(&["run", "--once"]).code, 0);
+    let card = rx.next();
+    assert_eq!(card["type"], "message");
+    let content = &card["attachments"][0]["content"];
+    assert_eq!(content["type"], "AdaptiveCard", "{card:#}");
+    assert_eq!(content["body"][0]["text"], "Rebooting: teams");
+}
+
+#[test]
+fn a_template_that_is_not_json_or_names_an_unknown_placeholder_is_refused() {
+    let mut fx = Fixture::new("badtmpl");
+    fx.set(
+        "notify",
+        "{url: \"http://127.0.0.1:9/x\", format: template, template: '{\"t\": ${RC_TEXT}, \"x\": \"${RC_NOPE}\"}'}",
+    );
+    let r = fx.rebootctl(&["validate-config"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("notify.template: unknown placeholder ${RC_NOPE}"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("notify.template: is not a JSON document once expanded"),
+        "{}",
+        r.stderr
+    );
+    fx.set(
+        "notify",
+        "{url: \"http://127.0.0.1:9/x\", format: temlpate}",
+    );
+    let r = fx.rebootctl(&["validate-config"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("did you mean `template`?"),
+        "{}",
+        r.stderr
+    );
+}

@@ -401,6 +401,7 @@ impl Pass<'_> {
             "reboot_completed",
             &format!("{} is back from its reboot and healthy", self.cfg.node_name),
         );
+        self.notify_node_back(&went_down_at, slot.is_some(), record.as_ref());
         self.step(
             "post-reboot",
             StepState::Ok,
@@ -414,6 +415,31 @@ impl Pass<'_> {
             ),
         );
         Ok(false)
+    }
+
+    /// `node_back`: the node is back, healthy, its slot released, and how
+    /// long it was down (from the reboot's record to now).
+    fn notify_node_back(&self, went_down_at: &str, released: bool, record: Option<&RebootRecord>) {
+        let down = went_down_at
+            .parse::<Timestamp>()
+            .map(|t| crate::time::secs_between(t, Timestamp::now()))
+            .ok();
+        let text = format!(
+            "{} is back{}: healthy{}",
+            self.cfg.node_name,
+            down.map(|d| format!(" after {} down", human_duration(d)))
+                .unwrap_or_default(),
+            if released { ", slot released" } else { "" }
+        );
+        let mut vars = vec![(
+            "RC_REASON",
+            record.map(|r| r.reason.join(",")).unwrap_or_default(),
+        )];
+        vars.push(("RC_BOOT_ID", self.boot_id.clone()));
+        if let Some(d) = down {
+            vars.push(("RC_DOWN_SEC", d.as_secs().to_string()));
+        }
+        self.notifier.send_with("node_back", &text, &vars);
     }
 
     /// Step 1 for a reboot that never happened (same boot after
@@ -836,13 +862,14 @@ impl Pass<'_> {
             "rebooting (required by {}): running {argv:?}",
             reason.join(", ")
         );
-        self.notifier.send(
+        self.notifier.send_with(
             "reboot_started",
             &format!(
                 "{} is rebooting (required by {})",
                 self.cfg.node_name,
                 reason.join(", ")
             ),
+            &vars.as_pairs(),
         );
         // Give the notification its chance before the host goes down.
         if let Some(n) = &self.cfg.notify {
@@ -850,9 +877,10 @@ impl Pass<'_> {
         }
         if let Err(e) = actions::run_reboot_command(&self.cfg.reboot_command, &vars) {
             self.events.push(PassEvent::RebootFailed);
-            self.notifier.send(
+            self.notifier.send_with(
                 "reboot_failed",
                 &format!("{}: the reboot command failed: {e}", self.cfg.node_name),
+                &vars.as_pairs(),
             );
             return Err(e);
         }

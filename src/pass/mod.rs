@@ -132,7 +132,7 @@ pub fn run_pass(
     };
     // The one place this node's progress reaches its registry record.
     if let (Some(c), false) = (cluster, opts.status) {
-        progress::publish(c, &report);
+        progress::publish(c, &progress::Facts::of(&report));
     }
     Ok(report)
 }
@@ -874,6 +874,15 @@ impl Pass<'_> {
         // Give the notification its chance before the host goes down.
         if let Some(n) = &self.cfg.notify {
             self.notifier.flush(n.timeout);
+        }
+        // The host may go down before the pass ends: say so now.
+        if let Some(c) = self.cluster {
+            let facts = progress::Facts {
+                reboot_required: Some(true),
+                completed: false,
+                block: None,
+            };
+            progress::publish(c, &facts);
         }
         if let Err(e) = actions::run_reboot_command(&self.cfg.reboot_command, &vars) {
             self.events.push(PassEvent::RebootFailed);

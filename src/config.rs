@@ -79,12 +79,19 @@ pub const DEFAULT_REBOOT_COMMAND: [&str; 4] = [
     "rebootctl: coordinated reboot",
 ];
 /// Notification events a webhook can subscribe to.
-pub const NOTIFY_EVENTS: [&str; 4] = [
+pub const NOTIFY_EVENTS: [&str; 6] = [
     "reboot_started",
     "reboot_completed",
     "reboot_failed",
     "blocked_too_long",
+    "reboot_ineffective",
+    "node_back",
 ];
+/// Body formats of `notify.format`.
+pub const NOTIFY_FORMATS: [&str; 3] = ["slack", "teams", "template"];
+/// Placeholders of a `notify.template` besides [`PLACEHOLDERS`]: the event,
+/// its message, when, and (for `node_back`) how long the node was down.
+pub const NOTIFY_PLACEHOLDERS: [&str; 4] = ["RC_EVENT", "RC_TEXT", "RC_AT", "RC_DOWN_SEC"];
 
 // ---------------------------------------------------------------------------
 // Raw serde structs: the file as written, every field optional.
@@ -147,7 +154,14 @@ const POLICY_KEYS: &[&str] = &[
     "fallback_nodes",
 ];
 const HOOK_KEYS: &[&str] = &["pre_reboot", "post_reboot", "timeout_sec"];
-const NOTIFY_KEYS: &[&str] = &["url", "events", "blocked_after_sec", "timeout_sec"];
+const NOTIFY_KEYS: &[&str] = &[
+    "url",
+    "events",
+    "blocked_after_sec",
+    "timeout_sec",
+    "format",
+    "template",
+];
 const WINDOW_KEYS: &[&str] = &["timezone", "deny", "allow"];
 const METRICS_KEYS: &[&str] = &["enabled", "listen"];
 /// Top-level keys that only mean something in cluster mode: in a file
@@ -275,6 +289,8 @@ struct RawNotify {
     events: Option<Vec<String>>,
     blocked_after_sec: Option<u64>,
     timeout_sec: Option<u64>,
+    format: Option<String>,
+    template: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -515,6 +531,21 @@ pub struct Notify {
     pub blocked_after: Duration,
     /// Timeout of one delivery.
     pub timeout: Duration,
+    /// The body's format.
+    pub format: NotifyFormat,
+}
+
+/// `notify.format`: what the webhook receives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NotifyFormat {
+    /// `{text, node, event, at}`: Slack and Mattermost incoming webhooks.
+    #[default]
+    Slack,
+    /// A Microsoft Teams Workflows webhook: a message with an Adaptive Card.
+    Teams,
+    /// `notify.template`: a JSON body with `${RC_*}` placeholders whose
+    /// values are JSON-escaped.
+    Template(String),
 }
 
 /// The metrics endpoint.
@@ -571,6 +602,7 @@ impl std::fmt::Debug for Notify {
             .field("events", &self.events)
             .field("blocked_after", &self.blocked_after)
             .field("timeout", &self.timeout)
+            .field("format", &self.format)
             .finish()
     }
 }
@@ -1720,12 +1752,97 @@ fn validate_notify(c: &mut Checker, raw: RawNotify) -> Option<Notify> {
         raw.timeout_sec,
         DEFAULT_NOTIFY_TIMEOUT_SECS,
     );
+    let format = match (raw.format.as_deref(), raw.template) {
+        (None | Some("slack"), None) => NotifyFormat::Slack,
+        (Some("teams"), None) => NotifyFormat::Teams,
+        (Some("template"), Some(t)) => {
+            for p in notify_template_problems(&t) {
+                c.problem("notify.template", p);
+            }
+            NotifyFormat::Template(t)
+        }
+        (Some("template"), None) => {
+            c.problem(
+                "notify.template",
+                "is required when notify.format is template",
+            );
+            NotifyFormat::Slack
+        }
+        (None | Some("slack" | "teams"), Some(_)) => {
+            c.problem(
+                "notify.template",
+                "is only used with notify.format: template",
+            );
+            NotifyFormat::Slack
+        }
+        (Some(other), _) => {
+            let hint = closest(other, &NOTIFY_FORMATS)
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            c.problem(
+                "notify.format",
+                format!(
+                    "unknown format {other:?}{hint}; known: {}",
+                    NOTIFY_FORMATS.join(", ")
+                ),
+            );
+            NotifyFormat::Slack
+        }
+    };
     Some(Notify {
         url,
         events,
         blocked_after,
         timeout,
+        format,
     })
+}
+
+/// Expands the `${RC_*}` placeholders of a notification template, each value
+/// JSON-escaped (the template puts the quotes); unknown names expand to "".
+pub fn expand_notify_template(template: &str, vars: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        out.push_str(&rest[..start]);
+        let value = vars
+            .iter()
+            .find(|(k, _)| k == &after[..end])
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let quoted = serde_json::to_string(value).unwrap_or_default();
+        out.push_str(&quoted[1..quoted.len().saturating_sub(1)]);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What is wrong with a `notify.template`: unknown placeholders, or a body
+/// that is not JSON once expanded.
+fn notify_template_problems(template: &str) -> Vec<String> {
+    let known: Vec<&str> = PLACEHOLDERS
+        .iter()
+        .chain(NOTIFY_PLACEHOLDERS.iter())
+        .copied()
+        .collect();
+    let mut problems: Vec<String> = placeholders_in(template)
+        .into_iter()
+        .filter(|p| !known.contains(p))
+        .map(|p| format!("unknown placeholder ${{{p}}}; known: {}", known.join(", ")))
+        .collect();
+    let sample: Vec<(String, String)> = known
+        .iter()
+        .map(|k| (k.to_string(), "a \"quoted\" value".to_string()))
+        .collect();
+    if let Err(e) =
+        serde_json::from_str::<serde_json::Value>(&expand_notify_template(template, &sample))
+    {
+        problems.push(format!("is not a JSON document once expanded: {e}"));
+    }
+    problems
 }
 
 /// Placeholders that may appear in `reboot_command` and hook argv.
@@ -2314,7 +2431,7 @@ mod tests {
                 .unwrap()
                 .notify
             ),
-            "Some(Notify { url: \"https://Chat.example:8443/<redacted>\", events: [\"reboot_started\", \"reboot_completed\", \"reboot_failed\", \"blocked_too_long\"], blocked_after: 86400s, timeout: 5s })"
+            "Some(Notify { url: \"https://Chat.example:8443/<redacted>\", events: [\"reboot_started\", \"reboot_completed\", \"reboot_failed\", \"blocked_too_long\", \"reboot_ineffective\", \"node_back\"], blocked_after: 86400s, timeout: 5s, format: Slack })"
         );
     }
 

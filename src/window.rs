@@ -112,6 +112,11 @@ impl Windows {
         self.tz_name.clone()
     }
 
+    /// The time zone the windows are evaluated in.
+    pub fn timezone(&self) -> &TimeZone {
+        &self.tz
+    }
+
     /// Decides whether reboots are allowed at `now`.
     pub fn verdict(&self, now: Timestamp) -> WindowVerdict {
         if self.allow.is_empty() && self.deny.is_empty() {

@@ -574,7 +574,45 @@ fn every_json_field_is_in_rebootctl_8() {
     // As `rebootctl nodes --json` prints it.
     let nodes = serde_json::json!({ "nodes": [node] });
 
+    // As `rebootctl rollout --json` prints it, every optional field set.
+    let rollout = {
+        use rebootctl::cluster::records::{LastBlock, NodeRecord, PauseRecord, RebootDone};
+        use rebootctl::cluster::rollout::{Inputs, summarize};
+        let record = NodeRecord {
+            node: "web-1".into(),
+            registered_at: "2026-01-01T00:00:00Z".into(),
+            needs_reboot_since: Some("2026-01-01T00:00:00Z".into()),
+            last_block: Some(LastBlock {
+                reason: "window".into(),
+                detail: "outside every allow window".into(),
+                since: "2026-01-01T00:00:00Z".into(),
+            }),
+            last_reboot: Some(RebootDone {
+                needed_since: Some("2025-12-01T00:00:00Z".into()),
+                completed_at: "2025-12-01T01:00:00Z".into(),
+            }),
+            ..NodeRecord::default()
+        };
+        let inputs = Inputs {
+            nodes: vec![record],
+            paused: Some(PauseRecord {
+                reason: "r".into(),
+                by: "ops@bastion".into(),
+                at: "2026-01-01T00:00:00Z".into(),
+            }),
+            slot_count: 1,
+            ..Inputs::default()
+        };
+        let r = summarize(
+            &inputs,
+            "2026-01-02T00:00:00Z".parse().expect("time"),
+            std::time::Duration::from_secs(3600),
+        );
+        rebootctl::cli::rollout::json(&r)
+    };
+
     let docs = [
+        ("rollout", rollout),
         ("status", parse_json(&status.stdout, "status --json")),
         ("simulate", parse_json(&simulate.stdout, "simulate --json")),
         ("lock", lock),

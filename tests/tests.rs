@@ -17,4 +17,6 @@ mod keyspace;
 mod layering;
 mod local_mode;
 mod lock_limit;
+mod operator;
+mod rollout;
 mod state_dir;

@@ -182,7 +182,7 @@ impl Http {
         match e {
             ureq::Error::Timeout(_) => format!(
                 "no complete answer within {} (alerts.timeout_sec)",
-                humantime::format_duration(self.timeout)
+                crate::time::human_duration(self.timeout)
             ),
             ureq::Error::Io(io) if io.to_string().contains("certificate") => format!(
                 "TLS handshake failed: {io} (is alerts.ca_file the CA that signed the server certificate?)"

@@ -95,7 +95,7 @@ pub(super) fn pause(a: PauseArgs) -> Result<u8> {
     match a.duration {
         Some(d) => println!(
             "cluster paused for {} (expires by itself)",
-            humantime::format_duration(d)
+            crate::time::human_duration(d)
         ),
         None => println!("cluster paused until 'rebootctl resume'"),
     }

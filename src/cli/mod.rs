@@ -8,6 +8,7 @@
 
 mod admin;
 pub mod render;
+pub mod rollout;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,7 @@ enum Command {
     Pause(PauseArgs),
     Resume(ResumeArgs),
     Nodes(NodesArgs),
+    Rollout(RolloutArgs),
     Forget(ForgetArgs),
     Version(VersionArgs),
 }
@@ -178,6 +180,30 @@ struct NodesArgs {
 }
 
 #[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "rollout")]
+/// Show the current round across the fleet: how many nodes need a reboot
+/// and since when, rebooting now, blocked and by what, finished, laggards.
+struct RolloutArgs {
+    /// configuration file (default: $REBOOTCTL_CONFIG, else /etc/rebootctl/config.yaml)
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// print one JSON document that lists every node
+    #[argh(switch)]
+    json: bool,
+    /// a node needing a reboot for longer is a laggard (humantime; default 24h)
+    #[argh(
+        option,
+        from_str_fn(rollout_laggard_after),
+        default = "rollout::default_laggard_after()"
+    )]
+    laggard_after: Duration,
+}
+
+fn rollout_laggard_after(s: &str) -> std::result::Result<Duration, String> {
+    rollout::laggard_after(s)
+}
+
+#[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "forget")]
 /// Remove a decommissioned node from the registry.
 struct ForgetArgs {
@@ -269,6 +295,7 @@ fn dispatch(command: Command) -> Result<u8> {
         Command::Pause(a) => admin::pause(a),
         Command::Resume(a) => admin::resume(a),
         Command::Nodes(a) => admin::nodes(a),
+        Command::Rollout(a) => show_rollout(a),
         Command::Forget(a) => admin::forget(a),
         Command::Version(_) => {
             println!("{}", version_line());
@@ -417,6 +444,21 @@ fn notes(cfg: &Config) -> Vec<String> {
         ));
     }
     out
+}
+
+fn show_rollout(a: RolloutArgs) -> Result<u8> {
+    let cfg = load(a.config.as_deref(), log::LevelFilter::Warn, false)?;
+    let cluster = connect(&cfg)?.ok_or_else(|| Error::NotClustered {
+        command: "rollout".into(),
+    })?;
+    let inputs = cluster.rollout_inputs()?;
+    let r = crate::cluster::rollout::summarize(&inputs, jiff::Timestamp::now(), a.laggard_after);
+    if a.json {
+        print_json(&rollout::json(&r))?;
+    } else {
+        print_text(&rollout::text(&r, &jiff::tz::TimeZone::system()))?;
+    }
+    Ok(EXIT_OK)
 }
 
 /// The etcd connection in cluster mode, None in local mode.

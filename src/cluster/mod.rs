@@ -15,6 +15,7 @@ pub mod keys;
 pub mod lock;
 pub mod policy;
 pub mod records;
+pub mod rollout;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,6 +158,7 @@ impl Cluster {
             version: env!("CARGO_PKG_VERSION").to_string(),
             machine_id: machine_id.to_string(),
             max_concurrent_reboots: Some(self.max_concurrent_reboots),
+            ..NodeRecord::default()
         })
         .map_err(|e| Error::Runtime(e.to_string()))?;
         let resp = self.client.txn(&Txn {

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 /// Number of history entries kept in etcd.
 pub const HISTORY_KEEP: usize = 200;
 
-/// `<ns>/nodes/<node>`: a node that has run the agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `<ns>/nodes/<node>`: a node that has run the agent, and where it stands
+/// in the current round (written by its agent when that changes, never
+/// every pass: one etcd write per change).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeRecord {
     /// The node's name.
     pub node: String,
@@ -25,6 +27,38 @@ pub struct NodeRecord {
     /// Its `max_concurrent_reboots` (absent in records of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_reboots: Option<u32>,
+    /// Since when the node needs a reboot (RFC 3339); None: it does not,
+    /// or its agent has not said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_reboot_since: Option<String>,
+    /// Why its passes are blocked (None: its last pass was not blocked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_block: Option<LastBlock>,
+    /// Its last completed reboot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reboot: Option<RebootDone>,
+}
+
+/// The gate that has been stopping a node's passes, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastBlock {
+    /// The reason label (`window`, `health`, `kill_switch`, …).
+    pub reason: String,
+    /// A short human detail, as of `since`.
+    #[serde(default)]
+    pub detail: String,
+    /// When passes started to stop at this gate (RFC 3339).
+    pub since: String,
+}
+
+/// A node's last completed reboot, as its registry record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootDone {
+    /// Since when the reboot had been needed (RFC 3339; None: not known).
+    #[serde(default)]
+    pub needed_since: Option<String>,
+    /// When the node was back and healthy (RFC 3339).
+    pub completed_at: String,
 }
 
 /// `<ns>/health/<node>`: the node's last health report, on a lease.

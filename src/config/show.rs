@@ -6,7 +6,7 @@
 
 use serde_yaml::{Mapping, Value};
 
-use super::{Config, DetectorKind, LogFormat, redact_url};
+use super::{Config, DetectorKind, LogFormat, NotifyFormat, redact_url};
 
 fn strings<S: AsRef<str>>(items: &[S]) -> Value {
     Value::Sequence(items.iter().map(|s| Value::from(s.as_ref())).collect())
@@ -183,6 +183,21 @@ impl Config {
                     ("events", strings(&n.events)),
                     ("blocked_after_sec", Value::from(n.blocked_after.as_secs())),
                     ("timeout_sec", Value::from(n.timeout.as_secs())),
+                    (
+                        "format",
+                        Value::from(match &n.format {
+                            NotifyFormat::Slack => "slack",
+                            NotifyFormat::Teams => "teams",
+                            NotifyFormat::Template(_) => "template",
+                        }),
+                    ),
+                    (
+                        "template",
+                        match &n.format {
+                            NotifyFormat::Template(t) => Value::from(t.as_str()),
+                            _ => Value::Null,
+                        },
+                    ),
                 ]),
             );
         }

@@ -21,6 +21,14 @@ pub const REBOOT_COMMAND_TIMEOUT_SECS: u64 = 120;
 pub struct Vars(pub Vec<(String, String)>);
 
 impl Vars {
+    /// The values as `(name, value)` pairs (a notification template's).
+    pub fn as_pairs(&self) -> Vec<(&str, String)> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect()
+    }
+
     /// Looks up a variable.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

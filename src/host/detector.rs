@@ -187,7 +187,7 @@ pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport 
         report.kind,
         report.verdict.as_str(),
         report.detail,
-        humantime::format_duration(round_ms(report.duration))
+        crate::time::human_duration(round_ms(report.duration))
     );
     report
 }

@@ -1,5 +1,7 @@
-//! Webhook notifications (SPEC §3 `notify`): a JSON POST of
-//! `{text, node, event, at}` to a Slack/Mattermost-style incoming webhook.
+//! Webhook notifications (SPEC §3 `notify`): a JSON POST to an incoming
+//! webhook, in the body `notify.format` names ([`body`]): `{text, node,
+//! event, at}` for Slack and Mattermost, a message with an Adaptive Card for
+//! a Microsoft Teams Workflows webhook, or the operator's JSON template.
 //!
 //! Notifications must never slow down or fail a pass, so [`Notifier::send`]
 //! only queues: one worker thread, fed by a bounded `mpsc` channel, delivers
@@ -13,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{Notify, redact_url_in};
+use crate::config::{Notify, NotifyFormat, expand_notify_template, redact_url_in};
 
 /// Read and write buffer size of the webhook HTTP client: small, since a
 /// webhook request and its reply are a few hundred bytes.
@@ -36,6 +38,7 @@ pub struct Notifier {
 struct Inner {
     node: String,
     events: Vec<String>,
+    format: NotifyFormat,
     blocked_after: Duration,
     /// `host[:port]` of the webhook, the only part of the URL that is logged.
     host: String,
@@ -130,6 +133,7 @@ impl Notifier {
             inner: Some(Inner {
                 node: node.to_string(),
                 events: notify.events.clone(),
+                format: notify.format.clone(),
                 blocked_after: notify.blocked_after,
                 host,
                 tx,
@@ -145,17 +149,31 @@ impl Notifier {
     /// Queues `event` with message `text` if the event is subscribed; never
     /// blocks and never fails (problems are logged).
     pub fn send(&self, event: &str, text: &str) {
+        self.send_with(event, text, &[]);
+    }
+
+    /// As [`Notifier::send`], with placeholder values for a template
+    /// (`RC_REASON`, `RC_DOWN_SEC`, …) besides the node, event, text and time.
+    pub fn send_with(&self, event: &str, text: &str, vars: &[(&str, String)]) {
         let Some(inner) = &self.inner else { return };
         if !inner.events.iter().any(|e| e == event) {
             log::debug!("notify: {event} is not in notify.events, not sent");
             return;
         }
-        let body = serde_json::json!({
-            "text": text,
-            "node": inner.node,
-            "event": event,
-            "at": crate::time::timestamp_now(),
-        });
+        let message = Message {
+            node: &inner.node,
+            event,
+            text,
+            at: &crate::time::timestamp_now(),
+            vars,
+        };
+        let body = match body(&inner.format, &message) {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!("notify: {event} not sent: {e}");
+                return;
+            }
+        };
         let delivery = Delivery {
             event: event.to_string(),
             body,
@@ -190,7 +208,7 @@ impl Notifier {
                 "notify: {} notification(s) for {} still undelivered after {}",
                 *count,
                 inner.host,
-                humantime::format_duration(grace)
+                crate::time::human_duration(grace)
             );
         }
     }
@@ -212,7 +230,7 @@ impl Notifier {
         }
         blocked.fired = true;
         drop(blocked);
-        let shown = humantime::format_duration(Duration::from_secs(for_how_long.as_secs()));
+        let shown = crate::time::human_duration(Duration::from_secs(for_how_long.as_secs()));
         self.send(
             BLOCKED_TOO_LONG,
             &format!(
@@ -237,8 +255,99 @@ impl Notifier {
             Err(RecvTimeoutError::Timeout) => log::warn!(
                 "notify: delivery to {} still running after {}, not waiting longer",
                 inner.host,
-                humantime::format_duration(grace)
+                crate::time::human_duration(grace)
             ),
+        }
+    }
+}
+
+/// One notification before it becomes a body.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// The node it is about.
+    pub node: &'a str,
+    /// The event name.
+    pub event: &'a str,
+    /// The human message.
+    pub text: &'a str,
+    /// When (RFC 3339).
+    pub at: &'a str,
+    /// Further placeholder values (`RC_REASON`, `RC_DOWN_SEC`, …).
+    pub vars: &'a [(&'a str, String)],
+}
+
+/// A title per event, for the Teams card.
+fn title(event: &str) -> &'static str {
+    match event {
+        "reboot_started" => "Rebooting",
+        "reboot_completed" => "Reboot completed",
+        "reboot_failed" => "Reboot failed",
+        "blocked_too_long" => "Reboots blocked too long",
+        "reboot_ineffective" => "Reboot did not help",
+        "node_back" => "Node back",
+        _ => "rebootctl",
+    }
+}
+
+/// The JSON body of `message` in `format`; an error when a template does
+/// not expand to JSON (validation makes that rare: a value cannot break it).
+pub fn body(format: &NotifyFormat, m: &Message<'_>) -> Result<serde_json::Value, String> {
+    match format {
+        NotifyFormat::Slack => Ok(serde_json::json!({
+            "text": m.text,
+            "node": m.node,
+            "event": m.event,
+            "at": m.at,
+        })),
+        // A Workflows webhook ("Post to a channel when a webhook request is
+        // received") takes a message whose attachment is an Adaptive Card.
+        NotifyFormat::Teams => {
+            let mut facts = vec![
+                serde_json::json!({"title": "Node", "value": m.node}),
+                serde_json::json!({"title": "Event", "value": m.event}),
+                serde_json::json!({"title": "At", "value": m.at}),
+            ];
+            if let Some((_, secs)) = m.vars.iter().find(|(k, _)| *k == "RC_DOWN_SEC") {
+                let down = secs
+                    .parse()
+                    .map(|s| crate::time::human_duration(Duration::from_secs(s)))
+                    .unwrap_or_else(|_| secs.clone());
+                facts.push(serde_json::json!({"title": "Down for", "value": down}));
+            }
+            Ok(serde_json::json!({
+                "type": "message",
+                "attachments": [{
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "contentUrl": null,
+                    "content": {
+                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                        "type": "AdaptiveCard",
+                        "version": "1.4",
+                        "body": [
+                            {
+                                "type": "TextBlock",
+                                "text": format!("{}: {}", title(m.event), m.node),
+                                "weight": "Bolder",
+                                "size": "Medium",
+                                "wrap": true,
+                            },
+                            {"type": "TextBlock", "text": m.text, "wrap": true},
+                            {"type": "FactSet", "facts": facts},
+                        ],
+                    },
+                }],
+            }))
+        }
+        NotifyFormat::Template(t) => {
+            let mut vars: Vec<(String, String)> = vec![
+                ("RC_NODE_NAME".into(), m.node.to_string()),
+                ("RC_EVENT".into(), m.event.to_string()),
+                ("RC_TEXT".into(), m.text.to_string()),
+                ("RC_AT".into(), m.at.to_string()),
+            ];
+            vars.extend(m.vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
+            serde_json::from_str(&expand_notify_template(t, &vars))
+                .map_err(|e| format!("notify.template is not JSON once expanded: {e}"))
         }
     }
 }
@@ -399,6 +508,7 @@ mod tests {
             events: EVENTS.iter().map(|s| s.to_string()).collect(),
             blocked_after,
             timeout,
+            format: NotifyFormat::Slack,
         }
     }
 
@@ -419,6 +529,74 @@ mod tests {
         let at: jiff::Timestamp = at.parse().expect("at is RFC 3339");
         let age = jiff::Timestamp::now().duration_since(at);
         assert!(age.as_secs() < 60, "at is now-ish: {at}");
+        n.shutdown(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn teams_gets_an_adaptive_card() {
+        let rx = WebhookReceiver::start(true);
+        let mut cfg = config(&rx.url, Duration::from_secs(5), Duration::from_secs(3600));
+        cfg.format = NotifyFormat::Teams;
+        cfg.events.push("node_back".into());
+        let n = Notifier::new(Some(&cfg), "web-1");
+        n.send_with(
+            "node_back",
+            "web-1 is back after 3m 12s down: healthy, slot released",
+            &[("RC_DOWN_SEC", "192".into())],
+        );
+        let (_, json) = rx.next();
+        assert_eq!(json["type"], "message", "{json:#}");
+        let att = &json["attachments"][0];
+        assert_eq!(
+            att["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
+        let card = &att["content"];
+        assert_eq!(card["type"], "AdaptiveCard");
+        assert_eq!(card["version"], "1.4");
+        assert_eq!(card["body"][0]["text"], "Node back: web-1");
+        assert_eq!(
+            card["body"][1]["text"],
+            "web-1 is back after 3m 12s down: healthy, slot released"
+        );
+        let facts = card["body"][2]["facts"].as_array().expect("facts");
+        let fact = |t: &str| {
+            facts
+                .iter()
+                .find(|f| f["title"] == t)
+                .map(|f| f["value"].clone())
+        };
+        assert_eq!(fact("Node"), Some("web-1".into()));
+        assert_eq!(fact("Event"), Some("node_back".into()));
+        assert_eq!(fact("Down for"), Some("3m 12s".into()));
+        n.shutdown(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_template_gets_its_placeholders_json_escaped() {
+        let rx = WebhookReceiver::start(true);
+        let mut cfg = config(&rx.url, Duration::from_secs(5), Duration::from_secs(3600));
+        cfg.format = NotifyFormat::Template(
+            r#"{"msg": "[${RC_EVENT}] ${RC_TEXT}", "host": "${RC_NODE_NAME}", "why": "${RC_REASON}", "unset": "${RC_DOWN_SEC}", "n": 1}"#
+                .into(),
+        );
+        let n = Notifier::new(Some(&cfg), "web-1");
+        n.send_with(
+            "reboot_started",
+            "web-1 is rebooting \"now\"\nline two\\",
+            &[("RC_REASON", "kernel,marker".into())],
+        );
+        let (_, json) = rx.next();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "msg": "[reboot_started] web-1 is rebooting \"now\"\nline two\\",
+                "host": "web-1",
+                "why": "kernel,marker",
+                "unset": "",
+                "n": 1,
+            })
+        );
         n.shutdown(Duration::from_secs(5));
     }
 

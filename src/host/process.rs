@@ -119,7 +119,7 @@ impl Finished {
             Termination::TimedOut => {
                 format!(
                     "timed out after {}",
-                    humantime::format_duration(self.timeout)
+                    crate::time::human_duration(self.timeout)
                 )
             }
             Termination::Cancelled => "cancelled: the agent is stopping".to_string(),
@@ -389,7 +389,7 @@ pub fn run(cmd: &Command) -> Result<Finished> {
             log::warn!(
                 "{} {program} timed out after {}, killing its process group",
                 cmd.role,
-                humantime::format_duration(cmd.timeout)
+                crate::time::human_duration(cmd.timeout)
             );
             kill_group(&mut child, pgid, cmd.role).map_err(wait_error)?;
             Termination::TimedOut
@@ -436,7 +436,7 @@ pub fn run(cmd: &Command) -> Result<Finished> {
         "{} {program} {} in {}",
         cmd.role,
         finished.describe(),
-        humantime::format_duration(round_ms(finished.duration))
+        crate::time::human_duration(round_ms(finished.duration))
     );
     Ok(finished)
 }

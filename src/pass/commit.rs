@@ -30,6 +30,7 @@ use crate::host::actions::{self, Vars};
 use crate::host::notify::Notifier;
 use crate::host::process;
 use crate::host::state::{self, Intent, RebootRecord};
+use crate::pass::progress;
 use crate::pass::report::PassEvent;
 
 /// What the commit needs from the pass.
@@ -196,23 +197,34 @@ impl Commit<'_> {
             "rebooting (required by {}): running {argv:?}",
             self.reason.join(", ")
         );
-        self.notifier.send(
+        self.notifier.send_with(
             "reboot_started",
             &format!(
                 "{} is rebooting (required by {})",
                 self.cfg.node_name,
                 self.reason.join(", ")
             ),
+            &self.vars.as_pairs(),
         );
         // Give the notification its chance before the host goes down.
         if let Some(n) = &self.cfg.notify {
             self.notifier.flush(n.timeout);
         }
+        // The host may go down before the pass ends: say so now.
+        if let Some(c) = self.cluster {
+            let facts = progress::Facts {
+                reboot_required: Some(true),
+                completed: false,
+                block: None,
+            };
+            progress::publish(c, &facts);
+        }
         if let Err(e) = actions::run_reboot_command(&self.cfg.reboot_command, self.vars) {
             events.push(PassEvent::RebootFailed);
-            self.notifier.send(
+            self.notifier.send_with(
                 "reboot_failed",
                 &format!("{}: the reboot command failed: {e}", self.cfg.node_name),
+                &self.vars.as_pairs(),
             );
             return Err(e);
         }

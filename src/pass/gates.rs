@@ -82,7 +82,7 @@ pub fn window(windows: &Windows, now: Timestamp) -> Verdict {
                 _ => "outside every allow window".to_string(),
             };
             let next = match windows.next_open(now) {
-                Some(t) => format!("; opens in {}", human_duration(secs_between(now, t))),
+                Some(t) => format!("; opens {}", crate::time::when(t, now, windows.timezone())),
                 None => "; no opening within 8 days".to_string(),
             };
             Verdict::Closed(Block::Window(format!(
@@ -353,13 +353,24 @@ mod tests {
             (parse(&["Fri 11:00-13:00"], &[]), "open (UTC)"),
             (
                 parse(&["Fri 13:00-14:00"], &[]),
-                "maintenance window: outside every allow window (UTC); opens in 1h",
+                "maintenance window: outside every allow window (UTC); opens Fri 13:00 UTC, in 1h",
             ),
             (
                 parse(&[], &["Fri 11:30-12:30"]),
-                "maintenance window: inside deny window \"Fri 11:30-12:30\" (UTC); opens in 30m",
+                "maintenance window: inside deny window \"Fri 11:30-12:30\" (UTC); opens Fri 12:30 UTC, in 30m",
             ),
         ];
+        // The example: a weekday, a local time, a short duration.
+        let berlin =
+            Windows::parse("Europe/Berlin", &["Tue 22:00-23:00".to_string()], &[]).unwrap();
+        let sunday = ts("2026-11-29T14:38:04Z");
+        match window(&berlin, sunday) {
+            Verdict::Closed(b) => assert!(
+                b.to_string().ends_with("opens Tue 22:00 CET, in 2d 6h"),
+                "{b}"
+            ),
+            v => panic!("{v:?}"),
+        }
         for (w, want) in cases {
             let shown = match window(&w, now) {
                 Verdict::Open(d) => d,

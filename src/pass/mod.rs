@@ -26,6 +26,7 @@ pub mod commit;
 pub mod gates;
 pub mod outcome;
 pub mod post_reboot;
+pub mod progress;
 pub mod report;
 
 use std::time::Instant;
@@ -121,7 +122,7 @@ pub fn run_pass(
     // takes it over when it gets that far).
     drop(pass.held.take());
     let outcome = result?;
-    Ok(PassReport {
+    let report = PassReport {
         node: cfg.node_name.clone(),
         cluster: cfg.is_cluster(),
         dry_run: pass.opts.dry_run,
@@ -133,7 +134,12 @@ pub fn run_pass(
         outcome,
         events: pass.events,
         alerts: pass.alerts,
-    })
+    };
+    // The one place this node's progress reaches its registry record.
+    if let (Some(c), false) = (cluster, opts.status) {
+        progress::publish(c, &progress::Facts::of(&report));
+    }
+    Ok(report)
 }
 
 /// Describes the holders of the lock for people: "web-2 (rebooting, 3m 12s)".
@@ -531,6 +537,7 @@ impl Pass<'_> {
             "reboot_completed",
             &format!("{} is back from its reboot and healthy", self.cfg.node_name),
         );
+        self.notify_node_back(went_down_at, slot.is_some(), Some(&record));
         self.step(
             "post-reboot",
             StepState::Ok,
@@ -595,6 +602,31 @@ impl Pass<'_> {
             );
         }
         Ok(self.reboot_pending(went_down_at, self.cfg.reboot_timeout))
+    }
+
+    /// `node_back`: the node is back, healthy, its slot released, and how
+    /// long it was down (from the reboot's record to now).
+    fn notify_node_back(&self, went_down_at: &str, released: bool, record: Option<&RebootRecord>) {
+        let down = went_down_at
+            .parse::<Timestamp>()
+            .map(|t| crate::time::secs_between(t, Timestamp::now()))
+            .ok();
+        let text = format!(
+            "{} is back{}: healthy{}",
+            self.cfg.node_name,
+            down.map(|d| format!(" after {} down", human_duration(d)))
+                .unwrap_or_default(),
+            if released { ", slot released" } else { "" }
+        );
+        let mut vars = vec![(
+            "RC_REASON",
+            record.map(|r| r.reason.join(",")).unwrap_or_default(),
+        )];
+        vars.push(("RC_BOOT_ID", self.boot_id.clone()));
+        if let Some(d) = down {
+            vars.push(("RC_DOWN_SEC", d.as_secs().to_string()));
+        }
+        self.notifier.send_with("node_back", &text, &vars);
     }
 
     /// Step 1 for a reboot that never happened (same boot after

@@ -128,7 +128,7 @@ impl fmt::Display for Block {
             Block::Cooldown(left) => write!(
                 f,
                 "cooldown: {} left",
-                humantime::format_duration(Duration::from_secs(left.as_secs()))
+                crate::time::human_duration(Duration::from_secs(left.as_secs()))
             ),
             Block::Health(r) => write!(f, "health gate: {r}"),
             Block::Policy(r) => write!(f, "cluster policy: {r}"),

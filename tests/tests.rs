@@ -8,6 +8,7 @@ mod alerts;
 mod cluster_mode;
 mod daemon;
 mod docs;
+mod dry_run;
 mod etcd_client;
 mod fleet;
 mod layering;

@@ -34,6 +34,10 @@ pub const DEFAULT_BACKOFF_MIN_SECS: u64 = 5;
 pub const DEFAULT_BACKOFF_MAX_SECS: u64 = 60;
 /// Default time a slot stays held across a reboot.
 pub const DEFAULT_REBOOT_TIMEOUT_SECS: u64 = 1800;
+/// Default hard cap on reboots of one node per 24 hours.
+pub const DEFAULT_MAX_REBOOTS_PER_DAY: u32 = 3;
+/// Largest accepted `max_reboots_per_day`: more is no longer a cap.
+pub const MAX_REBOOTS_PER_DAY_LIMIT: u32 = 24;
 /// Default lease TTL of a slot while checking.
 pub const DEFAULT_LOCK_TTL_SECS: u64 = 90;
 /// Default timeout of the reboot hooks.
@@ -62,11 +66,12 @@ pub const DEFAULT_REBOOT_COMMAND: [&str; 4] = [
     "rebootctl: coordinated reboot",
 ];
 /// Notification events a webhook can subscribe to.
-pub const NOTIFY_EVENTS: [&str; 4] = [
+pub const NOTIFY_EVENTS: [&str; 5] = [
     "reboot_started",
     "reboot_completed",
     "reboot_failed",
     "blocked_too_long",
+    "reboot_ineffective",
 ];
 
 // ---------------------------------------------------------------------------
@@ -83,6 +88,7 @@ const TOP_KEYS: &[&str] = &[
     "backoff_max_sec",
     "min_reboot_interval_sec",
     "reboot_timeout_sec",
+    "max_reboots_per_day",
     "kill_switch_file",
     "state_dir",
     "boot_id_file",
@@ -145,6 +151,7 @@ struct RawConfig {
     backoff_max_sec: Option<u64>,
     min_reboot_interval_sec: Option<u64>,
     reboot_timeout_sec: Option<u64>,
+    max_reboots_per_day: Option<u32>,
     kill_switch_file: Option<String>,
     state_dir: Option<String>,
     boot_id_file: Option<String>,
@@ -266,6 +273,8 @@ pub struct Config {
     pub min_reboot_interval: Duration,
     /// How long a slot stays held across a reboot.
     pub reboot_timeout: Duration,
+    /// Hard cap on reboots of this node in any 24 hours.
+    pub max_reboots_per_day: u32,
     /// The kill switch file: while it exists, no reboot.
     pub kill_switch_file: PathBuf,
     /// Directory that survives the reboot (the reboot record).
@@ -836,6 +845,17 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
         raw.reboot_timeout_sec,
         DEFAULT_REBOOT_TIMEOUT_SECS,
     );
+    let max_reboots_per_day = raw
+        .max_reboots_per_day
+        .unwrap_or(DEFAULT_MAX_REBOOTS_PER_DAY);
+    if !(1..=MAX_REBOOTS_PER_DAY_LIMIT).contains(&max_reboots_per_day) {
+        c.problem(
+            "max_reboots_per_day",
+            format!(
+                "must be at least 1 and at most {MAX_REBOOTS_PER_DAY_LIMIT}, got {max_reboots_per_day} (to stop reboots, use the kill switch or `rebootctl pause`)"
+            ),
+        );
+    }
     let kill_switch_file = c.absolute(
         "kill_switch_file",
         raw.kill_switch_file,
@@ -940,6 +960,7 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
         backoff_max,
         min_reboot_interval,
         reboot_timeout,
+        max_reboots_per_day,
         kill_switch_file,
         state_dir,
         boot_id_file,

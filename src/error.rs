@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub const EXIT_OK: u8 = 0;
 /// Exit code: runtime failure (etcd unreachable, I/O error, script could not start).
 pub const EXIT_RUNTIME: u8 = 1;
-/// Exit code: invalid configuration.
+/// Exit code: invalid configuration (also: another host claims this
+/// node's name).
 pub const EXIT_CONFIG: u8 = 2;
 /// Exit code: blocked by the health gate or a cluster policy.
 pub const EXIT_HEALTH: u8 = 3;

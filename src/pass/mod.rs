@@ -30,12 +30,13 @@ use crate::cluster::records::HealthRecord;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::actions::{self, Vars};
-use crate::host::detector::{self, DetectorReport, Need};
+use crate::host::detector::{self, DetectorReport, Evidence, Need};
 use crate::host::health::{self, HealthReport, Phase};
 use crate::host::notify::Notifier;
 use crate::time::{human_age, human_duration};
 use outcome::{Block, Outcome};
 
+use crate::host::reboot_log::{self, CompletedReboot, Moment};
 use crate::host::state::{self, LastReboot, RebootRecord};
 use gates::Gates;
 use post_reboot::PostReboot;
@@ -129,6 +130,21 @@ pub fn run_pass(
         events: pass.events,
         alerts: pass.alerts,
     })
+}
+
+/// The log entry of the reboot `record` describes, completed now in boot
+/// `boot_id`.
+fn completed_reboot(record: &RebootRecord, boot_id: &str) -> CompletedReboot {
+    CompletedReboot {
+        issued: Moment {
+            boot_id: record.boot_id.clone(),
+            at: record.at.clone(),
+            uptime_ms: record.uptime_ms,
+        },
+        completed: Moment::now(boot_id),
+        evidence: record.evidence.clone(),
+        ineffective_notified: false,
+    }
 }
 
 /// Describes the holders of the lock for people: "web-2 (rebooting, 3m 12s)".
@@ -249,6 +265,10 @@ impl Pass<'_> {
             }
             return Ok(self.stop());
         };
+        // 3b. The same need again after a reboot, or too many reboots.
+        if self.loop_guard()? {
+            return Ok(self.stop());
+        }
         // 4-5. Window, cooldown, health, policies.
         if self.gates()? {
             return Ok(self.stop());
@@ -379,6 +399,9 @@ impl Pass<'_> {
                 log::warn!("cannot record the history entry: {e}");
             }
         }
+        if let Some(r) = &record {
+            reboot_log::append(&self.cfg.state_dir, completed_reboot(r, &self.boot_id))?;
+        }
         state::write_last_reboot(
             &self.cfg.state_dir,
             &LastReboot {
@@ -492,6 +515,44 @@ impl Pass<'_> {
                 None
             }
         }
+    }
+
+    /// What the detectors that require a reboot saw.
+    fn evidence(&self) -> Vec<Evidence> {
+        self.detectors
+            .iter()
+            .filter_map(|d| d.evidence.clone())
+            .collect()
+    }
+
+    /// Step 3b: the reboot-loop guard and the daily cap, from the log of
+    /// completed reboots in `state_dir`. Notifies `reboot_ineffective`
+    /// once per completed reboot. Returns true when the pass must stop.
+    fn loop_guard(&mut self) -> Result<bool> {
+        let dir = &self.cfg.state_dir;
+        let log = reboot_log::read(dir)?;
+        let last = log.reboots.last();
+        let cleared = match (last, reboot_log::read_cleared(dir)?) {
+            (Some(r), Some(c)) => c.reboot == r.id(),
+            _ => false,
+        };
+        let verdict = gates::reboot_loop(&self.evidence(), last, cleared);
+        if let (gates::Verdict::Closed(block), Some(r)) = (&verdict, last) {
+            if !self.opts.status && !r.ineffective_notified {
+                log::warn!(event = "reboot_ineffective"; "{block}");
+                self.notifier.send(
+                    "reboot_ineffective",
+                    &format!("{}: {block}", self.cfg.node_name),
+                );
+                reboot_log::mark_notified(dir)?;
+            }
+        }
+        if self.gates.gate("reboot loop", verdict) {
+            return Ok(true);
+        }
+        let ages = reboot_log::ages(&log.reboots, &Moment::now(&self.boot_id));
+        let verdict = gates::reboot_cap(&ages, self.cfg.max_reboots_per_day);
+        Ok(self.gates.gate("reboot cap", verdict))
     }
 
     /// The window. Returns true when the pass must stop.
@@ -700,7 +761,8 @@ impl Pass<'_> {
         let env = vec![("RC_NODE_NAME".to_string(), self.cfg.node_name.clone())];
         let again = detector::run_all(&self.cfg.detectors, &env);
         match detector::decide(&again) {
-            Need::Required { .. } => {}
+            // The evidence the reboot record keeps is the latest.
+            Need::Required { .. } => self.detectors = again,
             Need::NotRequired => {
                 log::info!(
                     event = "need_vanished";
@@ -720,6 +782,9 @@ impl Pass<'_> {
                 let _ = self.block("re-check", Block::DetectorFailed(failed));
                 return Ok(Some(self.stop()));
             }
+        }
+        if self.loop_guard()? {
+            return Ok(Some(self.stop()));
         }
         if self.kill_switch() || self.pause()? || self.window() || self.cooldown()? {
             return Ok(Some(self.stop()));
@@ -881,6 +946,9 @@ impl Pass<'_> {
                 at: crate::time::timestamp_now(),
                 reason: reason.to_vec(),
                 silences: silences.to_vec(),
+                slot_create_revision: self.held.as_ref().map(|h| h.slot.create_revision),
+                uptime_ms: reboot_log::uptime_ms(),
+                evidence: self.evidence(),
             },
         )?;
         if crate::host::process::cancelled() {

@@ -5,7 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{EXIT_DETECTOR, EXIT_HEALTH, EXIT_KILL_SWITCH, EXIT_LOCK, EXIT_OK, EXIT_WINDOW};
+use crate::error::{
+    EXIT_CONFIG, EXIT_DETECTOR, EXIT_HEALTH, EXIT_KILL_SWITCH, EXIT_LOCK, EXIT_OK, EXIT_WINDOW,
+};
 
 /// How a pass ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +54,15 @@ pub enum Block {
     /// The alert gate: a matching alert, a non-empty PromQL result, a
     /// server that could not be asked, or a silence that could not be created.
     Alerts(String),
+    /// The need survived the last completed reboot with the same evidence:
+    /// another reboot would not help (until the evidence changes or
+    /// `rebootctl clear-loop`).
+    RebootIneffective(String),
+    /// `max_reboots_per_day` completed reboots in the last 24 hours.
+    RebootLimit(String),
+    /// Another host claims this node's name (or holds a slot under it that
+    /// this host has no record of): neither reboots until it is resolved.
+    NameConflict(String),
 }
 
 impl Block {
@@ -63,11 +74,13 @@ impl Block {
             | Block::Health(_)
             | Block::Policy(_)
             | Block::Hook(_)
-            | Block::Alerts(_) => EXIT_HEALTH,
+            | Block::Alerts(_)
+            | Block::RebootIneffective(_) => EXIT_HEALTH,
             Block::KillSwitch(_) | Block::Paused(_) => EXIT_KILL_SWITCH,
             Block::DetectorFailed(_) => EXIT_DETECTOR,
-            Block::Window(_) | Block::Cooldown(_) => EXIT_WINDOW,
+            Block::Window(_) | Block::Cooldown(_) | Block::RebootLimit(_) => EXIT_WINDOW,
             Block::NoSlot(_) => EXIT_LOCK,
+            Block::NameConflict(_) => EXIT_CONFIG,
         }
     }
 
@@ -86,11 +99,14 @@ impl Block {
             Block::NoSlot(_) => "lock",
             Block::Hook(_) => "hook",
             Block::Alerts(_) => "alerts",
+            Block::RebootIneffective(_) => "reboot_ineffective",
+            Block::RebootLimit(_) => "reboot_limit",
+            Block::NameConflict(_) => "name_conflict",
         }
     }
 
     /// Every label, for metrics that list all reasons.
-    pub const LABELS: [&'static str; 12] = [
+    pub const LABELS: [&'static str; 15] = [
         "reboot_pending",
         "post_reboot_health",
         "kill_switch",
@@ -103,6 +119,9 @@ impl Block {
         "lock",
         "hook",
         "alerts",
+        "reboot_ineffective",
+        "reboot_limit",
+        "name_conflict",
     ];
 }
 
@@ -127,6 +146,9 @@ impl fmt::Display for Block {
             Block::NoSlot(r) => write!(f, "no free lock slot: {r}"),
             Block::Hook(r) => write!(f, "pre_reboot hook: {r}"),
             Block::Alerts(r) => write!(f, "alert gate: {r}"),
+            Block::RebootIneffective(r) => write!(f, "reboot ineffective: {r}"),
+            Block::RebootLimit(r) => write!(f, "reboot limit: {r}"),
+            Block::NameConflict(r) => write!(f, "name conflict: {r}"),
         }
     }
 }
@@ -191,6 +213,9 @@ mod tests {
             (Outcome::Blocked(Block::DetectorFailed(vec![])), 6),
             (Outcome::Blocked(Block::Window("x".into())), 7),
             (Outcome::Blocked(Block::Cooldown(Duration::from_secs(3))), 7),
+            (Outcome::Blocked(Block::RebootIneffective("x".into())), 3),
+            (Outcome::Blocked(Block::RebootLimit("x".into())), 7),
+            (Outcome::Blocked(Block::NameConflict("x".into())), 2),
         ];
         for (o, code) in cases {
             assert_eq!(o.exit_code(), code, "{o:?}");
@@ -199,7 +224,13 @@ mod tests {
 
     #[test]
     fn labels_are_listed() {
-        let b = Block::Cooldown(Duration::ZERO);
-        assert!(Block::LABELS.contains(&b.label()));
+        for b in [
+            Block::Cooldown(Duration::ZERO),
+            Block::RebootIneffective(String::new()),
+            Block::RebootLimit(String::new()),
+            Block::NameConflict(String::new()),
+        ] {
+            assert!(Block::LABELS.contains(&b.label()), "{b:?}");
+        }
     }
 }

@@ -113,6 +113,9 @@ mod tests {
             at: at.into(),
             reason: vec!["marker".into()],
             silences: Vec::new(),
+            slot_create_revision: Some(3),
+            uptime_ms: None,
+            evidence: Vec::new(),
         }
     }
 

@@ -13,3 +13,4 @@ mod etcd_client;
 mod fleet;
 mod layering;
 mod local_mode;
+mod reboot_loop;

@@ -249,6 +249,12 @@ impl Daemon {
             }
         }
         self.metrics.set_lock_held(report.holding_slot);
+        let conflict = matches!(report.outcome, Outcome::Blocked(Block::NameConflict(_)))
+            || self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.name_conflict().is_some());
+        self.metrics.set_name_conflict(conflict);
         self.notifier.note_blocked(blocked_by, Instant::now());
         if let Some(h) = &self.heartbeat {
             h.update(Control::RebootRequired(report.reboot_required));

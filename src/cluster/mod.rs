@@ -12,9 +12,9 @@ pub mod lock;
 pub mod policy;
 pub mod records;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -41,6 +41,37 @@ pub struct Cluster {
     node: String,
     /// Set once this process registered the node (one txn, not one per pass).
     registered: Arc<AtomicBool>,
+    /// This process's writes of the node's health record, to notice
+    /// another host writing under the same name.
+    writes: Arc<Mutex<OwnWrites>>,
+}
+
+/// What this process knows of the writers of its node's health record.
+#[derive(Debug, Default)]
+struct OwnWrites {
+    /// The revision of this process's last write of the health record.
+    last_health: Option<i64>,
+    /// Another agent seen writing it in between, and until when that
+    /// counts (the lease of its record).
+    conflict: Option<(String, Instant)>,
+}
+
+impl OwnWrites {
+    /// The conflict while it counts; logs and forgets it once it is over.
+    fn conflict(&mut self, node: &str) -> Option<String> {
+        match &self.conflict {
+            Some((what, until)) if Instant::now() < *until => Some(what.clone()),
+            Some(_) => {
+                log::warn!(
+                    event = "name_conflict_over";
+                    "no other host has published under node name {node} for a while; name conflict over"
+                );
+                self.conflict = None;
+                None
+            }
+            None => None,
+        }
+    }
 }
 
 /// A node as `rebootctl nodes` shows it.
@@ -81,6 +112,7 @@ impl Cluster {
             namespace: etcd.namespace.clone(),
             node: cfg.node_name.clone(),
             registered: Arc::new(AtomicBool::new(false)),
+            writes: Arc::new(Mutex::new(OwnWrites::default())),
         })
     }
 
@@ -246,10 +278,89 @@ impl Cluster {
         )
     }
 
-    /// Publishes this node's health record on a lease of `ttl`.
+    /// Publishes this node's health record on a lease of `ttl`, stamped
+    /// with this process's pid and the name conflict it knows of. The
+    /// record it replaces is read in the same txn: written by another agent
+    /// (another boot or pid) since this process's previous write, it is
+    /// another host claiming this node's name — a name conflict for `ttl`,
+    /// logged as an error (see [`Cluster::name_conflict`]). A restart of
+    /// this agent, or its host's reboot, is not one: a new process's first
+    /// write has nothing to compare with, and the old process writes no
+    /// more.
     pub fn publish_health(&self, rec: &HealthRecord, ttl: Duration) -> Result<()> {
+        let key = self.key(&format!("health/{}", rec.node));
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let rec = HealthRecord {
+            pid: std::process::id(),
+            name_conflict: writes.conflict(&self.node),
+            ..rec.clone()
+        };
+        let body =
+            serde_json::to_vec(&rec).map_err(|e| Error::Runtime(format!("encoding {key}: {e}")))?;
         let lease = self.client.lease_grant(ttl)?.id;
-        self.put_json(&self.key(&format!("health/{}", rec.node)), rec, Some(lease))
+        let resp = self.client.txn(&Txn {
+            compare: vec![],
+            success: vec![Op::get(&key), Op::put(&key, &body, Some(lease))],
+            failure: vec![],
+        })?;
+        let replaced = match resp.responses.first() {
+            Some(OpResponse::Range { kvs, .. }) => kvs.first().cloned(),
+            _ => None,
+        };
+        if let (Some(last), Some(kv)) = (writes.last_health, replaced) {
+            let theirs = serde_json::from_slice::<HealthRecord>(&kv.value).ok();
+            if let Some(theirs) = theirs.filter(|t| kv.mod_revision != last && rec.other_agent(t)) {
+                let what = format!(
+                    "another host publishes as node {} (boot id {}, pid {}, machine id {}; this host: boot id {}, pid {}, machine id {}): give every host its own node_name (and machine id)",
+                    rec.node,
+                    theirs.boot_id,
+                    theirs.pid,
+                    or_unknown(&theirs.machine_id),
+                    rec.boot_id,
+                    rec.pid,
+                    or_unknown(&rec.machine_id),
+                );
+                if writes.conflict.is_none() {
+                    log::error!(event = "name_conflict"; "{what}");
+                }
+                writes.conflict = Some((what, Instant::now() + ttl));
+            }
+        }
+        writes.last_health = Some(resp.revision);
+        Ok(())
+    }
+
+    /// The name conflict this process saw while publishing its health
+    /// record, while it counts (None in a process that never published).
+    pub fn name_conflict(&self) -> Option<String> {
+        self.writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .conflict(&self.node)
+    }
+
+    /// Read-only checks for `status`: the registry entry of this node's
+    /// name from another machine, or the conflict the agent publishing
+    /// this node's health record reports.
+    pub fn name_conflict_seen(&self, machine_id: &str) -> Result<Option<String>> {
+        let node_key = self.key(&format!("nodes/{}", self.node));
+        if let Some((rec, _)) = self.get_json::<NodeRecord>(&node_key)? {
+            if !same_machine(&rec.machine_id, machine_id) {
+                return Ok(Some(
+                    Error::NameConflict {
+                        node: self.node.clone(),
+                        theirs: rec.machine_id,
+                        mine: machine_id.to_string(),
+                        slot: None,
+                    }
+                    .to_string(),
+                ));
+            }
+        }
+        let health_key = self.key(&format!("health/{}", self.node));
+        Ok(self
+            .get_json::<HealthRecord>(&health_key)?
+            .and_then(|(rec, _)| rec.name_conflict))
     }
 
     /// Appends a history entry for this node.
@@ -375,6 +486,10 @@ impl Cluster {
         self.client.delete(&self.key(&format!("health/{node}")))?;
         Ok(n > 0)
     }
+}
+
+fn or_unknown(id: &str) -> &str {
+    if id.is_empty() { "unknown" } else { id }
 }
 
 fn bad_value(key: &str, e: serde_json::Error) -> Error {

@@ -174,6 +174,15 @@ pub fn reboot_cap(ages: &[Duration], max: u32) -> Verdict {
     )))
 }
 
+/// The name conflict check, from what another host claiming this node's
+/// name left behind (None: nothing seen).
+pub fn name_conflict(seen: Option<String>) -> Verdict {
+    match seen {
+        None => Verdict::Open("no other host seen under this node name".to_string()),
+        Some(what) => Verdict::Closed(Block::NameConflict(what)),
+    }
+}
+
 /// The health gate, from the script's verdict and reason.
 pub fn health(healthy: bool, reason: String) -> Verdict {
     if healthy {
@@ -548,6 +557,9 @@ mod tests {
                 checked_at: String::new(),
                 boot_id: String::new(),
                 reboot_required: None,
+                pid: 0,
+                machine_id: String::new(),
+                name_conflict: None,
             }),
             slot,
         };

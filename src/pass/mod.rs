@@ -233,9 +233,18 @@ impl Pass<'_> {
     }
 
     fn run(&mut self) -> Result<Outcome> {
+        // Another machine registered this node's name: still complete a
+        // reboot of our own (step 1 proves it), then stop.
+        let mut registered_elsewhere = None;
         if let Some(c) = self.cluster {
             if !self.opts.status {
-                c.register(&self.machine_id)?;
+                match c.register(&self.machine_id) {
+                    Ok(()) => {}
+                    Err(e @ Error::NameConflict { .. }) => {
+                        registered_elsewhere = Some(e.to_string())
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         } else if self.cfg.is_cluster() {
             self.step(
@@ -246,6 +255,10 @@ impl Pass<'_> {
         }
         // 1. Back from a reboot of our own?
         if self.post_reboot()? {
+            return Ok(self.stop());
+        }
+        // 1b. Another host claiming this node's name?
+        if self.name_conflict(registered_elsewhere)? {
             return Ok(self.stop());
         }
         // 2. Kill switch, then the cluster pause.
@@ -311,24 +324,35 @@ impl Pass<'_> {
             record.as_ref(),
             slot.as_ref(),
             &self.boot_id,
-            &self.machine_id,
             now,
             self.cfg.reboot_timeout,
         ) {
             PostReboot::Nothing => return Ok(false),
-            // Never ours to complete (two hosts sharing a node_name;
-            // register refuses that too).
-            PostReboot::OtherMachine {
+            // Never ours to complete or release: no health check, no hook.
+            PostReboot::NotOurs {
                 key,
-                node,
+                boot_id,
                 machine_id,
             } => {
-                return Err(Error::NameConflict {
-                    node,
-                    theirs: machine_id,
-                    mine: self.machine_id.clone(),
-                    slot: Some(key),
-                });
+                let ends = slot
+                    .as_ref()
+                    .and_then(|s| self.cluster.map(|c| (c, s.lease)))
+                    .and_then(|(c, lease)| c.client.lease_time_to_live(lease).ok().flatten())
+                    .map(|t| {
+                        format!(
+                            "; its lease ends in {}",
+                            human_duration(Duration::from_secs(t.max(0).unsigned_abs()))
+                        )
+                    })
+                    .unwrap_or_default();
+                return Ok(self.block(
+                    "post-reboot",
+                    Block::NameConflict(format!(
+                        "{key} is in phase rebooting under node name {} (boot id {boot_id}, machine id {}), but this host has no record of that reboot: another host uses this node_name, or this host lost its state_dir; not touching it{ends}",
+                        self.cfg.node_name,
+                        if machine_id.is_empty() { "unknown" } else { &machine_id },
+                    )),
+                ));
             }
             // Same boot: the reboot has not happened. It may still (a slow
             // or delayed shutdown), so the slot and the record stay until
@@ -472,6 +496,23 @@ impl Pass<'_> {
             "gave up a reboot that never happened: released and cleared",
         );
         Ok(())
+    }
+
+    /// Step 1b (cluster mode): another host claims this node's name — it
+    /// registered the name from another machine (`registered_elsewhere`),
+    /// or it publishes this node's health record beside this agent
+    /// ([`Cluster::name_conflict`]); `status` reads both from etcd. Returns
+    /// true when the pass must stop.
+    fn name_conflict(&mut self, registered_elsewhere: Option<String>) -> Result<bool> {
+        let Some(c) = self.cluster else {
+            return Ok(false);
+        };
+        let seen = match registered_elsewhere {
+            Some(text) => Some(text),
+            None if self.opts.status => c.name_conflict_seen(&self.machine_id)?,
+            None => c.name_conflict(),
+        };
+        Ok(self.gates.gate("name conflict", gates::name_conflict(seen)))
     }
 
     /// The kill switch. Returns true when the pass must stop.
@@ -632,6 +673,10 @@ impl Pass<'_> {
             checked_at: crate::time::timestamp_now(),
             boot_id: self.boot_id.clone(),
             reboot_required: self.reboot_required,
+            // Stamped by publish_health.
+            pid: 0,
+            machine_id: self.machine_id.clone(),
+            name_conflict: None,
         };
         if let Err(e) = c.publish_health(&rec, self.cfg.health_publish_interval * 3) {
             log::warn!("cannot publish the health record: {e}");
@@ -783,7 +828,7 @@ impl Pass<'_> {
                 return Ok(Some(self.stop()));
             }
         }
-        if self.loop_guard()? {
+        if self.name_conflict(None)? || self.loop_guard()? {
             return Ok(Some(self.stop()));
         }
         if self.kill_switch() || self.pause()? || self.window() || self.cooldown()? {

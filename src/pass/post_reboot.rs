@@ -1,15 +1,21 @@
 //! Step 1 of a pass as a pure decision: is this node back from a reboot of
 //! its own, still waiting for it, or past the point of giving it up? The
 //! inputs are the local reboot record, the slot of this node's name in
-//! phase rebooting, this boot's and machine's ids, `now` and
-//! `reboot_timeout_sec`; the pass acts on the answer.
+//! phase rebooting, this boot's id, `now` and `reboot_timeout_sec`; the
+//! pass acts on the answer.
+//!
+//! Only the local record proves a reboot is this host's own: a slot in
+//! phase rebooting under this node's name is completed (health check,
+//! hook, release) only when the record names it — same key, same create
+//! revision, same boot id before the reboot. Machine ids cannot prove it:
+//! cloned images share theirs, and an unknown one matches anything
+//! (issue 10.5).
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 
 use crate::cluster::lock::Slot;
-use crate::cluster::records::same_machine;
 use crate::host::state::RebootRecord;
 use crate::time::secs_between;
 
@@ -19,14 +25,17 @@ use crate::time::secs_between;
 pub enum PostReboot {
     /// Neither a record nor a slot in phase rebooting: nothing to complete.
     Nothing,
-    /// The slot of this node's name belongs to another machine: never ours
-    /// to complete (two hosts sharing a `node_name`).
-    OtherMachine {
+    /// A slot in phase rebooting under this node's name that the local
+    /// record does not prove to be this host's (no record, or one for
+    /// another slot, holding or boot): another host uses the name, or this
+    /// host lost its `state_dir`. Never completed or released here; it
+    /// frees itself when its lease (`reboot_timeout_sec`) ends.
+    NotOurs {
         /// The slot's key.
         key: String,
-        /// The node name in the slot.
-        node: String,
-        /// The machine id in the slot.
+        /// The boot id in the slot.
+        boot_id: String,
+        /// The machine id in the slot (empty when unknown).
         machine_id: String,
     },
     /// Same boot, and the reboot may still happen (a slow shutdown).
@@ -49,38 +58,44 @@ pub enum PostReboot {
     },
 }
 
-/// Classifies step 1. The slot's values win over the record's (the boot
-/// id of the slot, the time of the record) as the pass always did; either
-/// one alone is enough.
+/// Whether `record` proves `slot` to be the holding this host went down
+/// with: the same key, the same boot id, and the same create revision
+/// (records of older versions have none: key and boot id then).
+pub fn owns(record: &RebootRecord, slot: &Slot) -> bool {
+    record.slot.as_deref() == Some(slot.key.as_str())
+        && slot
+            .value
+            .as_ref()
+            .is_some_and(|v| v.boot_id == record.boot_id)
+        && record
+            .slot_create_revision
+            .is_none_or(|rev| rev == slot.create_revision)
+}
+
+/// Classifies step 1 from the local record; a slot matters only when the
+/// record owns it ([`owns`]), else it is [`PostReboot::NotOurs`].
 pub fn classify(
     record: Option<&RebootRecord>,
     slot: Option<&Slot>,
     boot_id: &str,
-    machine_id: &str,
     now: Timestamp,
     timeout: Duration,
 ) -> PostReboot {
-    if let Some((key, v)) = slot.and_then(|s| s.value.as_ref().map(|v| (&s.key, v))) {
-        if !same_machine(&v.machine_id, machine_id) {
-            return PostReboot::OtherMachine {
-                key: key.clone(),
-                node: v.node.clone(),
-                machine_id: v.machine_id.clone(),
+    if let Some(s) = slot {
+        if !record.is_some_and(|r| owns(r, s)) {
+            let v = s.value.as_ref();
+            return PostReboot::NotOurs {
+                key: s.key.clone(),
+                boot_id: v.map(|v| v.boot_id.clone()).unwrap_or_default(),
+                machine_id: v.map(|v| v.machine_id.clone()).unwrap_or_default(),
             };
         }
     }
-    if record.is_none() && slot.is_none() {
+    let Some(record) = record else {
         return PostReboot::Nothing;
-    }
-    let went_down_at = record
-        .map(|r| r.at.clone())
-        .or_else(|| slot.and_then(|s| s.value.as_ref().map(|v| v.acquired_at.clone())))
-        .unwrap_or_default();
-    let recorded_boot = slot
-        .and_then(|s| s.value.as_ref().map(|v| v.boot_id.clone()))
-        .or_else(|| record.map(|r| r.boot_id.clone()))
-        .unwrap_or_default();
-    if recorded_boot != boot_id {
+    };
+    let went_down_at = record.at.clone();
+    if record.boot_id != boot_id {
         return PostReboot::Back { went_down_at };
     }
     let since = went_down_at
@@ -157,16 +172,24 @@ mod tests {
         }
     }
 
+    fn not_ours(boot: &str, machine: &str) -> PostReboot {
+        PostReboot::NotOurs {
+            key: "/rebootctl/lock/slot-0".into(),
+            boot_id: boot.into(),
+            machine_id: machine.into(),
+        }
+    }
+
     #[test]
     fn every_case() {
         let t5 = "2026-11-27T11:55:00Z"; // 5 min ago
         let t20 = "2026-11-27T11:40:00Z"; // 20 min ago
-        let other = PostReboot::OtherMachine {
-            key: "/rebootctl/lock/slot-0".into(),
-            node: "web-1".into(),
-            machine_id: "m-other".into(),
+        let with = |r: RebootRecord, f: fn(&mut RebootRecord)| {
+            let mut r = r;
+            f(&mut r);
+            r
         };
-        // (case, record, slot, expected); this boot is "b-now" on "m-1".
+        // (case, record, slot, expected); this boot is "b-now".
         let cases: Vec<(&str, Option<RebootRecord>, Option<Slot>, PostReboot)> = vec![
             ("nothing", None, None, PostReboot::Nothing),
             (
@@ -199,45 +222,62 @@ mod tests {
                 None,
                 not_yet(t5, 300),
             ),
+            // Without a record nothing proves the slot is this host's:
+            // another host may use the name (the same or no machine id).
             (
                 "slot without record, new boot",
                 None,
                 Some(slot("b-old", "m-1", t5)),
-                back(t5),
+                not_ours("b-old", "m-1"),
             ),
             (
-                "slot without record, same boot, timed out",
+                "slot without record, same boot",
                 None,
                 Some(slot("b-now", "m-1", t20)),
-                timed_out(t20),
+                not_ours("b-now", "m-1"),
             ),
             (
-                "other machine",
-                None,
-                Some(slot("b-old", "m-other", t5)),
-                other.clone(),
-            ),
-            (
-                "other machine wins over a record",
-                Some(record("b-old", t5)),
-                Some(slot("b-old", "m-other", t5)),
-                other,
-            ),
-            (
-                "unknown machine id in the slot is ours",
+                "slot without record, unknown machine id",
                 None,
                 Some(slot("b-old", "", t5)),
+                not_ours("b-old", ""),
+            ),
+            (
+                "the record names another holding (create revision)",
+                Some(with(record("b-old", t5), |r| {
+                    r.slot_create_revision = Some(9)
+                })),
+                Some(slot("b-old", "m-1", t5)),
+                not_ours("b-old", "m-1"),
+            ),
+            (
+                "the record names another slot",
+                Some(with(record("b-old", t5), |r| {
+                    r.slot = Some("/rebootctl/lock/slot-1".into())
+                })),
+                Some(slot("b-old", "m-1", t5)),
+                not_ours("b-old", "m-1"),
+            ),
+            (
+                "the record is of another boot than the slot",
+                Some(record("b-old", t20)),
+                Some(slot("b-other", "m-1", t5)),
+                not_ours("b-other", "m-1"),
+            ),
+            (
+                "a record of an older version (no create revision) owns by key and boot",
+                Some(with(record("b-old", t5), |r| r.slot_create_revision = None)),
+                Some(slot("b-old", "m-1", t5)),
                 back(t5),
             ),
-            // The slot's boot id wins over the record's, the record's time over the slot's.
             (
-                "slot boot id wins",
-                Some(record("b-old", t20)),
-                Some(slot("b-now", "m-1", t5)),
-                timed_out(t20),
+                "an owned slot's machine id does not matter",
+                Some(record("b-old", t5)),
+                Some(slot("b-old", "m-changed", t5)),
+                back(t5),
             ),
             (
-                "record time wins",
+                "the record's time counts",
                 Some(record("b-now", t5)),
                 Some(slot("b-now", "m-1", t20)),
                 not_yet(t5, 300),
@@ -257,7 +297,7 @@ mod tests {
         ];
         let now: Timestamp = NOW.parse().unwrap();
         for (name, rec, s, want) in cases {
-            let got = classify(rec.as_ref(), s.as_ref(), "b-now", "m-1", now, TIMEOUT);
+            let got = classify(rec.as_ref(), s.as_ref(), "b-now", now, TIMEOUT);
             assert_eq!(got, want, "{name}");
         }
     }

@@ -13,4 +13,5 @@ mod etcd_client;
 mod fleet;
 mod layering;
 mod local_mode;
+mod name_conflict;
 mod reboot_loop;

@@ -212,7 +212,6 @@ impl Cluster {
                     node: self.node.clone(),
                     theirs,
                     mine: machine_id.to_string(),
-                    slot: None,
                 });
             }
         }
@@ -351,7 +350,6 @@ impl Cluster {
                         node: self.node.clone(),
                         theirs: rec.machine_id,
                         mine: machine_id.to_string(),
-                        slot: None,
                     }
                     .to_string(),
                 ));

@@ -181,3 +181,50 @@ fn two_live_agents_under_one_node_name_are_reported_and_neither_reboots() {
     assert!(hosts[1].reboots().is_empty());
     drop(agent0);
 }
+
+/// The health record etcd holds for `node`, decoded.
+fn health_record(etcd: &EtcdServer, node: &str) -> Option<serde_json::Value> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let resp = etcd.post(
+        "/v3/kv/range",
+        serde_json::json!({ "key": b64.encode(format!("/rebootctl/health/{node}")) }),
+        None,
+    );
+    let value = resp["kvs"][0]["value"].as_str()?;
+    serde_json::from_slice(&b64.decode(value).ok()?).ok()
+}
+
+#[test]
+fn an_agent_restart_or_a_reboot_is_not_a_name_conflict() {
+    let etcd = EtcdServer::start();
+    let mut fx = Fixture::new("solo");
+    fx.join(&etcd.endpoint);
+    fx.set("health_publish_interval_sec", "1");
+    fx.need_reboot();
+    std::fs::write(fx.path("disable"), "").unwrap();
+    // Three agents one after the other: a restart, then one after a reboot.
+    for (round, boot) in [(0, "boot-1"), (1, "boot-1"), (2, "boot-2")] {
+        fx.new_boot(boot);
+        let agent = Agent(fx.spawn_logged(&["run"]));
+        let pid = agent.0.id();
+        // Its own record, then three more heartbeats of it.
+        let mut beats = std::collections::BTreeSet::new();
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                if let Some(rec) = health_record(&etcd, "solo") {
+                    if rec["pid"] == pid && rec["boot_id"] == boot {
+                        beats.insert(rec["checked_at"].to_string());
+                    }
+                }
+                beats.len() >= 4
+            }),
+            "round {round}: {}",
+            fx.agent_log()
+        );
+        drop(agent);
+    }
+    let log = fx.agent_log();
+    assert!(!log.contains("name conflict"), "{log}");
+    assert!(!log.contains("another host publishes"), "{log}");
+}

@@ -116,9 +116,22 @@ fn write(state_dir: &Path, log: &RebootLog) -> Result<()> {
 }
 
 /// Appends a completed reboot, durably; a retry of the same completion
-/// (same issue moment) is not counted twice.
+/// (same issue moment) is not counted twice. A log that is not valid JSON
+/// is moved aside to `reboot-log.json.corrupt` and a new one started: the
+/// completion (and the release of the slot) must not wait for an operator.
 pub fn append(state_dir: &Path, reboot: CompletedReboot) -> Result<()> {
-    let mut log = read(state_dir)?;
+    let path = state_dir.join(LOG_FILE);
+    let mut log = match read(state_dir) {
+        Ok(log) => log,
+        Err(e @ crate::error::Error::Runtime(_)) => {
+            let aside = path.with_extension("json.corrupt");
+            fs::rename(&path, &aside)
+                .map_err(|io| crate::error::Error::io("moving aside", &path, io))?;
+            log::error!("{e}; moved it to {} and started a new one", aside.display());
+            RebootLog::default()
+        }
+        Err(e) => return Err(e),
+    };
     if log.reboots.iter().any(|r| r.issued == reboot.issued) {
         return Ok(());
     }
@@ -351,5 +364,20 @@ mod tests {
         assert!(log.reboots.last().unwrap().ineffective_notified);
         assert!(!log.reboots[0].ineffective_notified);
         assert_eq!(read_cleared(dir.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_corrupt_log_blocks_the_guard_but_not_a_completion() {
+        let dir = TempDir::new("reboot-log-corrupt");
+        fs::write(dir.path().join(LOG_FILE), "{not json").unwrap();
+        assert!(read(dir.path()).is_err());
+        let r = reboot(
+            at("b1", "2026-11-27T10:00:00Z", Some(10)),
+            at("b2", "2026-11-27T10:01:00Z", Some(60)),
+        );
+        append(dir.path(), r.clone()).unwrap();
+        assert_eq!(read(dir.path()).unwrap().reboots, [r]);
+        let aside = fs::read_to_string(dir.path().join("reboot-log.json.corrupt")).unwrap();
+        assert_eq!(aside, "{not json");
     }
 }

@@ -585,7 +585,10 @@ impl Pass<'_> {
                     "reboot_ineffective",
                     &format!("{}: {block}", self.cfg.node_name),
                 );
-                reboot_log::mark_notified(dir)?;
+                // Advisory: at worst it is notified again next pass.
+                if let Err(e) = reboot_log::mark_notified(dir) {
+                    log::warn!("{e}");
+                }
             }
         }
         if self.gates.gate("reboot loop", verdict) {

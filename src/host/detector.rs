@@ -80,9 +80,10 @@ impl fmt::Display for Evidence {
                 digest,
             } => {
                 write!(f, "{detector}: {path}")?;
-                let mtime = mtime_ns
-                    .and_then(|ns| jiff::Timestamp::from_nanosecond(i128::from(ns)).ok())
-                    .map(|t| t.round(jiff::Unit::Second).unwrap_or(t));
+                let mtime = mtime_ns.and_then(|ns| {
+                    let secs = i64::try_from(ns / 1_000_000_000).ok()?;
+                    jiff::Timestamp::from_second(secs).ok()
+                });
                 match (mtime, digest) {
                     (Some(t), Some(d)) => write!(f, " (modified {t}, content {d})"),
                     (Some(t), None) => write!(f, " (modified {t})"),

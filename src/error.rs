@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub const EXIT_OK: u8 = 0;
 /// Exit code: runtime failure (etcd unreachable, I/O error, script could not start).
 pub const EXIT_RUNTIME: u8 = 1;
-/// Exit code: invalid configuration.
+/// Exit code: invalid configuration (also: another host claims this
+/// node's name).
 pub const EXIT_CONFIG: u8 = 2;
 /// Exit code: blocked by the health gate or a cluster policy.
 pub const EXIT_HEALTH: u8 = 3;
@@ -124,7 +125,8 @@ pub enum Error {
     },
     /// The agent is stopping (SIGTERM/SIGINT): the reboot is not started.
     Cancelled,
-    /// Another machine uses this node's name.
+    /// Another machine registered this node's name (the pass turns it
+    /// into the `name_conflict` block).
     NameConflict {
         /// The node name.
         node: String,
@@ -132,9 +134,6 @@ pub enum Error {
         theirs: String,
         /// This machine's id.
         mine: String,
-        /// The slot key, when the conflict is a slot held under the name
-        /// (None: the registry entry).
-        slot: Option<String>,
     },
     /// A runtime failure that does not fit another variant.
     Runtime(String),
@@ -255,24 +254,10 @@ impl fmt::Display for Error {
                 "lock slot {key} changed under us before the reboot; not rebooting"
             ),
             Error::Cancelled => write!(f, "the agent is stopping; not rebooting"),
-            Error::NameConflict {
-                node,
-                theirs,
-                mine,
-                slot: None,
-            } => write!(
+            Error::NameConflict { node, theirs, mine } => write!(
                 f,
                 "node_name {node} is registered by another machine (machine id {theirs}, this one is {mine}): \
                  give every host its own node_name, or run 'rebootctl forget {node}' if the old machine is gone"
-            ),
-            Error::NameConflict {
-                node,
-                theirs,
-                mine,
-                slot: Some(key),
-            } => write!(
-                f,
-                "{key} is held by node {node} on another machine (machine id {theirs}, this one is {mine}); not touching it"
             ),
             Error::Runtime(msg) => write!(f, "{msg}"),
         }
@@ -340,21 +325,10 @@ mod tests {
                     node: "web-1".into(),
                     theirs: "m-2".into(),
                     mine: "m-1".into(),
-                    slot: None,
                 },
                 "name_conflict",
                 "node_name web-1 is registered by another machine (machine id m-2, this one is m-1): \
                  give every host its own node_name, or run 'rebootctl forget web-1' if the old machine is gone",
-            ),
-            (
-                Error::NameConflict {
-                    node: "web-1".into(),
-                    theirs: "m-2".into(),
-                    mine: "m-1".into(),
-                    slot: Some("/rebootctl/lock/slot-1".into()),
-                },
-                "name_conflict",
-                "/rebootctl/lock/slot-1 is held by node web-1 on another machine (machine id m-2, this one is m-1); not touching it",
             ),
         ];
         for (err, kind, text) in cases {

@@ -464,9 +464,18 @@ fn two_machines_sharing_a_node_name_never_touch_each_others_slot() {
     // b has another boot id: without the machine id it would take a's
     // rebooting slot for its own completed reboot and release it.
     let r = b.rebootctl(&["run", "--once"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("registered by another machine"), "{r:?}");
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("name conflict"), "{r:?}");
     assert_eq!(a.holders(), [("twin".to_string(), "rebooting".to_string())]);
+    assert!(b.reboots().is_empty());
+    // a is back and done; b is still not the machine that registered the name.
+    std::fs::remove_file(a.path("need-reboot")).unwrap();
+    a.new_boot("boot-2");
+    assert_eq!(a.rebootctl(&["run", "--once"]).code, 0);
+    assert!(a.holders().is_empty());
+    let r = b.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("registered by another machine"), "{r:?}");
     assert!(b.reboots().is_empty());
 }
 

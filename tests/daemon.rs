@@ -99,6 +99,8 @@ fn a_waiting_daemon_takes_the_released_slot_within_two_seconds() {
     for fx in [&mut a, &mut b] {
         fx.join(&etcd.endpoint);
         fx.set("check_interval_sec", "3600");
+        // Passes are spaced by at least max(backoff_min_sec, 2 s).
+        fx.set("backoff_min_sec", "1");
         fx.need_reboot();
     }
     let agent_a = Agent::start(&a);

@@ -327,6 +327,8 @@ fn state_files_are_in_files_of_rebootctl_8() {
         rebootctl::host::state::RECORD_FILE,
         rebootctl::host::state::INTENT_FILE,
         rebootctl::host::state::LAST_REBOOT_FILE,
+        rebootctl::host::reboot_log::LOG_FILE,
+        rebootctl::host::reboot_log::CLEARED_FILE,
     ] {
         if !files.contains(f) {
             problems.push(format!("FILES: {f} is missing"));

@@ -103,6 +103,9 @@ fn idle_host(name: &str, etcd: &EtcdServer) -> Fixture {
     let mut fx = Fixture::new(name);
     fx.join(&etcd.endpoint);
     fx.set("check_interval_sec", "3600");
+    // Wake-ups bring a pass forward no closer than the minimum spacing,
+    // max(backoff_min_sec, 2 s), to the last one.
+    fx.set("backoff_min_sec", "1");
     fx
 }
 
@@ -214,19 +217,16 @@ fn an_agent_is_woken_neither_by_its_own_release_nor_by_other_groups() {
     delete(&etcd, "/rebootctl/health/x");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(would(&dry), 1, "{}", dry.agent_log());
-    // A release by another host does wake it.
+    // Nor does a release by another host: with every gate open it waits
+    // for nothing (a waiting node that found no free slot does wake: see
+    // the daemon's handoff test).
     let other = idle_host("other", &etcd);
     other.need_reboot();
     assert_eq!(other.rebootctl(&["run", "--once"]).code, 0);
     std::fs::remove_file(other.path("need-reboot")).unwrap();
     other.new_boot("boot-2");
     assert_eq!(other.rebootctl(&["run", "--once"]).code, 0);
-    assert!(
-        wait_until(Duration::from_secs(5), || would(&dry) == 2),
-        "{}",
-        dry.agent_log()
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(would(&dry), 2, "{}", dry.agent_log());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(would(&dry), 1, "{}", dry.agent_log());
     drop(agent);
 }

@@ -270,6 +270,8 @@ fn cooldown_blocks_with_7_after_a_completed_reboot() {
     fx.set("min_reboot_interval_sec", "3600");
     assert_eq!(fx.rebootctl(&["run", "--once"]).code, 0);
     fx.new_boot("boot-2");
+    // A new need (the same one would be reboot_ineffective, exit 3).
+    std::fs::write(fx.path("need-reboot"), "another package\n").unwrap();
     let r = fx.rebootctl(&["run", "--once"]);
     assert_eq!(r.code, 7, "{r:?}");
     assert_eq!(fx.reboots().len(), 1);

@@ -110,7 +110,11 @@ impl Daemon {
         loop {
             self.ensure_watches();
             let (code, how_long) = self.pass();
-            let deadline = Instant::now() + how_long;
+            let ended = Instant::now();
+            let mut deadline = ended + how_long;
+            // A wake-up (watch, SIGHUP) brings the next pass forward, never
+            // closer than the minimum spacing to the end of this one.
+            let earliest = ended + min_pass_spacing(&self.cfg);
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
@@ -121,7 +125,7 @@ impl Daemon {
                     Ok(Event::Reload) => {
                         self.reload();
                         if !self.agent.phase().reboot_under_way() {
-                            break;
+                            deadline = deadline.min(earliest);
                         }
                     }
                     Ok(Event::Wake { why, deleted }) => {
@@ -133,7 +137,7 @@ impl Daemon {
                             log::debug!("not woken by our own write: {why}");
                         } else if self.agent.phase().wakes_on_release() {
                             log::debug!("woken: {why}");
-                            break;
+                            deadline = deadline.min(earliest);
                         }
                     }
                     Ok(Event::Heartbeat { healthy, .. }) => {
@@ -251,6 +255,12 @@ impl Daemon {
             }
         }
         self.metrics.set_lock_held(report.holding_slot);
+        let conflict = matches!(report.outcome, Outcome::Blocked(Block::NameConflict(_)))
+            || self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.name_conflict().is_some());
+        self.metrics.set_name_conflict(conflict);
         self.notifier.note_blocked(blocked_by, Instant::now());
         if let Some(h) = &self.heartbeat {
             h.update(Control::RebootRequired(report.reboot_required));
@@ -344,6 +354,19 @@ impl Daemon {
     }
 }
 
+/// The shortest time between the end of a pass and the start of the next
+/// one that a wake-up (a lock release seen by the watch, SIGHUP) may bring
+/// forward: `backoff_min_sec`, at least [`MIN_PASS_SPACING`]. Whatever
+/// wakes the agent, even its own writes coming back through the watch, it
+/// cannot run passes back to back. The timer (`check_interval_sec`) and
+/// the error backoff keep their own, longer waits.
+pub fn min_pass_spacing(cfg: &Config) -> Duration {
+    cfg.backoff_min.max(MIN_PASS_SPACING)
+}
+
+/// The floor of [`min_pass_spacing`].
+pub const MIN_PASS_SPACING: Duration = Duration::from_secs(2);
+
 impl Daemon {
     /// The lease TTL of a checking slot as running (`etcd_*` keys need a
     /// restart); unbounded in local mode.
@@ -353,5 +376,23 @@ impl Daemon {
             .as_ref()
             .map(|e| e.lock_ttl)
             .unwrap_or(Duration::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_are_spaced_by_backoff_min_but_at_least_two_seconds() {
+        let cfg = |min: u64| {
+            let text = format!(
+                "reboot_required_detectors: [{{type: file, path: /run/reboot-required}}]\nbackoff_min_sec: {min}\n"
+            );
+            config::parse(&text, std::path::Path::new("/t.yaml")).unwrap()
+        };
+        for (min, want) in [(1, 2), (2, 2), (5, 5), (30, 30)] {
+            assert_eq!(min_pass_spacing(&cfg(min)), Duration::from_secs(want));
+        }
     }
 }

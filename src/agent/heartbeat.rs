@@ -86,6 +86,10 @@ fn run(cluster: Cluster, mut cfg: Config, rx: &mpsc::Receiver<Control>, events: 
             checked_at: crate::time::timestamp_now(),
             boot_id,
             reboot_required,
+            // Stamped by publish_health.
+            pid: 0,
+            machine_id: crate::host::state::read_machine_id(&cfg.machine_id_file),
+            name_conflict: None,
         };
         let published = cluster.publish_health(&record, cfg.health_publish_interval * 3);
         if let Err(e) = &published {

@@ -51,6 +51,8 @@ struct State {
     lock_acquire_count: u64,
     /// Unix time of the end of the last pass, in seconds.
     last_pass: Option<f64>,
+    /// Whether another host claims this node's name.
+    name_conflict: bool,
 }
 
 impl State {
@@ -66,6 +68,7 @@ impl State {
             lock_acquire_sum: 0.0,
             lock_acquire_count: 0,
             last_pass: None,
+            name_conflict: false,
         }
     }
 }
@@ -152,6 +155,11 @@ impl Metrics {
         s.lock_acquire_buckets[i] += 1;
         s.lock_acquire_sum += secs;
         s.lock_acquire_count += 1;
+    }
+
+    /// Sets `rebootctl_name_conflict`.
+    pub fn set_name_conflict(&self, conflict: bool) {
+        self.state().name_conflict = conflict;
     }
 
     /// Sets `rebootctl_last_pass_timestamp_seconds` to now.
@@ -312,6 +320,19 @@ impl Metrics {
             "rebootctl_last_pass_timestamp_seconds",
             &[],
             s.last_pass.unwrap_or(0.0),
+        );
+
+        family(
+            &mut out,
+            "rebootctl_name_conflict",
+            "gauge",
+            "1 while another host claims this node's name (no reboot until resolved).",
+        );
+        sample(
+            &mut out,
+            "rebootctl_name_conflict",
+            &[],
+            bool_value(s.name_conflict),
         );
 
         family(
@@ -622,6 +643,7 @@ mod tests {
         m.pass_blocked(Some("window"));
         m.pass_blocked(Some("lock"));
         m.set_lock_held(true);
+        m.set_name_conflict(true);
         for ms in [1, 7, 7, 300, 4_000, 1_000_000] {
             m.observe_lock_acquire(Duration::from_millis(ms));
         }
@@ -645,6 +667,7 @@ mod tests {
         assert_eq!(value(&samples, "rebootctl_reboot_required", &[]), 0.0);
         assert_eq!(value(&samples, "rebootctl_lock_held", &[]), 0.0);
         assert_eq!(value(&samples, "rebootctl_lock_held_seconds", &[]), 0.0);
+        assert_eq!(value(&samples, "rebootctl_name_conflict", &[]), 0.0);
         assert_eq!(
             value(&samples, "rebootctl_last_pass_timestamp_seconds", &[]),
             0.0
@@ -694,6 +717,7 @@ mod tests {
             );
         }
         assert_eq!(value(&samples, "rebootctl_lock_held", &[]), 1.0);
+        assert_eq!(value(&samples, "rebootctl_name_conflict", &[]), 1.0);
         assert!(value(&samples, "rebootctl_last_pass_timestamp_seconds", &[]) > 1.0e9);
 
         m.pass_blocked(None);

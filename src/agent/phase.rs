@@ -73,11 +73,14 @@ impl Phase {
     }
 
     /// Whether a lock release, an expired pause or cooldown should end the
-    /// wait early: waiting on the cluster, or ready to go (dry-run).
+    /// wait early: only while waiting on the cluster. A dry-run that found
+    /// every gate open ([`Phase::Ready`]) waits for nothing: woken by a
+    /// release (its own, or another dry-run node's), it would take and give
+    /// back a slot over and over.
     pub fn wakes_on_release(&self) -> bool {
         matches!(
             self,
-            Phase::Ready | Phase::Waiting(Block::NoSlot(_) | Block::Cooldown(_) | Block::Paused(_))
+            Phase::Waiting(Block::NoSlot(_) | Block::Cooldown(_) | Block::Paused(_))
         )
     }
 
@@ -218,7 +221,7 @@ mod tests {
         let cases = [
             (Outcome::NothingToDo, "idle", false, false),
             (Outcome::NeedVanished, "idle", false, false),
-            (Outcome::WouldReboot, "ready", true, false),
+            (Outcome::WouldReboot, "ready", false, false),
             (Outcome::RebootIssued, "rebooting", false, true),
             (
                 Outcome::Blocked(Block::NoSlot("x".into())),

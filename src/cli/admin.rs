@@ -143,7 +143,7 @@ pub(super) fn forget(a: ForgetArgs) -> Result<u8> {
 }
 
 /// `user@host` of whoever runs an admin command.
-fn operator_name() -> String {
+pub(super) fn operator_name() -> String {
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))

@@ -47,6 +47,7 @@ enum Command {
     Nodes(NodesArgs),
     Rollout(RolloutArgs),
     Forget(ForgetArgs),
+    ClearLoop(ClearLoopArgs),
     Version(VersionArgs),
 }
 
@@ -215,6 +216,17 @@ struct ForgetArgs {
     config: Option<PathBuf>,
 }
 
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "clear-loop")]
+/// Allow one more reboot for a need that survived the last completed
+/// reboot (blocked as reboot_ineffective). Local state only; does not lift
+/// max_reboots_per_day.
+struct ClearLoopArgs {
+    /// configuration file (default: $REBOOTCTL_CONFIG, else /etc/rebootctl/config.yaml)
+    #[argh(option)]
+    config: Option<PathBuf>,
+}
+
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     match humantime::parse_duration(s) {
         Ok(d) if !d.is_zero() => Ok(d),
@@ -297,6 +309,7 @@ fn dispatch(command: Command) -> Result<u8> {
         Command::Nodes(a) => admin::nodes(a),
         Command::Rollout(a) => show_rollout(a),
         Command::Forget(a) => admin::forget(a),
+        Command::ClearLoop(a) => clear_loop(a),
         Command::Version(_) => {
             println!("{}", version_line());
             Ok(EXIT_OK)
@@ -458,6 +471,33 @@ fn show_rollout(a: RolloutArgs) -> Result<u8> {
     } else {
         print_text(&rollout::text(&r, &jiff::tz::TimeZone::system()))?;
     }
+    Ok(EXIT_OK)
+}
+
+/// `rebootctl clear-loop`: records in `state_dir` that the need which
+/// survived the newest completed reboot may cause one more reboot.
+fn clear_loop(a: ClearLoopArgs) -> Result<u8> {
+    use crate::host::reboot_log::{self, LoopCleared};
+    let cfg = load(a.config.as_deref(), log::LevelFilter::Warn, false)?;
+    let log = reboot_log::read(&cfg.state_dir)?;
+    let Some(last) = log.reboots.last() else {
+        println!(
+            "nothing to clear: no completed reboot is recorded in {}",
+            cfg.state_dir.display()
+        );
+        return Ok(EXIT_OK);
+    };
+    let cleared = LoopCleared {
+        reboot: last.id(),
+        at: crate::time::timestamp_now(),
+        by: admin::operator_name(),
+    };
+    reboot_log::write_cleared(&cfg.state_dir, &cleared)?;
+    println!(
+        "cleared: a need that survived the reboot completed at {} may reboot {} once more \
+         (max_reboots_per_day {} still applies)",
+        last.completed.at, cfg.node_name, cfg.max_reboots_per_day
+    );
     Ok(EXIT_OK)
 }
 

@@ -17,9 +17,9 @@ pub mod policy;
 pub mod records;
 pub mod rollout;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -49,6 +49,37 @@ pub struct Cluster {
     max_concurrent_reboots: u32,
     /// Set once this process registered the node (one txn, not one per pass).
     registered: Arc<AtomicBool>,
+    /// This process's writes of the node's health record, to notice
+    /// another host writing under the same name.
+    writes: Arc<Mutex<OwnWrites>>,
+}
+
+/// What this process knows of the writers of its node's health record.
+#[derive(Debug, Default)]
+struct OwnWrites {
+    /// The revision of this process's last write of the health record.
+    last_health: Option<i64>,
+    /// Another agent seen writing it in between, and until when that
+    /// counts (the lease of its record).
+    conflict: Option<(String, Instant)>,
+}
+
+impl OwnWrites {
+    /// The conflict while it counts; logs and forgets it once it is over.
+    fn conflict(&mut self, node: &str) -> Option<String> {
+        match &self.conflict {
+            Some((what, until)) if Instant::now() < *until => Some(what.clone()),
+            Some(_) => {
+                log::warn!(
+                    event = "name_conflict_over";
+                    "no other host has published under node name {node} for a while; name conflict over"
+                );
+                self.conflict = None;
+                None
+            }
+            None => None,
+        }
+    }
 }
 
 /// What [`Cluster::start_cooldown_on`] did.
@@ -104,6 +135,7 @@ impl Cluster {
             node: cfg.node_name.clone(),
             max_concurrent_reboots: etcd.max_concurrent_reboots,
             registered: Arc::new(AtomicBool::new(false)),
+            writes: Arc::new(Mutex::new(OwnWrites::default())),
         })
     }
 
@@ -200,7 +232,6 @@ impl Cluster {
                     node: self.node.clone(),
                     theirs,
                     mine: machine_id.to_string(),
-                    slot: None,
                 });
             }
         }
@@ -339,24 +370,95 @@ impl Cluster {
         Ok(CooldownStart::Started)
     }
 
-    /// Publishes this node's health record on a lease of `ttl`; when
-    /// sharing clusterrebootd's lock, also clusterrebootd's record of it
-    /// (its format, no lease, as clusterrebootd writes it) in the same txn.
+    /// Publishes this node's health record on a lease of `ttl`, stamped
+    /// with this process's pid and the name conflict it knows of. The
+    /// record it replaces is read in the same txn: written by another agent
+    /// (another boot or pid) since this process's previous write, it is
+    /// another host claiming this node's name — a name conflict for `ttl`,
+    /// logged as an error (see [`Cluster::name_conflict`]). A restart of
+    /// this agent, or its host's reboot, is not one: a new process's first
+    /// write has nothing to compare with, and the old process writes no
+    /// more.
+    /// When sharing clusterrebootd's lock, clusterrebootd's record of it
+    /// (its format, no lease, as clusterrebootd writes it) is put in the
+    /// same txn.
     pub fn publish_health(&self, rec: &HealthRecord, ttl: Duration) -> Result<()> {
-        let lease = self.client.lease_grant(ttl)?.id;
         let key = self.keys.health(&rec.node);
-        let mut ops = vec![Op::put(&key, &to_json(&key, rec)?, Some(lease))];
-        if let Some(theirs) = self.keys.clusterrebootd_health(&rec.node) {
-            let compat = ClusterrebootdHealth::from(rec);
-            ops.push(Op::put(&theirs, &to_json(&theirs, &compat)?, None));
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let rec = HealthRecord {
+            pid: std::process::id(),
+            name_conflict: writes.conflict(&self.node),
+            ..rec.clone()
+        };
+        let body = to_json(&key, &rec)?;
+        let lease = self.client.lease_grant(ttl)?.id;
+        let mut ops = vec![Op::get(&key), Op::put(&key, &body, Some(lease))];
+        if let Some(compat_key) = self.keys.clusterrebootd_health(&rec.node) {
+            let compat = ClusterrebootdHealth::from(&rec);
+            ops.push(Op::put(&compat_key, &to_json(&compat_key, &compat)?, None));
         }
-        self.client
-            .txn(&Txn {
-                compare: vec![],
-                success: ops,
-                failure: vec![],
-            })
-            .map(|_| ())
+        let resp = self.client.txn(&Txn {
+            compare: vec![],
+            success: ops,
+            failure: vec![],
+        })?;
+        let replaced = match resp.responses.first() {
+            Some(OpResponse::Range { kvs, .. }) => kvs.first().cloned(),
+            _ => None,
+        };
+        if let (Some(last), Some(kv)) = (writes.last_health, replaced) {
+            let theirs = serde_json::from_slice::<HealthRecord>(&kv.value).ok();
+            if let Some(theirs) = theirs.filter(|t| kv.mod_revision != last && rec.other_agent(t)) {
+                let what = format!(
+                    "another host publishes as node {} (boot id {}, pid {}, machine id {}; this host: boot id {}, pid {}, machine id {}): give every host its own node_name (and machine id)",
+                    rec.node,
+                    theirs.boot_id,
+                    theirs.pid,
+                    or_unknown(&theirs.machine_id),
+                    rec.boot_id,
+                    rec.pid,
+                    or_unknown(&rec.machine_id),
+                );
+                if writes.conflict.is_none() {
+                    log::error!(event = "name_conflict"; "{what}");
+                }
+                writes.conflict = Some((what, Instant::now() + ttl));
+            }
+        }
+        writes.last_health = Some(resp.revision);
+        Ok(())
+    }
+
+    /// The name conflict this process saw while publishing its health
+    /// record, while it counts (None in a process that never published).
+    pub fn name_conflict(&self) -> Option<String> {
+        self.writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .conflict(&self.node)
+    }
+
+    /// Read-only checks for `status`: the registry entry of this node's
+    /// name from another machine, or the conflict the agent publishing
+    /// this node's health record reports.
+    pub fn name_conflict_seen(&self, machine_id: &str) -> Result<Option<String>> {
+        let node_key = self.key(&format!("nodes/{}", self.node));
+        if let Some((rec, _)) = self.get_json::<NodeRecord>(&node_key)? {
+            if !same_machine(&rec.machine_id, machine_id) {
+                return Ok(Some(
+                    Error::NameConflict {
+                        node: self.node.clone(),
+                        theirs: rec.machine_id,
+                        mine: machine_id.to_string(),
+                    }
+                    .to_string(),
+                ));
+            }
+        }
+        let health_key = self.key(&format!("health/{}", self.node));
+        Ok(self
+            .get_json::<HealthRecord>(&health_key)?
+            .and_then(|(rec, _)| rec.name_conflict))
     }
 
     /// Appends a history entry for this node.
@@ -507,6 +609,10 @@ impl Cluster {
 
 fn to_json<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::Runtime(format!("encoding {key}: {e}")))
+}
+
+fn or_unknown(id: &str) -> &str {
+    if id.is_empty() { "unknown" } else { id }
 }
 
 fn bad_value(key: &str, e: serde_json::Error) -> Error {

@@ -93,6 +93,9 @@ mod tests {
                 checked_at: "2026-01-01T00:00:00Z".into(),
                 boot_id: "b".into(),
                 reboot_required: None,
+                pid: 0,
+                machine_id: String::new(),
+                name_conflict: None,
             }),
             slot,
         }

@@ -81,6 +81,26 @@ pub struct HealthRecord {
     /// Whether the node needs a reboot (None when not known).
     #[serde(default)]
     pub reboot_required: Option<bool>,
+    /// The publishing agent's pid (0 in records of older versions): with
+    /// the boot id it tells this agent's writes from another host's that
+    /// claims the same node name.
+    #[serde(default)]
+    pub pid: u32,
+    /// The publishing machine's id (empty when unknown).
+    #[serde(default)]
+    pub machine_id: String,
+    /// Set while the publishing agent sees another host publish under the
+    /// same node name (`rebootctl status` shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_conflict: Option<String>,
+}
+
+impl HealthRecord {
+    /// Whether `other` was published by another agent than `self`: another
+    /// boot, or another process of the same boot (a pid of 0 is unknown).
+    pub fn other_agent(&self, other: &HealthRecord) -> bool {
+        self.boot_id != other.boot_id || (self.pid != 0 && other.pid != 0 && self.pid != other.pid)
+    }
 }
 
 /// `<ns>/lock/cooldown`: the last completed reboot, on a lease of
@@ -162,7 +182,43 @@ pub struct HistoryRecord {
     pub boot_id: String,
 }
 
-/// True unless both machine ids are known and differ.
+/// True unless both machine ids are known and differ. Unknown counts as a
+/// match and cloned images share their machine id, so this can tell two
+/// hosts apart but never proves that a record is this host's own: the
+/// reboot record in `state_dir` does that (issue 10.5).
 pub fn same_machine(a: &str, b: &str) -> bool {
     a.is_empty() || b.is_empty() || a == b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_boot_or_another_live_pid_is_another_agent() {
+        let rec = |boot: &str, pid: u32| HealthRecord {
+            node: "web-1".into(),
+            healthy: true,
+            phase: "heartbeat".into(),
+            reason: String::new(),
+            checked_at: String::new(),
+            boot_id: boot.into(),
+            reboot_required: None,
+            pid,
+            machine_id: "m".into(),
+            name_conflict: None,
+        };
+        let me = rec("b1", 10);
+        // (theirs, another agent)
+        let cases = [
+            (rec("b1", 10), false),
+            (rec("b1", 0), false),
+            (rec("b1", 11), true),
+            (rec("b2", 10), true),
+            (rec("b2", 0), true),
+        ];
+        for (theirs, want) in cases {
+            assert_eq!(me.other_agent(&theirs), want, "{theirs:?}");
+        }
+    }
 }

@@ -5,20 +5,122 @@
 //! [`Need`]. A detector that cannot decide is `Failed`, never "required": no
 //! error ever leads to a reboot. The kernel detector reads everything below a
 //! configurable root so tests point it at a fixture tree.
+//!
+//! A detector that says "required" also says why, as [`Evidence`] (the
+//! marker's modification time and content digest, the command's exit code
+//! and output digest, the kernel releases): the reboot record keeps it so
+//! that a need that survives the reboot is recognised (issue 10.2).
 
 use std::cmp::Ordering;
+use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::{DetectorKind, DetectorSpec};
 use crate::host::process::{self, Termination, round_ms};
 
 /// Characters of a command detector's output kept in its report.
 pub const OUTPUT_EXCERPT_CHARS: usize = 2000;
+/// Bytes of a marker file read for its content digest.
+pub const MARKER_DIGEST_BYTES: u64 = 1024 * 1024;
+
+/// What a detector saw when it said "required": enough to tell the same
+/// need from a new one after a reboot. Kept in the reboot record and the
+/// reboot log in `state_dir`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Evidence {
+    /// A marker file exists.
+    File {
+        /// The detector's name.
+        detector: String,
+        /// The marker's path.
+        path: String,
+        /// Its modification time, nanoseconds since the epoch (None when
+        /// not readable).
+        #[serde(default)]
+        mtime_ns: Option<u64>,
+        /// [`digest`] of its first [`MARKER_DIGEST_BYTES`] (None for a
+        /// directory or an unreadable file).
+        #[serde(default)]
+        digest: Option<String>,
+    },
+    /// A command exited with a code in `success_exit_codes`.
+    Command {
+        /// The detector's name.
+        detector: String,
+        /// Its exit code.
+        exit_code: i32,
+        /// [`digest`] of its stdout and stderr.
+        output_digest: String,
+    },
+    /// The running kernel is older than the newest installed one.
+    Kernel {
+        /// The detector's name.
+        detector: String,
+        /// The running release.
+        running: String,
+        /// The newest installed release.
+        newest: String,
+    },
+}
+
+/// One line for people: "marker: /run/reboot-required (modified …)".
+impl fmt::Display for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Evidence::File {
+                detector,
+                path,
+                mtime_ns,
+                digest,
+            } => {
+                write!(f, "{detector}: {path}")?;
+                let mtime = mtime_ns.and_then(|ns| {
+                    let secs = i64::try_from(ns / 1_000_000_000).ok()?;
+                    jiff::Timestamp::from_second(secs).ok()
+                });
+                match (mtime, digest) {
+                    (Some(t), Some(d)) => write!(f, " (modified {t}, content {d})"),
+                    (Some(t), None) => write!(f, " (modified {t})"),
+                    (None, Some(d)) => write!(f, " (content {d})"),
+                    (None, None) => Ok(()),
+                }
+            }
+            Evidence::Command {
+                detector,
+                exit_code,
+                output_digest,
+            } => write!(
+                f,
+                "{detector}: exit code {exit_code}, output {output_digest}"
+            ),
+            Evidence::Kernel {
+                detector,
+                running,
+                newest,
+            } => write!(
+                f,
+                "{detector}: running {running}, newest installed {newest}"
+            ),
+        }
+    }
+}
+
+/// A short stable digest of `bytes` (FNV-1a, 64 bits, in hex). It tells
+/// outputs apart; it is not cryptographic and needs not be.
+pub fn digest(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
 
 /// What one detector concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +166,8 @@ pub struct DetectorReport {
     pub output: String,
     /// How long it took.
     pub duration: Duration,
+    /// What it saw, when it says "required".
+    pub evidence: Option<Evidence>,
 }
 
 /// The JSON shape of a report (`simulate --json`), field names stable.
@@ -154,32 +258,27 @@ pub fn run_all(specs: &[DetectorSpec], env: &[(String, String)]) -> Vec<Detector
 /// (besides `PATH`).
 pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport {
     let start = Instant::now();
-    let (kind, verdict, detail, output) = match &spec.kind {
-        DetectorKind::File { path } => {
-            let (verdict, detail) = check_file(path);
-            ("file", verdict, detail, String::new())
-        }
+    let name = spec.name.clone();
+    let (kind, Checked(verdict, detail, evidence), output) = match &spec.kind {
+        DetectorKind::File { path } => ("file", check_file(&name, path), String::new()),
         DetectorKind::Command {
             cmd,
             success_exit_codes,
             timeout,
         } => {
-            let (verdict, detail, output) =
-                check_command(&spec.name, cmd, success_exit_codes, *timeout, env);
-            ("command", verdict, detail, output)
+            let (checked, output) = check_command(&name, cmd, success_exit_codes, *timeout, env);
+            ("command", checked, output)
         }
-        DetectorKind::Kernel { root } => {
-            let (verdict, detail) = check_kernel(root);
-            ("kernel", verdict, detail, String::new())
-        }
+        DetectorKind::Kernel { root } => ("kernel", check_kernel(&name, root), String::new()),
     };
     let report = DetectorReport {
-        name: spec.name.clone(),
+        name,
         kind,
         verdict,
         detail,
         output,
         duration: start.elapsed(),
+        evidence,
     };
     log::debug!(
         "detector {} ({}): {}: {} [{}]",
@@ -192,17 +291,51 @@ pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport 
     report
 }
 
-fn check_file(path: &Path) -> (Verdict, String) {
+/// A detector's verdict, its human line, and its evidence when required.
+struct Checked(Verdict, String, Option<Evidence>);
+
+impl Checked {
+    fn failed(msg: String) -> Checked {
+        Checked(Verdict::Failed(msg.clone()), msg, None)
+    }
+}
+
+fn check_file(name: &str, path: &Path) -> Checked {
     match fs::metadata(path) {
-        Ok(_) => (Verdict::Required, format!("{} exists", path.display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => (
+        Ok(meta) => {
+            let mtime_ns = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .and_then(|d| u64::try_from(d.as_nanos()).ok());
+            let digest = meta
+                .is_file()
+                .then(|| {
+                    let mut content = Vec::new();
+                    fs::File::open(path)
+                        .and_then(|f| f.take(MARKER_DIGEST_BYTES).read_to_end(&mut content))
+                        .ok()
+                        .map(|_| digest(&content))
+                })
+                .flatten();
+            let evidence = Evidence::File {
+                detector: name.to_string(),
+                path: path.display().to_string(),
+                mtime_ns,
+                digest,
+            };
+            Checked(
+                Verdict::Required,
+                format!("{} exists", path.display()),
+                Some(evidence),
+            )
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Checked(
             Verdict::NotRequired,
             format!("{} does not exist", path.display()),
+            None,
         ),
-        Err(e) => {
-            let msg = format!("cannot check {}: {e}", path.display());
-            (Verdict::Failed(msg.clone()), msg)
-        }
+        Err(e) => Checked::failed(format!("cannot check {}: {e}", path.display())),
     }
 }
 
@@ -212,7 +345,7 @@ fn check_command(
     success_exit_codes: &[i32],
     timeout: Duration,
     env: &[(String, String)],
-) -> (Verdict, String, String) {
+) -> (Checked, String) {
     let role = format!("detector {name}");
     let finished = match process::run(&process::Command {
         role: &role,
@@ -222,32 +355,36 @@ fn check_command(
         cancellable: true,
     }) {
         Ok(f) => f,
-        Err(e) => {
-            let msg = e.to_string();
-            return (Verdict::Failed(msg.clone()), msg, String::new());
-        }
+        Err(e) => return (Checked::failed(e.to_string()), String::new()),
     };
     let output = finished.output_excerpt(OUTPUT_EXCERPT_CHARS);
     let described = finished.describe();
-    match finished.termination {
-        Termination::Exited(code) if success_exit_codes.contains(&code) => (
+    let checked = match finished.termination {
+        Termination::Exited(code) if success_exit_codes.contains(&code) => Checked(
             Verdict::Required,
             format!("{described} (in success_exit_codes {success_exit_codes:?})"),
-            output,
+            Some(Evidence::Command {
+                detector: name.to_string(),
+                exit_code: code,
+                output_digest: digest(
+                    format!("{}\0{}", finished.stdout, finished.stderr).as_bytes(),
+                ),
+            }),
         ),
-        Termination::Exited(_) => (
+        Termination::Exited(_) => Checked(
             Verdict::NotRequired,
             format!("{described} (not in success_exit_codes {success_exit_codes:?})"),
-            output,
+            None,
         ),
         Termination::Signalled(_) | Termination::TimedOut | Termination::Cancelled => {
-            (Verdict::Failed(described.clone()), described, output)
+            Checked::failed(described)
         }
-    }
+    };
+    (checked, output)
 }
 
-fn check_kernel(root: &Path) -> (Verdict, String) {
-    let failed = |msg: String| (Verdict::Failed(msg.clone()), msg);
+fn check_kernel(name: &str, root: &Path) -> Checked {
+    let failed = Checked::failed;
     let osrelease = root.join("proc/sys/kernel/osrelease");
     let running = match fs::read_to_string(&osrelease) {
         Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
@@ -267,9 +404,14 @@ fn check_kernel(root: &Path) -> (Verdict, String) {
     };
     let detail = format!("running {running}, newest installed {newest}");
     if compare_versions(&running, newest) == Ordering::Less {
-        (Verdict::Required, detail)
+        let evidence = Evidence::Kernel {
+            detector: name.to_string(),
+            newest: newest.clone(),
+            running,
+        };
+        Checked(Verdict::Required, detail, Some(evidence))
     } else {
-        (Verdict::NotRequired, detail)
+        Checked(Verdict::NotRequired, detail, None)
     }
 }
 
@@ -382,6 +524,7 @@ mod tests {
             detail: String::new(),
             output: String::new(),
             duration: Duration::ZERO,
+            evidence: None,
         }
     }
 
@@ -603,6 +746,71 @@ mod tests {
 
         let r = run_one(&kernel(PathBuf::from("/nonexistent/rebootctl-root")), &[]);
         assert!(matches!(r.verdict, Verdict::Failed(_)));
+    }
+
+    #[test]
+    fn required_detectors_say_what_they_saw() {
+        let dir = TempDir::new("evidence");
+        let marker = dir.path().join("reboot-required");
+        let file = spec(
+            "debian",
+            DetectorKind::File {
+                path: marker.clone(),
+            },
+        );
+        assert_eq!(run_one(&file, &[]).evidence, None);
+        fs::write(&marker, "linux-image\n").expect("marker");
+        let first = run_one(&file, &[]).evidence.expect("evidence");
+        assert_eq!(run_one(&file, &[]).evidence.as_ref(), Some(&first));
+        let Evidence::File {
+            mtime_ns,
+            digest: d,
+            ..
+        } = &first
+        else {
+            panic!("{first:?}")
+        };
+        assert!(mtime_ns.is_some());
+        assert_eq!(d.as_deref(), Some(digest(b"linux-image\n").as_str()));
+        // New content (and a new mtime) is new evidence.
+        fs::write(&marker, "linux-image libc6\n").expect("marker");
+        assert_ne!(run_one(&file, &[]).evidence.as_ref(), Some(&first));
+        assert!(
+            first
+                .to_string()
+                .starts_with(&format!("debian: {}", marker.display()))
+        );
+
+        let out = dir.script("needs", "echo kernel updated; exit 1");
+        let out = out.to_str().expect("utf-8 path");
+        let r = run_one(
+            &spec("rhel", command(&[out], &[1], Duration::from_secs(5))),
+            &[],
+        );
+        assert_eq!(
+            r.evidence,
+            Some(Evidence::Command {
+                detector: "rhel".into(),
+                exit_code: 1,
+                output_digest: digest(b"kernel updated\n\0"),
+            })
+        );
+
+        let kdir = TempDir::new("evidence-kernel");
+        let root = kernel_root(&kdir, Some("6.1.0-18-amd64"), &["6.1.0-21-amd64"]);
+        let k = run_one(&kernel(root), &[])
+            .evidence
+            .expect("kernel evidence");
+        assert_eq!(
+            k.to_string(),
+            "kernel: running 6.1.0-18-amd64, newest installed 6.1.0-21-amd64"
+        );
+    }
+
+    #[test]
+    fn digest_is_fnv1a_64() {
+        assert_eq!(digest(b""), "cbf29ce484222325");
+        assert_eq!(digest(b"a"), "af63dc4c8601ec8c");
     }
 
     #[test]

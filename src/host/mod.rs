@@ -1,7 +1,8 @@
 //! `host/` — this machine: child processes ([`process`], the only place
 //! that spawns), reboot-need detectors, the health script, the actions of a
 //! reboot (hooks, reboot command, placeholders), the state that survives a
-//! reboot, and webhook notifications. It may import only the top-level
+//! reboot (the reboot record, the log of completed reboots), and webhook
+//! notifications. It may import only the top-level
 //! leaves (`config`, `error`, `time`, `window`, `backoff`, `logging`);
 //! never `etcd/`, `cluster/` or anything above.
 
@@ -10,4 +11,5 @@ pub mod detector;
 pub mod health;
 pub mod notify;
 pub mod process;
+pub mod reboot_log;
 pub mod state;

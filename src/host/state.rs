@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::host::detector::Evidence;
 
 /// File name of the reboot record inside `state_dir`.
 pub const RECORD_FILE: &str = "reboot-record.json";
@@ -73,6 +74,18 @@ pub struct RebootRecord {
     /// Alertmanager silences created for the reboot, expired once back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub silences: Vec<String>,
+    /// The create revision of the slot held through the reboot: with the
+    /// key and the boot id, it proves that a slot in phase rebooting is
+    /// this host's own (another host may use the same node name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_create_revision: Option<i64>,
+    /// The boot clock when the reboot was issued (milliseconds since boot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_ms: Option<u64>,
+    /// What the detectors saw: a need with the same evidence after the
+    /// reboot does not cause another one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
     /// `CLOCK_BOOTTIME` in milliseconds when the record was written: the
     /// clock that gives up a reboot that never happened (same boot, so the
     /// values compare; it never steps). Absent in records of older versions.
@@ -283,7 +296,10 @@ pub fn write_last_reboot(state_dir: &Path, last: &LastReboot) -> Result<()> {
     )
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, action: &str) -> Result<Option<T>> {
+pub(super) fn read_json<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    action: &str,
+) -> Result<Option<T>> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -297,7 +313,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, action: &str) -> Result<
     })
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T, action: &str) -> Result<()> {
+pub(super) fn write_json<T: Serialize>(path: &Path, value: &T, action: &str) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(dir).map_err(|e| Error::io("creating the state directory", dir, e))?;
     let tmp: PathBuf = path.with_extension("tmp");
@@ -355,6 +371,13 @@ mod tests {
                 at: "2026-01-01T00:10:00Z".into(),
                 cooldown_lease: Some(7),
             }),
+            slot_create_revision: Some(7),
+            uptime_ms: Some(1234),
+            evidence: vec![Evidence::Kernel {
+                detector: "kernel".into(),
+                running: "6.1.0-18-amd64".into(),
+                newest: "6.1.0-21-amd64".into(),
+            }],
         };
         write_record(&dir, &rec).unwrap();
         assert_eq!(read_record(&dir).unwrap(), Some(rec));

@@ -27,8 +27,10 @@ use crate::cluster::lock::Slot;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::actions::{self, Vars};
+use crate::host::detector::Evidence;
 use crate::host::notify::Notifier;
 use crate::host::process;
+use crate::host::reboot_log;
 use crate::host::state::{self, Intent, RebootRecord};
 use crate::pass::progress;
 use crate::pass::report::PassEvent;
@@ -47,6 +49,9 @@ pub struct Commit<'a> {
     pub reason: &'a [String],
     /// Placeholders and environment of the hook and the command.
     pub vars: &'a Vars,
+    /// What the detectors saw, kept in the record: the same evidence after
+    /// the reboot does not cause another one.
+    pub evidence: Vec<Evidence>,
 }
 
 /// How the commit ended when no error stopped it.
@@ -115,8 +120,10 @@ impl Commit<'_> {
                 return Ok(Committed::HookFailed(e.to_string()));
             }
         }
-        let slot_key = holding.as_ref().map(|h| h.slot().key.clone());
-        let written = self.write_record(slot_key, &silences).and_then(|()| {
+        let slot = holding
+            .as_ref()
+            .map(|h| (h.slot().key.clone(), h.slot().create_revision));
+        let written = self.write_record(slot, &silences).and_then(|()| {
             if process::cancelled() {
                 return Err(Error::Cancelled);
             }
@@ -172,7 +179,8 @@ impl Commit<'_> {
 
     /// Step 4: the reboot record, with the boot-time clock and the ids of
     /// the silences to expire once back.
-    fn write_record(&self, slot: Option<String>, silences: &[String]) -> Result<()> {
+    fn write_record(&self, slot: Option<(String, i64)>, silences: &[String]) -> Result<()> {
+        let (slot, slot_create_revision) = slot.unzip();
         state::write_record(
             &self.cfg.state_dir,
             &RebootRecord {
@@ -184,6 +192,9 @@ impl Commit<'_> {
                 boottime_ms: Some(state::boottime_ms()?),
                 completion: None,
                 silences: silences.to_vec(),
+                slot_create_revision,
+                uptime_ms: reboot_log::uptime_ms(),
+                evidence: self.evidence.clone(),
             },
         )
     }

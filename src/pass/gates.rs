@@ -14,6 +14,8 @@ use crate::cluster::lock::SlotPhase;
 use crate::cluster::policy::{self, NodeState, PolicyVerdict};
 use crate::cluster::records::PauseRecord;
 use crate::config::ClusterPolicies;
+use crate::host::detector::Evidence;
+use crate::host::reboot_log::{CompletedReboot, DAY};
 use crate::pass::outcome::{Block, Outcome};
 use crate::pass::report::{Step, StepState};
 use crate::time::{human_duration, secs_between};
@@ -115,6 +117,69 @@ pub fn local_cooldown(interval: Duration, last: Option<Timestamp>, now: Timestam
         Verdict::Closed(Block::Cooldown(interval - elapsed))
     } else {
         Verdict::Open("over".to_string())
+    }
+}
+
+/// The reboot-loop guard: closed when everything the detectors show now
+/// was already there when the last completed reboot was decided (the need
+/// survived the reboot: a kernel that fell back, a pinned boot entry, a
+/// wrong detector). Any new evidence opens it; so does the operator's
+/// `rebootctl clear-loop` for that reboot (`cleared`).
+pub fn reboot_loop(now: &[Evidence], last: Option<&CompletedReboot>, cleared: bool) -> Verdict {
+    let Some(last) = last else {
+        return Verdict::Open("no completed reboot recorded".to_string());
+    };
+    let same = !now.is_empty() && now.iter().all(|e| last.evidence.contains(e));
+    if !same {
+        return Verdict::Open(format!(
+            "new evidence since the reboot completed at {}",
+            last.completed.at
+        ));
+    }
+    if cleared {
+        return Verdict::Open(format!(
+            "the need survived the reboot completed at {}, cleared with clear-loop",
+            last.completed.at
+        ));
+    }
+    let seen: Vec<String> = now.iter().map(ToString::to_string).collect();
+    Verdict::Closed(Block::RebootIneffective(format!(
+        "the need survived the reboot completed at {} with the same evidence ({}); \
+         fix its cause, or run 'rebootctl clear-loop' to allow one more reboot",
+        last.completed.at,
+        seen.join("; ")
+    )))
+}
+
+/// The daily cap, from the running time since each completed reboot
+/// ([`crate::host::reboot_log::ages`]): closed while `max` or more fall in
+/// the last 24 hours, with the time until enough of them have aged out.
+pub fn reboot_cap(ages: &[Duration], max: u32) -> Verdict {
+    let mut recent: Vec<Duration> = ages.iter().copied().filter(|a| *a < DAY).collect();
+    let max = max as usize;
+    if recent.len() < max {
+        return Verdict::Open(format!(
+            "{} of {max} reboots in the last 24 h",
+            recent.len()
+        ));
+    }
+    // Oldest first: the one that must age out for the count to drop below max.
+    recent.sort_by(|a, b| b.cmp(a));
+    let next = DAY - recent[recent.len() - max];
+    Verdict::Closed(Block::RebootLimit(format!(
+        "{} reboot{} in the last 24 h of running time (max_reboots_per_day {max}); next allowed in {}",
+        recent.len(),
+        if recent.len() == 1 { "" } else { "s" },
+        human_duration(next)
+    )))
+}
+
+/// The name conflict check, from what another host claiming this node's
+/// name left behind (None: nothing seen).
+pub fn name_conflict(seen: Option<String>) -> Verdict {
+    match seen {
+        None => Verdict::Open("no other host seen under this node name".to_string()),
+        Some(what) => Verdict::Closed(Block::NameConflict(what)),
     }
 }
 
@@ -380,6 +445,108 @@ mod tests {
         }
     }
 
+    fn completed(at: &str, evidence: Vec<Evidence>) -> CompletedReboot {
+        let moment = |boot: &str| crate::host::reboot_log::Moment {
+            boot_id: boot.into(),
+            at: at.into(),
+            uptime_ms: Some(60_000),
+        };
+        CompletedReboot {
+            issued: moment("b1"),
+            completed: moment("b2"),
+            evidence,
+            ineffective_notified: false,
+        }
+    }
+
+    #[test]
+    fn the_same_evidence_after_a_completed_reboot_closes_the_loop_guard() {
+        let kernel = |running: &str| Evidence::Kernel {
+            detector: "kernel".into(),
+            running: running.into(),
+            newest: "6.1.0-21-amd64".into(),
+        };
+        let marker = |digest: &str| Evidence::File {
+            detector: "marker".into(),
+            path: "/run/reboot-required".into(),
+            mtime_ns: Some(1),
+            digest: Some(digest.into()),
+        };
+        let last = completed(
+            "2026-11-27T10:00:00Z",
+            vec![kernel("6.1.0-18-amd64"), marker("aa")],
+        );
+        // (evidence now, last reboot, cleared, closed)
+        let cases = [
+            (vec![kernel("6.1.0-18-amd64")], None, false, false),
+            (vec![kernel("6.1.0-18-amd64")], Some(&last), false, true),
+            (
+                vec![kernel("6.1.0-18-amd64"), marker("aa")],
+                Some(&last),
+                false,
+                true,
+            ),
+            // The kernel fell back to another old one: new evidence.
+            (vec![kernel("6.1.0-20-amd64")], Some(&last), false, false),
+            // One new piece of evidence is enough.
+            (
+                vec![kernel("6.1.0-18-amd64"), marker("bb")],
+                Some(&last),
+                false,
+                false,
+            ),
+            (vec![kernel("6.1.0-18-amd64")], Some(&last), true, false),
+            (vec![], Some(&last), false, false),
+        ];
+        for (now, last, cleared, want_closed) in cases {
+            let v = reboot_loop(&now, last, cleared);
+            assert_eq!(!open(&v), want_closed, "{now:?} {cleared}: {v:?}");
+            if let Verdict::Closed(b) = v {
+                assert_eq!(b.label(), "reboot_ineffective");
+                assert!(b.to_string().contains("rebootctl clear-loop"), "{b}");
+                assert!(b.to_string().contains("running 6.1.0-18-amd64"), "{b}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cap_counts_reboots_of_the_last_24_hours() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        // (ages, max, closed text)
+        let cases = [
+            (vec![], 3, None),
+            (vec![h(30), h(20), h(1)], 3, None),
+            (
+                vec![h(20), h(5), h(1)],
+                3,
+                Some(
+                    "3 reboots in the last 24 h of running time (max_reboots_per_day 3); next allowed in 4h",
+                ),
+            ),
+            (
+                vec![h(23), h(20), h(5), h(1)],
+                3,
+                Some(
+                    "4 reboots in the last 24 h of running time (max_reboots_per_day 3); next allowed in 4h",
+                ),
+            ),
+            (
+                vec![h(2)],
+                1,
+                Some(
+                    "1 reboot in the last 24 h of running time (max_reboots_per_day 1); next allowed in 22h",
+                ),
+            ),
+        ];
+        for (ages, max, want) in cases {
+            match (reboot_cap(&ages, max), want) {
+                (Verdict::Open(_), None) => {}
+                (Verdict::Closed(Block::RebootLimit(text)), Some(w)) => assert_eq!(text, w),
+                (v, w) => panic!("{ages:?}: {v:?}, wanted {w:?}"),
+            }
+        }
+    }
+
     #[test]
     fn health_verdict_keeps_the_reason() {
         assert_eq!(health(true, "ok".into()), Verdict::Open("ok".into()));
@@ -401,6 +568,9 @@ mod tests {
                 checked_at: String::new(),
                 boot_id: String::new(),
                 reboot_required: None,
+                pid: 0,
+                machine_id: String::new(),
+                name_conflict: None,
             }),
             slot,
         };

@@ -29,7 +29,7 @@ pub mod post_reboot;
 pub mod progress;
 pub mod report;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
@@ -40,12 +40,13 @@ use crate::cluster::{Cluster, CooldownStart};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::actions::{self, Vars};
-use crate::host::detector::{self, DetectorReport, Need};
+use crate::host::detector::{self, DetectorReport, Evidence, Need};
 use crate::host::health::{self, HealthReport, Phase};
 use crate::host::notify::Notifier;
 use crate::time::{human_age, human_duration};
 use outcome::{Block, Outcome};
 
+use crate::host::reboot_log::{self, CompletedReboot, Moment};
 use crate::host::state::{self, Completion, Intent, LastReboot, RebootRecord};
 use commit::{Commit, Committed};
 use gates::Gates;
@@ -140,6 +141,21 @@ pub fn run_pass(
         progress::publish(c, &progress::Facts::of(&report));
     }
     Ok(report)
+}
+
+/// The log entry of the reboot `record` describes, completed now in boot
+/// `boot_id`.
+fn completed_reboot(record: &RebootRecord, boot_id: &str) -> CompletedReboot {
+    CompletedReboot {
+        issued: Moment {
+            boot_id: record.boot_id.clone(),
+            at: record.at.clone(),
+            uptime_ms: record.uptime_ms,
+        },
+        completed: Moment::now(boot_id),
+        evidence: record.evidence.clone(),
+        ineffective_notified: false,
+    }
 }
 
 /// Describes the holders of the lock for people: "web-2 (rebooting, 3m 12s)".
@@ -237,9 +253,18 @@ impl Pass<'_> {
     }
 
     fn run(&mut self) -> Result<Outcome> {
+        // Another machine registered this node's name: still complete a
+        // reboot of our own (step 1 proves it), then stop.
+        let mut registered_elsewhere = None;
         if let Some(c) = self.cluster {
             if !self.opts.status {
-                c.register(&self.machine_id)?;
+                match c.register(&self.machine_id) {
+                    Ok(()) => {}
+                    Err(e @ Error::NameConflict { .. }) => {
+                        registered_elsewhere = Some(e.to_string())
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         } else if self.cfg.is_cluster() {
             self.step(
@@ -250,6 +275,10 @@ impl Pass<'_> {
         }
         // 1. Back from a reboot of our own?
         if self.post_reboot()? {
+            return Ok(self.stop());
+        }
+        // 1b. Another host claiming this node's name?
+        if self.name_conflict(registered_elsewhere)? {
             return Ok(self.stop());
         }
         // 2. Kill switch, then the cluster pause.
@@ -269,6 +298,10 @@ impl Pass<'_> {
             }
             return Ok(self.stop());
         };
+        // 3b. The same need again after a reboot, or too many reboots.
+        if self.loop_guard()? {
+            return Ok(self.stop());
+        }
         // 4-5. Window, cooldown, health, policies; and a state_dir that
         // can take the intent and the record, before any slot is taken.
         if self.gates()? || self.state_dir_gate() {
@@ -333,24 +366,35 @@ impl Pass<'_> {
             record.as_ref(),
             slot.as_ref(),
             &self.boot_id,
-            &self.machine_id,
             clocks,
             self.cfg.reboot_timeout,
         ) {
             PostReboot::Nothing => return Ok(false),
-            // Never ours to complete (two hosts sharing a node_name;
-            // register refuses that too).
-            PostReboot::OtherMachine {
+            // Never ours to complete or release: no health check, no hook.
+            PostReboot::NotOurs {
                 key,
-                node,
+                boot_id,
                 machine_id,
             } => {
-                return Err(Error::NameConflict {
-                    node,
-                    theirs: machine_id,
-                    mine: self.machine_id.clone(),
-                    slot: Some(key),
-                });
+                let ends = slot
+                    .as_ref()
+                    .and_then(|s| self.cluster.map(|c| (c, s.lease)))
+                    .and_then(|(c, lease)| c.client.lease_time_to_live(lease).ok().flatten())
+                    .map(|t| {
+                        format!(
+                            "; its lease ends in {}",
+                            human_duration(Duration::from_secs(t.max(0).unsigned_abs()))
+                        )
+                    })
+                    .unwrap_or_default();
+                return Ok(self.block(
+                    "post-reboot",
+                    Block::NameConflict(format!(
+                        "{key} is in phase rebooting under node name {} (boot id {boot_id}, machine id {}), but this host has no record of that reboot: another host uses this node_name, or this host lost its state_dir; not touching it{ends}",
+                        self.cfg.node_name,
+                        if machine_id.is_empty() { "unknown" } else { &machine_id },
+                    )),
+                ));
             }
             // Same boot: the reboot has not happened. It may still (a slow
             // or delayed shutdown), so the slot and the record stay until
@@ -361,7 +405,7 @@ impl Pass<'_> {
             }
             PostReboot::NoClock { went_down_at } => {
                 self.holding = slot.is_some();
-                return self.restart_the_wait(&went_down_at, record, slot.as_ref());
+                return self.restart_the_wait(&went_down_at, record);
             }
             PostReboot::TimedOut { went_down_at } => {
                 return self.give_up(&went_down_at, record.as_ref(), slot.as_ref());
@@ -450,9 +494,13 @@ impl Pass<'_> {
                 Err(e) => granted = Err(e),
             }
         }
+        // Back comes only with a record (a slot alone is never ours).
+        let Some(record) = record else {
+            return Ok(false);
+        };
         let rec = RebootRecord {
             completion: Some(done.clone()),
-            ..record.unwrap_or_else(|| self.record_from_slot(slot.as_ref()))
+            ..record
         };
         if let Err(e) = state::write_record(&self.cfg.state_dir, &rec) {
             log::error!(
@@ -518,8 +566,15 @@ impl Pass<'_> {
                 log::warn!("cannot record the history entry: {e}");
             }
         }
-        // Expiring twice is harmless (a retry after a failed clear).
+        // Expiring twice is harmless (a retry after a failed clear); the
+        // reboot log keeps one entry per reboot (keyed by when it was issued).
         crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &record.silences);
+        if let Err(e) = reboot_log::append(
+            &self.cfg.state_dir,
+            completed_reboot(&record, &self.boot_id),
+        ) {
+            return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
+        }
         let cleared = state::write_last_reboot(
             &self.cfg.state_dir,
             &LastReboot {
@@ -553,22 +608,6 @@ impl Pass<'_> {
         Ok(false)
     }
 
-    /// A reboot record made from this node's slot, for a slot in phase
-    /// rebooting whose record is missing.
-    fn record_from_slot(&self, slot: Option<&Slot>) -> RebootRecord {
-        let v = slot.and_then(|s| s.value.as_ref());
-        RebootRecord {
-            node: self.cfg.node_name.clone(),
-            boot_id: v.map(|v| v.boot_id.clone()).unwrap_or_default(),
-            slot: slot.map(|s| s.key.clone()),
-            at: v.map(|v| v.acquired_at.clone()).unwrap_or_default(),
-            reason: Vec::new(),
-            boottime_ms: None,
-            completion: None,
-            silences: Vec::new(),
-        }
-    }
-
     /// Step 1 while the reboot of this boot may still happen; true.
     fn reboot_pending(&mut self, went_down_at: &str, left: std::time::Duration) -> bool {
         self.block(
@@ -587,12 +626,12 @@ impl Pass<'_> {
         &mut self,
         went_down_at: &str,
         record: Option<RebootRecord>,
-        slot: Option<&Slot>,
     ) -> Result<bool> {
-        if !self.opts.status {
+        // Only a record has no clock (a slot without one is not ours).
+        if let (Some(record), false) = (record, self.opts.status) {
             let rec = RebootRecord {
                 boottime_ms: Some(state::boottime_ms()?),
-                ..record.unwrap_or_else(|| self.record_from_slot(slot))
+                ..record
             };
             if let Err(e) = state::write_record(&self.cfg.state_dir, &rec) {
                 return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
@@ -769,6 +808,23 @@ impl Pass<'_> {
         }
     }
 
+    /// Step 1b (cluster mode): another host claims this node's name — it
+    /// registered the name from another machine (`registered_elsewhere`),
+    /// or it publishes this node's health record beside this agent
+    /// ([`Cluster::name_conflict`]); `status` reads both from etcd. Returns
+    /// true when the pass must stop.
+    fn name_conflict(&mut self, registered_elsewhere: Option<String>) -> Result<bool> {
+        let Some(c) = self.cluster else {
+            return Ok(false);
+        };
+        let seen = match registered_elsewhere {
+            Some(text) => Some(text),
+            None if self.opts.status => c.name_conflict_seen(&self.machine_id)?,
+            None => c.name_conflict(),
+        };
+        Ok(self.gates.gate("name conflict", gates::name_conflict(seen)))
+    }
+
     /// The kill switch. Returns true when the pass must stop.
     fn kill_switch(&mut self) -> bool {
         let path = &self.cfg.kill_switch_file;
@@ -810,6 +866,47 @@ impl Pass<'_> {
                 None
             }
         }
+    }
+
+    /// What the detectors that require a reboot saw.
+    fn evidence(&self) -> Vec<Evidence> {
+        self.detectors
+            .iter()
+            .filter_map(|d| d.evidence.clone())
+            .collect()
+    }
+
+    /// Step 3b: the reboot-loop guard and the daily cap, from the log of
+    /// completed reboots in `state_dir`. Notifies `reboot_ineffective`
+    /// once per completed reboot. Returns true when the pass must stop.
+    fn loop_guard(&mut self) -> Result<bool> {
+        let dir = &self.cfg.state_dir;
+        let log = reboot_log::read(dir)?;
+        let last = log.reboots.last();
+        let cleared = match (last, reboot_log::read_cleared(dir)?) {
+            (Some(r), Some(c)) => c.reboot == r.id(),
+            _ => false,
+        };
+        let verdict = gates::reboot_loop(&self.evidence(), last, cleared);
+        if let (gates::Verdict::Closed(block), Some(r)) = (&verdict, last) {
+            if !self.opts.status && !r.ineffective_notified {
+                log::warn!(event = "reboot_ineffective"; "{block}");
+                self.notifier.send(
+                    "reboot_ineffective",
+                    &format!("{}: {block}", self.cfg.node_name),
+                );
+                // Advisory: at worst it is notified again next pass.
+                if let Err(e) = reboot_log::mark_notified(dir) {
+                    log::warn!("{e}");
+                }
+            }
+        }
+        if self.gates.gate("reboot loop", verdict) {
+            return Ok(true);
+        }
+        let ages = reboot_log::ages(&log.reboots, &Moment::now(&self.boot_id));
+        let verdict = gates::reboot_cap(&ages, self.cfg.max_reboots_per_day);
+        Ok(self.gates.gate("reboot cap", verdict))
     }
 
     /// The window. Returns true when the pass must stop.
@@ -889,6 +986,10 @@ impl Pass<'_> {
             checked_at: crate::time::timestamp_now(),
             boot_id: self.boot_id.clone(),
             reboot_required: self.reboot_required,
+            // Stamped by publish_health.
+            pid: 0,
+            machine_id: self.machine_id.clone(),
+            name_conflict: None,
         };
         if let Err(e) = c.publish_health(&rec, self.cfg.health_publish_interval * 3) {
             log::warn!("cannot publish the health record: {e}");
@@ -1007,7 +1108,8 @@ impl Pass<'_> {
         let env = vec![("RC_NODE_NAME".to_string(), self.cfg.node_name.clone())];
         let again = detector::run_all(&self.cfg.detectors, &env);
         match detector::decide(&again) {
-            Need::Required { .. } => {}
+            // The evidence the reboot record keeps is the latest.
+            Need::Required { .. } => self.detectors = again,
             Need::NotRequired => {
                 log::info!(
                     event = "need_vanished";
@@ -1027,6 +1129,9 @@ impl Pass<'_> {
                 let _ = self.block("re-check", Block::DetectorFailed(failed));
                 return Ok(Some(self.stop()));
             }
+        }
+        if self.name_conflict(None)? || self.loop_guard()? {
+            return Ok(Some(self.stop()));
         }
         if self.kill_switch() || self.pause()? || self.window() || self.cooldown()? {
             return Ok(Some(self.stop()));
@@ -1078,6 +1183,7 @@ impl Pass<'_> {
             boot_id: &self.boot_id,
             reason,
             vars: &vars,
+            evidence: self.evidence(),
         };
         let held = self.held.take();
         let in_cluster = held.is_some();

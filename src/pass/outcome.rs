@@ -6,7 +6,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{
-    EXIT_DETECTOR, EXIT_HEALTH, EXIT_KILL_SWITCH, EXIT_LOCK, EXIT_OK, EXIT_RUNTIME, EXIT_WINDOW,
+    EXIT_CONFIG, EXIT_DETECTOR, EXIT_HEALTH, EXIT_KILL_SWITCH, EXIT_LOCK, EXIT_OK, EXIT_RUNTIME,
+    EXIT_WINDOW,
 };
 
 /// How a pass ended.
@@ -57,6 +58,15 @@ pub enum Block {
     /// `state_dir` cannot be written (read-only, full, immutable): nothing
     /// is run or started until it can (exit 1, a runtime failure).
     StateDir(String),
+    /// The need survived the last completed reboot with the same evidence:
+    /// another reboot would not help (until the evidence changes or
+    /// `rebootctl clear-loop`).
+    RebootIneffective(String),
+    /// `max_reboots_per_day` completed reboots in the last 24 hours.
+    RebootLimit(String),
+    /// Another host claims this node's name (or holds a slot under it that
+    /// this host has no record of): neither reboots until it is resolved.
+    NameConflict(String),
 }
 
 impl Block {
@@ -68,12 +78,14 @@ impl Block {
             | Block::Health(_)
             | Block::Policy(_)
             | Block::Hook(_)
-            | Block::Alerts(_) => EXIT_HEALTH,
+            | Block::Alerts(_)
+            | Block::RebootIneffective(_) => EXIT_HEALTH,
             Block::KillSwitch(_) | Block::Paused(_) => EXIT_KILL_SWITCH,
             Block::DetectorFailed(_) => EXIT_DETECTOR,
-            Block::Window(_) | Block::Cooldown(_) => EXIT_WINDOW,
+            Block::Window(_) | Block::Cooldown(_) | Block::RebootLimit(_) => EXIT_WINDOW,
             Block::NoSlot(_) => EXIT_LOCK,
             Block::StateDir(_) => EXIT_RUNTIME,
+            Block::NameConflict(_) => EXIT_CONFIG,
         }
     }
 
@@ -93,11 +105,14 @@ impl Block {
             Block::Hook(_) => "hook",
             Block::Alerts(_) => "alerts",
             Block::StateDir(_) => "state_dir",
+            Block::RebootIneffective(_) => "reboot_ineffective",
+            Block::RebootLimit(_) => "reboot_limit",
+            Block::NameConflict(_) => "name_conflict",
         }
     }
 
     /// Every label, for metrics that list all reasons.
-    pub const LABELS: [&'static str; 13] = [
+    pub const LABELS: [&'static str; 16] = [
         "reboot_pending",
         "post_reboot_health",
         "kill_switch",
@@ -111,6 +126,9 @@ impl Block {
         "hook",
         "alerts",
         "state_dir",
+        "reboot_ineffective",
+        "reboot_limit",
+        "name_conflict",
     ];
 }
 
@@ -136,6 +154,9 @@ impl fmt::Display for Block {
             Block::Hook(r) => write!(f, "pre_reboot hook: {r}"),
             Block::Alerts(r) => write!(f, "alert gate: {r}"),
             Block::StateDir(r) => write!(f, "state_dir: {r}"),
+            Block::RebootIneffective(r) => write!(f, "reboot ineffective: {r}"),
+            Block::RebootLimit(r) => write!(f, "reboot limit: {r}"),
+            Block::NameConflict(r) => write!(f, "name conflict: {r}"),
         }
     }
 }
@@ -201,6 +222,9 @@ mod tests {
             (Outcome::Blocked(Block::Window("x".into())), 7),
             (Outcome::Blocked(Block::Cooldown(Duration::from_secs(3))), 7),
             (Outcome::Blocked(Block::StateDir("x".into())), 1),
+            (Outcome::Blocked(Block::RebootIneffective("x".into())), 3),
+            (Outcome::Blocked(Block::RebootLimit("x".into())), 7),
+            (Outcome::Blocked(Block::NameConflict("x".into())), 2),
         ];
         for (o, code) in cases {
             assert_eq!(o.exit_code(), code, "{o:?}");
@@ -209,7 +233,13 @@ mod tests {
 
     #[test]
     fn labels_are_listed() {
-        let b = Block::Cooldown(Duration::ZERO);
-        assert!(Block::LABELS.contains(&b.label()));
+        for b in [
+            Block::Cooldown(Duration::ZERO),
+            Block::RebootIneffective(String::new()),
+            Block::RebootLimit(String::new()),
+            Block::NameConflict(String::new()),
+        ] {
+            assert!(Block::LABELS.contains(&b.label()), "{b:?}");
+        }
     }
 }

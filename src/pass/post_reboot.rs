@@ -1,8 +1,15 @@
 //! Step 1 of a pass as a pure decision: is this node back from a reboot of
 //! its own, still waiting for it, or past the point of giving it up? The
 //! inputs are the local reboot record, the slot of this node's name in
-//! phase rebooting, this boot's and machine's ids, the [`Clocks`] and
-//! `reboot_timeout_sec`; the pass acts on the answer.
+//! phase rebooting, this boot's id, the [`Clocks`] and `reboot_timeout_sec`;
+//! the pass acts on the answer.
+//!
+//! Only the local record proves a reboot is this host's own: a slot in
+//! phase rebooting under this node's name is completed (health check,
+//! hook, release) only when the record names it — same key, same create
+//! revision, same boot id before the reboot. Machine ids cannot prove it:
+//! cloned images share theirs, and an unknown one matches anything
+//! (issue 10.5).
 //!
 //! No wall clock is involved in giving a reboot up: an NTP step must not
 //! give it up early, and a time that does not parse must never count as
@@ -14,7 +21,6 @@
 use std::time::Duration;
 
 use crate::cluster::lock::Slot;
-use crate::cluster::records::same_machine;
 use crate::host::state::RebootRecord;
 
 /// The clocks that give up a reboot that never happened.
@@ -36,14 +42,17 @@ pub struct Clocks {
 pub enum PostReboot {
     /// Neither a record nor a slot in phase rebooting: nothing to complete.
     Nothing,
-    /// The slot of this node's name belongs to another machine: never ours
-    /// to complete (two hosts sharing a `node_name`).
-    OtherMachine {
+    /// A slot in phase rebooting under this node's name that the local
+    /// record does not prove to be this host's (no record, or one for
+    /// another slot, holding or boot): another host uses the name, or this
+    /// host lost its `state_dir`. Never completed or released here; it
+    /// frees itself when its lease (`reboot_timeout_sec`) ends.
+    NotOurs {
         /// The slot's key.
         key: String,
-        /// The node name in the slot.
-        node: String,
-        /// The machine id in the slot.
+        /// The boot id in the slot.
+        boot_id: String,
+        /// The machine id in the slot (empty when unknown).
         machine_id: String,
     },
     /// Same boot, and the reboot may still happen (a slow shutdown).
@@ -73,46 +82,53 @@ pub enum PostReboot {
     },
 }
 
-/// Classifies step 1. The slot's boot id wins over the record's, as the
-/// pass always did; either one alone is enough.
+/// Whether `record` proves `slot` to be the holding this host went down
+/// with: the same key, the same boot id, and the same create revision
+/// (records of older versions have none: key and boot id then).
+pub fn owns(record: &RebootRecord, slot: &Slot) -> bool {
+    record.slot.as_deref() == Some(slot.key.as_str())
+        && slot
+            .value
+            .as_ref()
+            .is_some_and(|v| v.boot_id == record.boot_id)
+        && record
+            .slot_create_revision
+            .is_none_or(|rev| rev == slot.create_revision)
+}
+
+/// Classifies step 1 from the local record; a slot matters only when the
+/// record owns it ([`owns`]), else it is [`PostReboot::NotOurs`].
 pub fn classify(
     record: Option<&RebootRecord>,
     slot: Option<&Slot>,
     boot_id: &str,
-    machine_id: &str,
     clocks: Clocks,
     timeout: Duration,
 ) -> PostReboot {
-    if let Some((key, v)) = slot.and_then(|s| s.value.as_ref().map(|v| (&s.key, v))) {
-        if !same_machine(&v.machine_id, machine_id) {
-            return PostReboot::OtherMachine {
-                key: key.clone(),
-                node: v.node.clone(),
-                machine_id: v.machine_id.clone(),
+    if let Some(s) = slot {
+        if !record.is_some_and(|r| owns(r, s)) {
+            let v = s.value.as_ref();
+            return PostReboot::NotOurs {
+                key: s.key.clone(),
+                boot_id: v.map(|v| v.boot_id.clone()).unwrap_or_default(),
+                machine_id: v.map(|v| v.machine_id.clone()).unwrap_or_default(),
             };
         }
     }
-    if record.is_none() && slot.is_none() {
+    let Some(record) = record else {
         return PostReboot::Nothing;
-    }
-    let went_down_at = record
-        .map(|r| r.at.clone())
-        .or_else(|| slot.and_then(|s| s.value.as_ref().map(|v| v.acquired_at.clone())))
-        .unwrap_or_default();
-    let recorded_boot = slot
-        .and_then(|s| s.value.as_ref().map(|v| v.boot_id.clone()))
-        .or_else(|| record.map(|r| r.boot_id.clone()))
-        .unwrap_or_default();
-    if recorded_boot != boot_id {
+    };
+    let went_down_at = record.at.clone();
+    if record.boot_id != boot_id {
         return PostReboot::Back { went_down_at };
     }
     let left = match (slot, clocks.slot_left) {
         // etcd's clock: the slot's lease.
         (Some(_), Some(left)) => left,
         // The slot the record names is gone: its lease ran out.
-        (None, _) if clocks.cluster && record.is_some_and(|r| r.slot.is_some()) => Duration::ZERO,
+        (None, _) if clocks.cluster && record.slot.is_some() => Duration::ZERO,
         // The record's boot-time clock.
-        _ => match record.and_then(|r| r.boottime_ms) {
+        _ => match record.boottime_ms {
             Some(ms) if Duration::from_millis(ms) <= clocks.boottime => {
                 timeout.saturating_sub(clocks.boottime - Duration::from_millis(ms))
             }
@@ -145,6 +161,9 @@ mod tests {
             silences: Vec::new(),
             boottime_ms,
             completion: None,
+            slot_create_revision: Some(3),
+            uptime_ms: None,
+            evidence: Vec::new(),
         }
     }
 
@@ -195,6 +214,19 @@ mod tests {
         }
     }
 
+    fn not_ours(boot: &str, machine: &str) -> PostReboot {
+        PostReboot::NotOurs {
+            key: "/rebootctl/lock/slot-0".into(),
+            boot_id: boot.into(),
+            machine_id: machine.into(),
+        }
+    }
+
+    fn with(mut r: RebootRecord, f: impl FnOnce(&mut RebootRecord)) -> RebootRecord {
+        f(&mut r);
+        r
+    }
+
     fn no_clock(at: &str) -> PostReboot {
         PostReboot::NoClock {
             went_down_at: at.into(),
@@ -206,11 +238,6 @@ mod tests {
         let t = "2026-11-27T11:55:00Z";
         let u = "2026-11-27T11:40:00Z";
         let ago = |secs: u64| Some(NOW_MS - secs * 1000);
-        let other = PostReboot::OtherMachine {
-            key: "/rebootctl/lock/slot-0".into(),
-            node: "web-1".into(),
-            machine_id: "m-other".into(),
-        };
         let cluster = |left: Option<u64>| Clocks {
             cluster: true,
             slot_left: left.map(Duration::from_secs),
@@ -309,53 +336,73 @@ mod tests {
                 no_clock(t),
             ),
             (
-                "slot without record, new boot",
+                "slot without record, new boot: not ours",
                 None,
+                Some(slot("b-old", "m-1", t)),
+                cluster(Some(300)),
+                not_ours("b-old", "m-1"),
+            ),
+            (
+                "slot without record, same boot: not ours",
+                None,
+                Some(slot("b-now", "m-1", u)),
+                cluster(Some(30)),
+                not_ours("b-now", "m-1"),
+            ),
+            (
+                "slot of another machine without record: not ours",
+                None,
+                Some(slot("b-old", "m-other", t)),
+                cluster(Some(300)),
+                not_ours("b-old", "m-other"),
+            ),
+            (
+                "unknown machine id in the slot proves nothing",
+                None,
+                Some(slot("b-old", "", t)),
+                cluster(Some(300)),
+                not_ours("b-old", ""),
+            ),
+            (
+                "a matching record is ours, whatever the slot's machine id",
+                Some(record("b-old", t, ago(1))),
+                Some(slot("b-old", "m-changed", t)),
+                cluster(Some(300)),
+                back(t),
+            ),
+            (
+                "the record names another slot: not ours",
+                Some(with(record("b-old", t, ago(1)), |r| {
+                    r.slot = Some("/rebootctl/lock/slot-1".into())
+                })),
+                Some(slot("b-old", "m-1", t)),
+                cluster(Some(300)),
+                not_ours("b-old", "m-1"),
+            ),
+            (
+                "another holding of the same slot (create revision): not ours",
+                Some(with(record("b-old", t, ago(1)), |r| {
+                    r.slot_create_revision = Some(99)
+                })),
+                Some(slot("b-old", "m-1", t)),
+                cluster(Some(300)),
+                not_ours("b-old", "m-1"),
+            ),
+            (
+                "a record of an older version (no create revision): key and boot id",
+                Some(with(record("b-old", t, ago(1)), |r| {
+                    r.slot_create_revision = None
+                })),
                 Some(slot("b-old", "m-1", t)),
                 cluster(Some(300)),
                 back(t),
             ),
             (
-                "slot without record, same boot, lease left",
-                None,
-                Some(slot("b-now", "m-1", u)),
-                cluster(Some(30)),
-                not_yet(u, 30),
-            ),
-            (
-                "slot without record or lease, same boot: no clock",
-                None,
-                Some(slot("b-now", "m-1", u)),
-                cluster(None),
-                no_clock(u),
-            ),
-            (
-                "other machine",
-                None,
-                Some(slot("b-old", "m-other", t)),
-                cluster(Some(300)),
-                other.clone(),
-            ),
-            (
-                "other machine wins over a record",
-                Some(record("b-old", t, ago(1))),
-                Some(slot("b-old", "m-other", t)),
-                cluster(Some(300)),
-                other,
-            ),
-            (
-                "unknown machine id in the slot is ours",
-                None,
-                Some(slot("b-old", "", t)),
-                cluster(Some(300)),
-                back(t),
-            ),
-            (
-                "the slot's boot id wins",
+                "a slot with another boot id than the record: not ours",
                 Some(record("b-old", u, ago(1))),
                 Some(slot("b-now", "m-1", t)),
                 cluster(Some(0)),
-                timed_out(u),
+                not_ours("b-now", "m-1"),
             ),
             (
                 "exactly at the timeout",
@@ -366,7 +413,7 @@ mod tests {
             ),
         ];
         for (name, rec, s, clocks, want) in cases {
-            let got = classify(rec.as_ref(), s.as_ref(), "b-now", "m-1", clocks, TIMEOUT);
+            let got = classify(rec.as_ref(), s.as_ref(), "b-now", clocks, TIMEOUT);
             assert_eq!(got, want, "{name}");
         }
     }

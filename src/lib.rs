@@ -8,8 +8,10 @@
 //! cli → agent → pass → { cluster → etcd, host }
 //! ```
 //!
-//! with the leaves `config`, `error`, `time`, `window`, `backoff` and
-//! `logging` usable from every layer. `testing` is the test harness.
+//! with the leaves `config`, `error`, `time`, `window`, `backoff`,
+//! `logging` and `exposition` usable from every layer. `fleetlock` (issue
+//! 13) sits beside `pass`: its server uses `cluster`, its client is used by
+//! `pass`. `testing` is the test harness.
 
 pub mod agent;
 pub mod backoff;
@@ -18,6 +20,8 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod etcd;
+pub mod exposition;
+pub mod fleetlock;
 pub mod host;
 pub mod logging;
 pub mod pass;

@@ -8,7 +8,8 @@
 //! cli → agent → pass → { cluster → etcd, host }
 //! ```
 //!
-//! The leaves (`config`, `error`, `time`, `window`, `backoff`, `logging`)
+//! The leaves (`config`, `error`, `time`, `window`, `backoff`, `logging`,
+//! `exposition`)
 //! may be used by every layer and may use each other, without a cycle.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,16 +17,30 @@ use std::fs;
 use std::path::Path;
 
 /// The top-level files every layer may use.
-const LEAVES: [&str; 6] = ["backoff", "config", "error", "logging", "time", "window"];
+const LEAVES: [&str; 7] = [
+    "backoff",
+    "config",
+    "error",
+    "exposition",
+    "logging",
+    "time",
+    "window",
+];
 
 /// Each folder and the folders it may import (leaves are always allowed).
-const FOLDERS: [(&str, &[&str]); 7] = [
+const FOLDERS: [(&str, &[&str]); 8] = [
     ("etcd", &[]),
     ("host", &[]),
     ("cluster", &["etcd"]),
-    ("pass", &["cluster", "host"]),
+    // Issue 13: the server uses cluster/ (and host/ for notifications),
+    // the client is used by pass/.
+    ("fleetlock", &["cluster", "etcd", "host"]),
+    ("pass", &["cluster", "host", "fleetlock"]),
     ("agent", &["pass", "cluster", "host", "etcd"]),
-    ("cli", &["agent", "pass", "cluster", "host", "etcd"]),
+    (
+        "cli",
+        &["agent", "pass", "cluster", "host", "etcd", "fleetlock"],
+    ),
     // The test harness shared by tests/ and examples/; nothing imports it.
     ("testing", &["etcd"]),
 ];

@@ -2,6 +2,7 @@
 //! table, and their `--json` documents. Human output fits an 80-column ssh
 //! session; JSON field names are stable (documented in rebootctl(8)).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
@@ -212,82 +213,181 @@ pub fn simulate_json(reports: &[DetectorReport], need: &Need) -> Value {
     })
 }
 
-/// The human `lock` listing.
-pub fn lock_text(slots: &[Slot], total: u32) -> String {
-    let mut out = String::new();
-    let held = slots.len();
-    let _ = writeln!(
-        out,
-        "{held} of {total} lock slot{} held",
-        if total == 1 { "" } else { "s" }
-    );
-    if slots.is_empty() {
-        return out;
-    }
-    let _ = writeln!(
-        out,
-        "{:<5} {:<16} {:<10} {:>8} {:<12} BOOT ID",
-        "SLOT", "NODE", "PHASE", "PID", "HELD FOR"
-    );
-    for s in slots {
-        match &s.value {
-            Some(v) => {
-                let _ = writeln!(
-                    out,
-                    "{:<5} {:<16} {:<10} {:>8} {:<12} {}",
-                    s.index,
-                    truncate(&v.node, 16),
-                    v.phase.as_str(),
-                    v.pid,
-                    human_age(&v.acquired_at, jiff::Timestamp::now()),
-                    truncate(&v.boot_id, 24)
-                );
-            }
-            None => {
-                push_wrapped(
-                    &mut out,
-                    &format!("{:<5} ", s.index),
-                    &format!("unreadable value: {}", s.raw),
-                );
+/// What `rebootctl lock` shows: the agents' lock and every other lock
+/// below `<ns>/lock/` (FleetLock groups), with the time left on the lease
+/// of each FleetLock hold.
+#[derive(Debug, Clone, Default)]
+pub struct LockView {
+    /// The agents' lock: its slots held.
+    pub slots: Vec<Slot>,
+    /// Its slot count.
+    pub total: u32,
+    /// Slots of other lock keys (FleetLock groups), sorted by key.
+    pub others: Vec<Slot>,
+    /// Seconds left on the lease of each FleetLock hold, by slot key.
+    pub expires_in: BTreeMap<String, i64>,
+}
+
+impl LockView {
+    /// The other lock keys, in order, each with its slots.
+    fn other_locks(&self) -> Vec<(&str, Vec<&Slot>)> {
+        let mut out: Vec<(&str, Vec<&Slot>)> = Vec::new();
+        for s in &self.others {
+            match out.last_mut() {
+                Some((key, slots)) if *key == s.lock_key() => slots.push(s),
+                _ => out.push((s.lock_key(), vec![s])),
             }
         }
+        out
+    }
+}
+
+/// The human `lock` listing.
+pub fn lock_text(view: &LockView) -> String {
+    let mut out = String::new();
+    let total = view.total;
+    let _ = writeln!(
+        out,
+        "{} of {total} lock slot{} held",
+        view.slots.len(),
+        if total == 1 { "" } else { "s" }
+    );
+    let all: Vec<&Slot> = view.slots.iter().collect();
+    slot_rows(&mut out, &all, view);
+    for (key, slots) in view.other_locks() {
+        let groups: BTreeSet<&str> = slots
+            .iter()
+            .filter_map(|s| s.value.as_ref())
+            .filter(|v| !v.group.is_empty())
+            .map(|v| v.group.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n{key}: {} slot{} held{}",
+            slots.len(),
+            if slots.len() == 1 { "" } else { "s" },
+            if groups.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (FleetLock group {})",
+                    groups.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            }
+        );
+        slot_rows(&mut out, &slots, view);
     }
     out
 }
 
-/// The `lock --json` document.
-pub fn lock_json(slots: &[Slot], total: u32) -> Value {
+/// The table of `slots`: agents with their pid and boot id, FleetLock
+/// clients with their group and the time left on their hold. The node
+/// column is as wide as the longest name (a FleetLock id is 32 digits).
+fn slot_rows(out: &mut String, slots: &[&Slot], view: &LockView) {
+    if slots.is_empty() {
+        return;
+    }
+    let width = slots
+        .iter()
+        .map(|s| s.node().chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(16, 40);
+    let _ = writeln!(
+        out,
+        "{:<5} {:<width$} {:<10} {:>8} {:<12} BOOT ID / FLEETLOCK",
+        "SLOT", "NODE", "PHASE", "PID", "HELD FOR"
+    );
+    let now = jiff::Timestamp::now();
+    for s in slots {
+        let Some(v) = &s.value else {
+            push_wrapped(
+                out,
+                &format!("{:<5} ", s.index),
+                &format!("unreadable value: {}", s.raw),
+            );
+            continue;
+        };
+        let (pid, last) = if s.is_fleetlock() {
+            let left = view
+                .expires_in
+                .get(&s.key)
+                .map(|t| {
+                    format!(
+                        ", expires in {}",
+                        human_duration(std::time::Duration::from_secs(t.max(&0).unsigned_abs()))
+                    )
+                })
+                .unwrap_or_default();
+            ("-".to_string(), format!("group {}{left}", v.group))
+        } else {
+            (v.pid.to_string(), truncate(&v.boot_id, 24))
+        };
+        let _ = writeln!(
+            out,
+            "{:<5} {:<width$} {:<10} {:>8} {:<12} {last}",
+            s.index,
+            truncate(&v.node, width),
+            v.phase.as_str(),
+            pid,
+            human_age(&v.acquired_at, now),
+        );
+    }
+}
+
+/// One holder of the `lock --json` document.
+fn holder_json(s: &Slot, view: &LockView) -> Value {
     json!({
-        "slots_total": total,
-        "slots_held": slots.len(),
-        "holders": slots.iter().map(|s| json!({
-            "slot": s.index,
-            "key": s.key,
-            "node": s.value.as_ref().map(|v| v.node.clone()),
-            "pid": s.value.as_ref().map(|v| v.pid),
-            "boot_id": s.value.as_ref().map(|v| v.boot_id.clone()),
-            "phase": s.value.as_ref().map(|v| v.phase.as_str()),
-            "acquired_at": s.value.as_ref().map(|v| v.acquired_at.clone()),
-            "machine_id": s.value.as_ref().map(|v| v.machine_id.clone()),
-            "raw": if s.value.is_none() { Value::from(s.raw.as_str()) } else { Value::Null },
+        "slot": s.index,
+        "key": s.key,
+        "node": s.value.as_ref().map(|v| v.node.clone()),
+        "pid": s.value.as_ref().map(|v| v.pid),
+        "boot_id": s.value.as_ref().map(|v| v.boot_id.clone()),
+        "phase": s.value.as_ref().map(|v| v.phase.as_str()),
+        "acquired_at": s.value.as_ref().map(|v| v.acquired_at.clone()),
+        "machine_id": s.value.as_ref().map(|v| v.machine_id.clone()),
+        "kind": s.value.as_ref().map(|v| v.kind.clone()),
+        "group": s.value.as_ref().filter(|v| !v.group.is_empty()).map(|v| v.group.clone()),
+        "expires_in_sec": view.expires_in.get(&s.key),
+        "raw": if s.value.is_none() { Value::from(s.raw.as_str()) } else { Value::Null },
+    })
+}
+
+/// The `lock --json` document.
+pub fn lock_json(view: &LockView) -> Value {
+    json!({
+        "slots_total": view.total,
+        "slots_held": view.slots.len(),
+        "holders": view.slots.iter().map(|s| holder_json(s, view)).collect::<Vec<_>>(),
+        "other_locks": view.other_locks().into_iter().map(|(key, slots)| json!({
+            "lock_key": key,
+            "holders": slots.iter().map(|s| holder_json(s, view)).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
 }
 
-/// The human `nodes` listing.
+/// The human `nodes` listing: registered agents, then the FleetLock clients
+/// that hold a slot (HEALTH `fleetlock`: they report none).
 pub fn nodes_text(nodes: &[NodeSummary]) -> String {
     let mut out = String::new();
     if nodes.is_empty() {
         out.push_str("no registered nodes\n");
         return out;
     }
+    let width = nodes
+        .iter()
+        .map(|n| n.node.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(16, 40);
     let _ = writeln!(
         out,
-        "{:<16} {:<10} {:>7} {:<8} {:<10} LAST REBOOT",
+        "{:<width$} {:<10} {:>7} {:<8} {:<10} LAST REBOOT",
         "NODE", "HEALTH", "AGE", "NEEDS", "SLOT"
     );
     for n in nodes {
         let health = match n.healthy {
+            _ if n.kind == crate::cluster::lock::KIND_FLEETLOCK => "fleetlock",
             Some(true) => "healthy",
             Some(false) => "UNHEALTHY",
             None => "unknown",
@@ -309,8 +409,8 @@ pub fn nodes_text(nodes: &[NodeSummary]) -> String {
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "{:<16} {:<10} {:>7} {:<8} {:<10} {last}",
-            truncate(&n.node, 16),
+            "{:<width$} {:<10} {:>7} {:<8} {:<10} {last}",
+            truncate(&n.node, width),
             health,
             health_age,
             needs,

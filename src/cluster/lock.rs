@@ -51,6 +51,40 @@ pub struct SlotValue {
     /// The holder's machine id (empty when unknown).
     #[serde(default)]
     pub machine_id: String,
+    /// Who holds the slot: [`KIND_AGENT`] or [`KIND_FLEETLOCK`]; values
+    /// written before FleetLock (issue 13) are agents'.
+    #[serde(default = "agent_kind")]
+    pub kind: String,
+    /// The FleetLock group of a [`KIND_FLEETLOCK`] holder (empty for agents).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+}
+
+/// The `kind` of a slot held by a rebootctl agent.
+pub const KIND_AGENT: &str = "agent";
+/// The `kind` of a slot held for a FleetLock client by `rebootctl fleetlock serve`.
+pub const KIND_FLEETLOCK: &str = "fleetlock";
+
+fn agent_kind() -> String {
+    KIND_AGENT.to_string()
+}
+
+impl SlotValue {
+    /// The value of a FleetLock client's slot: the client id as the node,
+    /// its group, phase rebooting from the start (a FleetLock client has no
+    /// checking phase: it asks right before it reboots), no pid or boot id.
+    pub fn fleetlock(id: &str, group: &str, acquired_at: &str) -> SlotValue {
+        SlotValue {
+            node: id.to_string(),
+            pid: 0,
+            boot_id: String::new(),
+            phase: SlotPhase::Rebooting,
+            acquired_at: acquired_at.to_string(),
+            machine_id: String::new(),
+            kind: KIND_FLEETLOCK.to_string(),
+            group: group.to_string(),
+        }
+    }
 }
 
 /// A held slot as read from etcd.
@@ -83,6 +117,21 @@ impl Slot {
         self.value.as_ref().map(|v| v.phase)
     }
 
+    /// True when the slot is held for a FleetLock client.
+    pub fn is_fleetlock(&self) -> bool {
+        self.value
+            .as_ref()
+            .is_some_and(|v| v.kind == KIND_FLEETLOCK)
+    }
+
+    /// The lock key this slot belongs to (its key without `/slot-<i>`).
+    pub fn lock_key(&self) -> &str {
+        self.key
+            .rsplit_once("/slot-")
+            .map(|(k, _)| k)
+            .unwrap_or(&self.key)
+    }
+
     fn from_kv(kv: &KeyValue, lock_key: &str) -> Option<Slot> {
         let index = kv
             .key
@@ -105,6 +154,10 @@ impl Slot {
 /// The result of trying to take a slot.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per acquisition; a Box would buy nothing"
+)]
 pub enum Acquire {
     /// This node holds the slot (newly taken or already held).
     Held(Slot),
@@ -143,6 +196,11 @@ impl Lock {
     /// Number of slots.
     pub fn slot_count(&self) -> u32 {
         self.slots
+    }
+
+    /// The lock key (without a trailing slash).
+    pub fn lock_key(&self) -> &str {
+        &self.lock_key
     }
 
     /// Every held slot (also slots beyond the configured count, left over
@@ -285,6 +343,22 @@ impl Lock {
         };
         Ok(self.client.txn(&txn)?.succeeded)
     }
+}
+
+/// Every slot of every lock key below `prefix` (`<prefix>slot-<i>` and
+/// `<prefix><group>/slot-<i>`), sorted by key: the admin view of all lock
+/// groups, FleetLock groups included.
+pub fn slots_below(client: &Client, prefix: &str) -> Result<Vec<Slot>> {
+    let (kvs, _) = client.get_prefix(prefix)?;
+    let mut slots: Vec<Slot> = kvs
+        .iter()
+        .filter_map(|kv| {
+            let (lock_key, _) = kv.key.rsplit_once("/slot-")?;
+            Slot::from_kv(kv, lock_key)
+        })
+        .collect();
+    slots.sort_by(|a, b| (a.lock_key(), a.index).cmp(&(b.lock_key(), b.index)));
+    Ok(slots)
 }
 
 /// True while process `pid` exists (meaningful for a slot of this boot).

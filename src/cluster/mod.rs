@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cluster::lock::{Lock, Slot};
+use crate::cluster::lock::{KIND_AGENT, KIND_FLEETLOCK, Lock, Slot, slots_below};
 use crate::cluster::policy::NodeState;
 use crate::cluster::records::{
     CooldownRecord, HISTORY_KEEP, HealthRecord, HistoryRecord, NodeRecord, PauseRecord,
@@ -66,6 +66,12 @@ pub struct NodeSummary {
     pub slot_phase: Option<String>,
     /// Its last completed reboot (RFC 3339), from the history.
     pub last_reboot: Option<String>,
+    /// `agent` for a registered node; `fleetlock` for a FleetLock client
+    /// that holds a slot (they are not registered, see
+    /// [`Cluster::fleetlock_summaries`]).
+    pub kind: String,
+    /// The FleetLock group of a `fleetlock` entry.
+    pub group: Option<String>,
 }
 
 impl Cluster {
@@ -87,6 +93,62 @@ impl Cluster {
     /// The full key of `rest` below the namespace (`pause` → `/rebootctl/pause`).
     pub fn key(&self, rest: &str) -> String {
         format!("{}/{rest}", self.namespace)
+    }
+
+    /// The same connection acting for `node` (records such as the cooldown
+    /// and the history name it): the FleetLock server acts for its clients.
+    pub fn with_node(&self, node: &str) -> Cluster {
+        Cluster {
+            node: node.to_string(),
+            registered: Arc::new(AtomicBool::new(false)),
+            ..self.clone()
+        }
+    }
+
+    /// The lock over `slots` slots below `lock_key` on this connection (a
+    /// FleetLock group's lock; the agents' own is [`Cluster::lock`]).
+    pub fn lock_for(&self, lock_key: &str, slots: u32) -> Lock {
+        Lock::new(self.client.clone(), lock_key, slots)
+    }
+
+    /// The prefix of every lock group's slots: `<ns>/lock/`.
+    pub fn lock_prefix(&self) -> String {
+        self.key("lock/")
+    }
+
+    /// Every slot of every lock key below [`Cluster::lock_prefix`], sorted
+    /// by key (agents' and FleetLock groups').
+    pub fn all_slots(&self) -> Result<Vec<Slot>> {
+        slots_below(&self.client, &self.lock_prefix())
+    }
+
+    /// The FleetLock clients that hold a slot below [`Cluster::lock_prefix`],
+    /// as `rebootctl nodes` lists them beside the registered agents.
+    pub fn fleetlock_summaries(&self) -> Result<Vec<NodeSummary>> {
+        let mut slots = self.all_slots()?;
+        // The agents' lock key may lie outside <ns>/lock/ (a migration).
+        if !format!("{}/", self.lock.lock_key()).starts_with(&self.lock_prefix()) {
+            slots.extend(self.lock.holders()?.0);
+        }
+        let mut out: Vec<NodeSummary> = Vec::new();
+        for s in slots.into_iter().filter(Slot::is_fleetlock) {
+            let Some(v) = s.value else { continue };
+            out.push(NodeSummary {
+                node: v.node,
+                registered_at: String::new(),
+                version: String::new(),
+                healthy: None,
+                health_reason: None,
+                health_age_sec: None,
+                reboot_required: Some(true),
+                holding_slot: true,
+                slot_phase: Some(v.phase.as_str().to_string()),
+                last_reboot: None,
+                kind: KIND_FLEETLOCK.to_string(),
+                group: Some(v.group),
+            });
+        }
+        Ok(out)
     }
 
     fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, i64)>> {
@@ -361,6 +423,8 @@ impl Cluster {
                     node: n.node,
                     registered_at: n.registered_at,
                     version: n.version,
+                    kind: KIND_AGENT.to_string(),
+                    group: None,
                 }
             })
             .collect();

@@ -15,6 +15,7 @@
 //! releases it (one place: [`run_pass`]); only the switch to phase
 //! rebooting keeps it.
 
+pub mod fleetlock;
 pub mod outcome;
 pub mod report;
 
@@ -71,6 +72,8 @@ struct Pass<'a> {
     held: Option<Held>,
     /// Whether this node holds a slot in phase rebooting.
     holding: bool,
+    /// FleetLock client: a grant of this pass not yet used by a reboot.
+    fleetlock_granted: bool,
 }
 
 struct Held {
@@ -109,10 +112,12 @@ pub fn run_pass(
         events: Vec::new(),
         held: None,
         holding: false,
+        fleetlock_granted: false,
     };
     let result = pass.run();
     // The one place a slot held while checking is given back.
     pass.release_held();
+    pass.fleetlock_release_unused(); // FleetLock client (issue 13)
     let outcome = result?;
     Ok(PassReport {
         node: cfg.node_name.clone(),
@@ -210,6 +215,9 @@ impl Pass<'_> {
             phase,
             acquired_at: crate::time::timestamp_now(),
             machine_id: self.machine_id.clone(),
+            // FleetLock (issue 13): slot values say who holds them.
+            kind: crate::cluster::lock::KIND_AGENT.to_string(),
+            group: String::new(),
         }
     }
 
@@ -274,6 +282,14 @@ impl Pass<'_> {
                 return Ok(self.stop());
             }
             // 7. Under the lock: everything again.
+            if let Some(outcome) = self.recheck_under_lock()? {
+                return Ok(outcome);
+            }
+        } else if self.cfg.fleetlock_client.is_some() {
+            // FleetLock client (issue 13): the server's lock, then step 7.
+            if self.fleetlock_lock()? {
+                return Ok(self.stop());
+            }
             if let Some(outcome) = self.recheck_under_lock()? {
                 return Ok(outcome);
             }
@@ -358,6 +374,7 @@ impl Pass<'_> {
             if let (Some(c), Some(s)) = (self.cluster, &slot) {
                 c.lock.release(s)?;
             }
+            self.fleetlock_steady_state()?; // FleetLock client (issue 13)
             state::clear_record(&self.cfg.state_dir)?;
             // The record proves the pre_reboot hook ran: undo it.
             if let Some(r) = &record {
@@ -420,6 +437,7 @@ impl Pass<'_> {
                 log::warn!("cannot record the history entry: {e}");
             }
         }
+        self.fleetlock_steady_state()?; // FleetLock client (issue 13)
         state::write_last_reboot(
             &self.cfg.state_dir,
             &LastReboot {
@@ -673,7 +691,9 @@ impl Pass<'_> {
     /// Status: shows the lock without taking it.
     fn show_lock(&mut self) -> Result<()> {
         let Some(c) = self.cluster else {
-            if !self.cfg.is_cluster() {
+            if self.cfg.fleetlock_client.is_some() {
+                self.fleetlock_show(); // FleetLock client (issue 13)
+            } else if !self.cfg.is_cluster() {
                 self.step("lock", StepState::Skipped, "local mode: no lock");
             }
             return Ok(());
@@ -882,6 +902,8 @@ impl Pass<'_> {
             self.undo_pre_reboot(&vars);
             return Err(e);
         }
+        // FleetLock client (issue 13): the grant now covers the reboot.
+        self.holding |= std::mem::take(&mut self.fleetlock_granted);
         self.events.push(PassEvent::RebootStarted);
         log::info!(
             event = "reboot_started";

@@ -49,6 +49,9 @@ pub enum Block {
     NoSlot(String),
     /// The `pre_reboot` hook failed.
     Hook(String),
+    /// The FleetLock server refused the lock for a reason the pass does not
+    /// map to one of its own gates (issue 13).
+    FleetLock(String),
 }
 
 impl Block {
@@ -63,7 +66,7 @@ impl Block {
             Block::KillSwitch(_) | Block::Paused(_) => EXIT_KILL_SWITCH,
             Block::DetectorFailed(_) => EXIT_DETECTOR,
             Block::Window(_) | Block::Cooldown(_) => EXIT_WINDOW,
-            Block::NoSlot(_) => EXIT_LOCK,
+            Block::NoSlot(_) | Block::FleetLock(_) => EXIT_LOCK,
         }
     }
 
@@ -81,11 +84,12 @@ impl Block {
             Block::Policy(_) => "policy",
             Block::NoSlot(_) => "lock",
             Block::Hook(_) => "hook",
+            Block::FleetLock(_) => "fleetlock",
         }
     }
 
     /// Every label, for metrics that list all reasons.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 12] = [
         "reboot_pending",
         "post_reboot_health",
         "kill_switch",
@@ -97,6 +101,7 @@ impl Block {
         "policy",
         "lock",
         "hook",
+        "fleetlock",
     ];
 }
 
@@ -120,6 +125,7 @@ impl fmt::Display for Block {
             Block::Policy(r) => write!(f, "cluster policy: {r}"),
             Block::NoSlot(r) => write!(f, "no free lock slot: {r}"),
             Block::Hook(r) => write!(f, "pre_reboot hook: {r}"),
+            Block::FleetLock(r) => write!(f, "FleetLock server: {r}"),
         }
     }
 }
@@ -178,6 +184,7 @@ mod tests {
             (Outcome::Blocked(Block::Hook("x".into())), 3),
             (Outcome::Blocked(Block::PostRebootHealth("x".into())), 3),
             (Outcome::Blocked(Block::NoSlot("x".into())), 4),
+            (Outcome::Blocked(Block::FleetLock("x".into())), 4),
             (Outcome::Blocked(Block::KillSwitch("x".into())), 5),
             (Outcome::Blocked(Block::Paused("x".into())), 5),
             (Outcome::Blocked(Block::DetectorFailed(vec![])), 6),

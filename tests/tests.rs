@@ -9,5 +9,6 @@ mod daemon;
 mod docs;
 mod etcd_client;
 mod fleet;
+mod fleetlock;
 mod layering;
 mod local_mode;

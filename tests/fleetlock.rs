@@ -455,6 +455,75 @@ fn etcd_unreachable_is_503_never_a_grant() {
     assert!(s.metrics().contains("rebootctl_fleetlock_etcd_up 1"));
 }
 
+#[test]
+fn a_group_with_basic_auth_refuses_other_credentials() {
+    use base64::Engine as _;
+    let etcd = EtcdServer::start();
+    let pw = rebootctl::testing::etcd::TempDir::new("fl-pw");
+    let file = pw.path().join("password");
+    std::fs::write(&file, "s3cret\n").unwrap();
+    let s = Served::start(
+        &etcd.endpoint,
+        &format!(
+            "groups: {{default: {{auth: {{username: zincati, password_file: {}}}}}}}",
+            file.display()
+        ),
+        &[],
+    );
+    let body = zincati_body(A, "default");
+    let with = |auth: &str| {
+        let head = format!(
+            "POST /v1/pre-reboot HTTP/1.1\r\nhost: x\r\nfleet-lock-protocol: true\r\ncontent-length: {}{auth}",
+            body.len()
+        );
+        exchange(&s.addr, &head, body.as_bytes())
+    };
+    let basic = |cred: &str| {
+        format!(
+            "\r\nauthorization: Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(cred)
+        )
+    };
+    let r = with("");
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (401, "unauthorized"),
+        "{r:?}"
+    );
+    assert!(
+        r.header("www-authenticate").unwrap().starts_with("Basic"),
+        "{r:?}"
+    );
+    let r = with(&basic("zincati:wrong"));
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(holders(&admin(&etcd.endpoint)).is_empty());
+    let r = with(&basic("zincati:s3cret"));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!s.log().contains("s3cret"), "{}", s.log());
+}
+
+#[test]
+fn sighup_applies_new_groups_and_sigterm_stops_the_server() {
+    let etcd = EtcdServer::start();
+    let mut s = Served::start(&etcd.endpoint, "", &[]);
+    assert_eq!(s.pre_reboot(A, "workers").status, 400);
+    let section = format!(
+        "{{listen: \"{}\", groups: {{default: {{}}, workers: {{}}}}}}",
+        s.addr
+    );
+    s.fx.set("fleetlock", &section);
+    s.fx.write_config();
+    let pid = nix::unistd::Pid::from_raw(s.child.as_ref().unwrap().id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let applied = wait_until(Duration::from_secs(10), || {
+        s.pre_reboot(A, "workers").status == 200
+    });
+    assert!(applied, "the new group was not served:\n{}", s.log());
+    assert!(s.log().contains("configuration reloaded"), "{}", s.log());
+    assert_eq!(s.stop(), 0);
+    assert!(s.log().contains("fleetlock server stopped"), "{}", s.log());
+}
+
 // ---------------------------------------------------------------------------
 // The gates
 
@@ -578,6 +647,15 @@ fn a_vanished_holder_is_reported_then_freed_after_the_maximum_hold() {
     assert!(ev["text"].as_str().unwrap().contains(A), "{ev}");
     let reported = t.elapsed();
     assert!(s.log().contains("expires in"), "{}", s.log());
+    let m = s.metrics();
+    assert!(
+        m.contains("rebootctl_fleetlock_holds_expiring{group=\"default\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("rebootctl_fleetlock_holders{group=\"default\",kind=\"fleetlock\"} 1"),
+        "{m}"
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     while s.pre_reboot(B, "default").status != 200 {
         assert!(
@@ -617,7 +695,12 @@ fn lock_nodes_and_unlock_cover_fleetlock_holders() {
     assert_eq!(other["holders"][0]["group"], "workers");
     let text = fx.rebootctl(&["lock"]).stdout;
     assert!(text.contains(A) && text.contains(B), "{text}");
-    assert!(text.contains("group workers, expires in"), "{text}");
+    assert!(text.contains("expires in"), "{text}");
+    assert!(
+        text.contains(&format!("FleetLock client {B} (group workers)")),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
 
     let r = fx.rebootctl(&["nodes", "--json"]);
     let nodes: Value = serde_json::from_str(&r.stdout).unwrap();
@@ -630,6 +713,7 @@ fn lock_nodes_and_unlock_cover_fleetlock_holders() {
     assert_eq!(fl.len(), 2, "{nodes}");
     let text = fx.rebootctl(&["nodes"]).stdout;
     assert!(text.contains(A) && text.contains("fleetlock"), "{text}");
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
 
     let r = fx.rebootctl(&["unlock", B, "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");

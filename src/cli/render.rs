@@ -280,22 +280,20 @@ pub fn lock_text(view: &LockView) -> String {
     out
 }
 
+/// The width of the node column of the `lock` and `nodes` tables.
+const NODE_COLUMNS: usize = 16;
+
 /// The table of `slots`: agents with their pid and boot id, FleetLock
-/// clients with their group and the time left on their hold. The node
-/// column is as wide as the longest name (a FleetLock id is 32 digits).
+/// clients with the time left on their hold and a second line with their
+/// group and full id (a FleetLock id is 32 digits, wider than the column;
+/// `unlock` needs all of it).
 fn slot_rows(out: &mut String, slots: &[&Slot], view: &LockView) {
     if slots.is_empty() {
         return;
     }
-    let width = slots
-        .iter()
-        .map(|s| s.node().chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(16, 40);
     let _ = writeln!(
         out,
-        "{:<5} {:<width$} {:<10} {:>8} {:<12} BOOT ID / FLEETLOCK",
+        "{:<5} {:<NODE_COLUMNS$} {:<10} {:>8} {:<12} BOOT ID",
         "SLOT", "NODE", "PHASE", "PID", "HELD FOR"
     );
     let now = jiff::Timestamp::now();
@@ -308,30 +306,38 @@ fn slot_rows(out: &mut String, slots: &[&Slot], view: &LockView) {
             );
             continue;
         };
-        let (pid, last) = if s.is_fleetlock() {
+        let fleetlock = s.is_fleetlock();
+        let (pid, last) = if fleetlock {
             let left = view
                 .expires_in
                 .get(&s.key)
                 .map(|t| {
                     format!(
-                        ", expires in {}",
+                        "expires in {}",
                         human_duration(std::time::Duration::from_secs(t.max(&0).unsigned_abs()))
                     )
                 })
                 .unwrap_or_default();
-            ("-".to_string(), format!("group {}{left}", v.group))
+            ("-".to_string(), left)
         } else {
             (v.pid.to_string(), truncate(&v.boot_id, 24))
         };
         let _ = writeln!(
             out,
-            "{:<5} {:<width$} {:<10} {:>8} {:<12} {last}",
+            "{:<5} {:<NODE_COLUMNS$} {:<10} {:>8} {:<12} {last}",
             s.index,
-            truncate(&v.node, width),
+            truncate(&v.node, NODE_COLUMNS),
             v.phase.as_str(),
             pid,
             human_age(&v.acquired_at, now),
         );
+        if fleetlock {
+            push_wrapped(
+                out,
+                "      ",
+                &format!("FleetLock client {} (group {})", v.node, v.group),
+            );
+        }
     }
 }
 
@@ -374,15 +380,9 @@ pub fn nodes_text(nodes: &[NodeSummary]) -> String {
         out.push_str("no registered nodes\n");
         return out;
     }
-    let width = nodes
-        .iter()
-        .map(|n| n.node.chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(16, 40);
     let _ = writeln!(
         out,
-        "{:<width$} {:<10} {:>7} {:<8} {:<10} LAST REBOOT",
+        "{:<NODE_COLUMNS$} {:<10} {:>7} {:<8} {:<10} LAST REBOOT",
         "NODE", "HEALTH", "AGE", "NEEDS", "SLOT"
     );
     for n in nodes {
@@ -409,13 +409,20 @@ pub fn nodes_text(nodes: &[NodeSummary]) -> String {
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "{:<width$} {:<10} {:>7} {:<8} {:<10} {last}",
-            truncate(&n.node, width),
+            "{:<NODE_COLUMNS$} {:<10} {:>7} {:<8} {:<10} {last}",
+            truncate(&n.node, NODE_COLUMNS),
             health,
             health_age,
             needs,
             slot
         );
+        if let (Some(group), true) = (&n.group, n.node.chars().count() > NODE_COLUMNS) {
+            push_wrapped(
+                &mut out,
+                "  ",
+                &format!("FleetLock client {} (group {group})", n.node),
+            );
+        }
     }
     out
 }

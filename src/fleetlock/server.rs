@@ -318,7 +318,6 @@ impl State {
         let url = request.url().to_string();
         let path = url.split(['?', '#']).next().unwrap_or("").to_string();
         if path == "/metrics" {
-            self.metrics.count(OPERATION_NONE, KIND_OK);
             return self.serve_metrics(request);
         }
         let Some(op) = Operation::from_path(&path) else {
@@ -354,12 +353,19 @@ impl State {
     }
 
     /// The body when it is small enough and already read by tiny_http (or
-    /// absent); a refusal otherwise, without reading it.
+    /// absent); a refusal otherwise, without reading it. tiny_http reads a
+    /// body itself only when it has a Content-Length of at most 1024 bytes
+    /// and no `Expect: 100-continue` (it would wait for the client's
+    /// body on our thread then).
     fn read_body(&self, request: &mut Request) -> std::result::Result<Vec<u8>, Refusal> {
-        let chunked = request
-            .headers()
-            .iter()
-            .any(|h| h.field.equiv("Transfer-Encoding"));
+        let has = |name: &'static str| request.headers().iter().any(|h| h.field.equiv(name));
+        let chunked = has("Transfer-Encoding");
+        if has("Expect") {
+            return Err(Refusal::new(
+                Kind::BadRequest,
+                "Expect: 100-continue is not supported; send the body with the request",
+            ));
+        }
         match request.body_length() {
             None if chunked => Err(Refusal::new(
                 Kind::LengthRequired,

@@ -33,6 +33,7 @@ fn value(node: &str) -> SlotValue {
         machine_id: String::new(),
         kind: SlotKind::Agent,
         limit: 1,
+        group: String::new(),
     }
 }
 

@@ -12,6 +12,7 @@ mod daemon;
 mod docs;
 mod etcd_client;
 mod fleet;
+mod fleetlock;
 mod holding;
 mod keyspace;
 mod layering;

@@ -57,6 +57,9 @@ pub enum Block {
     /// `state_dir` cannot be written (read-only, full, immutable): nothing
     /// is run or started until it can (exit 1, a runtime failure).
     StateDir(String),
+    /// The FleetLock server refused the lock for a reason the pass does not
+    /// map to one of its own gates (issue 13).
+    FleetLock(String),
 }
 
 impl Block {
@@ -72,7 +75,7 @@ impl Block {
             Block::KillSwitch(_) | Block::Paused(_) => EXIT_KILL_SWITCH,
             Block::DetectorFailed(_) => EXIT_DETECTOR,
             Block::Window(_) | Block::Cooldown(_) => EXIT_WINDOW,
-            Block::NoSlot(_) => EXIT_LOCK,
+            Block::NoSlot(_) | Block::FleetLock(_) => EXIT_LOCK,
             Block::StateDir(_) => EXIT_RUNTIME,
         }
     }
@@ -93,11 +96,12 @@ impl Block {
             Block::Hook(_) => "hook",
             Block::Alerts(_) => "alerts",
             Block::StateDir(_) => "state_dir",
+            Block::FleetLock(_) => "fleetlock",
         }
     }
 
     /// Every label, for metrics that list all reasons.
-    pub const LABELS: [&'static str; 13] = [
+    pub const LABELS: [&'static str; 14] = [
         "reboot_pending",
         "post_reboot_health",
         "kill_switch",
@@ -111,6 +115,7 @@ impl Block {
         "hook",
         "alerts",
         "state_dir",
+        "fleetlock",
     ];
 }
 
@@ -136,6 +141,7 @@ impl fmt::Display for Block {
             Block::Hook(r) => write!(f, "pre_reboot hook: {r}"),
             Block::Alerts(r) => write!(f, "alert gate: {r}"),
             Block::StateDir(r) => write!(f, "state_dir: {r}"),
+            Block::FleetLock(r) => write!(f, "FleetLock server: {r}"),
         }
     }
 }
@@ -195,6 +201,7 @@ mod tests {
             (Outcome::Blocked(Block::Alerts("x".into())), 3),
             (Outcome::Blocked(Block::PostRebootHealth("x".into())), 3),
             (Outcome::Blocked(Block::NoSlot("x".into())), 4),
+            (Outcome::Blocked(Block::FleetLock("x".into())), 4),
             (Outcome::Blocked(Block::KillSwitch("x".into())), 5),
             (Outcome::Blocked(Block::Paused("x".into())), 5),
             (Outcome::Blocked(Block::DetectorFailed(vec![])), 6),

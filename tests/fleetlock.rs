@@ -930,3 +930,85 @@ fn an_agent_in_client_mode_reports_steady_state_on_start() {
     let _ = agent.wait();
     assert!(released, "not released on start:\n{}", fx.agent_log());
 }
+
+#[test]
+fn an_agent_in_client_mode_gives_the_grant_back_only_after_undoing_its_hook() {
+    let etcd = EtcdServer::start();
+    let fx_admin = admin(&etcd.endpoint);
+    let s = Served::start(&etcd.endpoint, "", &[]);
+    let mut fx = Fixture::new("fl-undo");
+    fx.set("lock_backend", "fleetlock");
+    fx.set("fleetlock_url", &format!("\"http://{}/\"", s.addr));
+    fx.set("fleetlock_id", "fl-undo-1");
+    let log = fx.path("reboots.log");
+    let (pid, undoing, go) = (fx.path("hook.pid"), fx.path("undoing"), fx.path("go"));
+    let failing = fx.script(
+        "drain-fails",
+        &format!("echo drain >> {}\nexit 1\n", log.display()),
+    );
+    let slow = fx.script(
+        "drain-slow",
+        &format!(
+            "echo $$ > {}\necho drain >> {}\nexec sleep 60\n",
+            pid.display(),
+            log.display()
+        ),
+    );
+    // The undo logs, says it runs, and waits for `go` (at most 10 s).
+    let undrain = fx.script(
+        "undrain",
+        &format!(
+            "echo undrain >> {}\ntouch {}\ni=0; while [ ! -e {} ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done\n",
+            log.display(),
+            undoing.display(),
+            go.display()
+        ),
+    );
+    let hooks = |pre: &std::path::Path| {
+        format!(
+            "{{pre_reboot: [\"{}\"], post_reboot: [\"{}\"]}}",
+            pre.display(),
+            undrain.display()
+        )
+    };
+    fx.need_reboot();
+
+    // A failing pre_reboot hook: undone, then the grant goes back.
+    std::fs::write(&go, "").unwrap();
+    fx.set("hooks", &hooks(&failing));
+    let r = fx.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert_eq!(fx.reboots(), ["drain", "undrain"]);
+    assert!(holders(&fx_admin).is_empty(), "{r:?}");
+
+    // A commit cut short (the agent killed during the hook): the grant
+    // stays with the intent; the next start does not give it back before
+    // its first pass has undone the drain.
+    std::fs::remove_file(&go).unwrap();
+    let _ = std::fs::remove_file(&undoing);
+    fx.set("hooks", &hooks(&slow));
+    let mut agent = fx.spawn(&["run"]);
+    assert!(wait_until(Duration::from_secs(15), || pid.exists()));
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    if let Ok(p) = std::fs::read_to_string(&pid) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", p.trim()])
+            .status();
+    }
+    let held = vec![("fl-undo-1".to_string(), "fleetlock".to_string())];
+    assert_eq!(holders(&fx_admin), held);
+    std::fs::remove_file(fx.path("need-reboot")).unwrap();
+    let next = fx.spawn(&["run", "--once"]);
+    assert!(wait_until(Duration::from_secs(15), || undoing.exists()));
+    // The drained host still holds its slot while it is undrained.
+    assert_eq!(holders(&fx_admin), held);
+    std::fs::write(&go, "").unwrap();
+    let out = next.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("cut short"), "{stderr}");
+    assert_eq!(fx.reboots(), ["drain", "undrain", "drain", "undrain"]);
+    assert!(holders(&fx_admin).is_empty());
+    assert!(!fx.path("state/pre-reboot-intent.json").exists());
+}

@@ -2112,13 +2112,16 @@ fn validate_fleetlock_server(
             None if name == DEFAULT_FLEETLOCK_GROUP && !agents_key.is_empty() => agents_key.clone(),
             None => format!("{namespace}/lock/{name}"),
         };
-        if !lock_key.starts_with(&format!("{namespace}/")) {
+        let shared_with_agents = lock_key == agents_key;
+        // The agents' own lock may lie outside the namespace (clusterrebootd's
+        // mutex, with a note); another group's lock must not: `rebootctl
+        // lock` and `unlock` find groups below <namespace>/lock/.
+        if !shared_with_agents && !lock_key.starts_with(&format!("{namespace}/")) {
             c.problem(
                 &format!("{path}.lock_key"),
                 format!("{lock_key:?} must lie below etcd_namespace {namespace:?}"),
             );
         }
-        let shared_with_agents = lock_key == agents_key;
         let slots = match g.slots {
             Some(n) => {
                 if n == 0 {
@@ -2815,6 +2818,27 @@ mod tests {
     }
 
     const ETCD: &str = "etcd_endpoints: [\"http://127.0.0.1:2379\"]\nmax_concurrent_reboots: 2\n";
+
+    #[test]
+    fn fleetlock_default_group_shares_clusterrebootds_lock_too() {
+        let c = parse(
+            &format!("{MINIMAL}{ETCD}clusterrebootd: {{}}\nfleetlock: {{}}\n"),
+            Path::new("/t.yaml"),
+        )
+        .unwrap();
+        let f = c.fleetlock.unwrap();
+        assert_eq!(f.groups[0].lock_key, "/cluster/clusterrebootd/lock");
+        assert_eq!(f.groups[0].slots, 2);
+        let p = problems(&format!(
+            "{MINIMAL}{ETCD}clusterrebootd: {{}}\nfleetlock: {{groups: {{workers: {{lock_key: /cluster/other}}}}}}\n"
+        ));
+        assert!(
+            p.iter().any(|l| l.starts_with(
+                "fleetlock.groups.workers.lock_key: \"/cluster/other\" must lie below"
+            )),
+            "{p:#?}"
+        );
+    }
 
     #[test]
     fn fleetlock_server_defaults_share_the_agents_lock() {

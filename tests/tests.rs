@@ -13,6 +13,7 @@ mod docs;
 mod dry_run;
 mod etcd_client;
 mod fleet;
+mod fleetlock;
 mod holding;
 mod keyspace;
 mod layering;

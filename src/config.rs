@@ -25,6 +25,9 @@ pub const CONFIG_ENV_VAR: &str = "REBOOTCTL_CONFIG";
 pub const MAX_SECS: u64 = 315_360_000;
 /// Default timeout of a command detector.
 pub const DEFAULT_DETECTOR_TIMEOUT_SECS: u64 = 10;
+/// Default timeout of each command of a `distro` detector (`needs-restarting`
+/// reads the whole rpm database on a busy host).
+pub const DEFAULT_DISTRO_TIMEOUT_SECS: u64 = 60;
 /// Default timeout of the health script.
 pub const DEFAULT_HEALTH_TIMEOUT_SECS: u64 = 30;
 /// Default interval of the health heartbeat.
@@ -402,6 +405,14 @@ pub enum DetectorKind {
     Kernel {
         /// Filesystem root to inspect (`/` on a real host, a fixture in tests).
         root: PathBuf,
+    },
+    /// The checks of the distribution family named in os-release, plus the
+    /// kernel check ([`crate::host::distro`]).
+    Distro {
+        /// Filesystem root to read and find programs below (`/` on a host).
+        root: PathBuf,
+        /// Timeout of each command it runs.
+        timeout: Duration,
     },
 }
 
@@ -1274,8 +1285,13 @@ fn validate_detectors(c: &mut Checker, raw: Option<Vec<RawDetector>>) -> Vec<Det
                     d.success_exit_codes.is_some(),
                     "command",
                 );
-                only(c, "timeout_sec", d.timeout_sec.is_some(), "command");
-                only(c, "root", d.root.is_some(), "kernel");
+                only(
+                    c,
+                    "timeout_sec",
+                    d.timeout_sec.is_some(),
+                    "command or distro",
+                );
+                only(c, "root", d.root.is_some(), "kernel or distro");
                 let path = match d.path {
                     Some(s) => c.absolute_path(&format!("{p}.path"), &s),
                     None => {
@@ -1287,7 +1303,7 @@ fn validate_detectors(c: &mut Checker, raw: Option<Vec<RawDetector>>) -> Vec<Det
             }
             "command" => {
                 only(c, "path", d.path.is_some(), "file");
-                only(c, "root", d.root.is_some(), "kernel");
+                only(c, "root", d.root.is_some(), "kernel or distro");
                 let cmd = d.cmd.unwrap_or_default();
                 c.argv(&format!("{p}.cmd"), &cmd);
                 let codes = d.success_exit_codes.unwrap_or_else(|| vec![0]);
@@ -1324,21 +1340,43 @@ fn validate_detectors(c: &mut Checker, raw: Option<Vec<RawDetector>>) -> Vec<Det
                     d.success_exit_codes.is_some(),
                     "command",
                 );
-                only(c, "timeout_sec", d.timeout_sec.is_some(), "command");
+                only(
+                    c,
+                    "timeout_sec",
+                    d.timeout_sec.is_some(),
+                    "command or distro",
+                );
                 let root = c.absolute(&format!("{p}.root"), d.root, "/");
                 DetectorKind::Kernel { root }
+            }
+            "distro" => {
+                only(c, "path", d.path.is_some(), "file");
+                only(c, "cmd", d.cmd.is_some(), "command");
+                only(
+                    c,
+                    "success_exit_codes",
+                    d.success_exit_codes.is_some(),
+                    "command",
+                );
+                let root = c.absolute(&format!("{p}.root"), d.root, "/");
+                let timeout = c.positive_secs(
+                    &format!("{p}.timeout_sec"),
+                    d.timeout_sec,
+                    DEFAULT_DISTRO_TIMEOUT_SECS,
+                );
+                DetectorKind::Distro { root, timeout }
             }
             "" => {
                 c.problem(
                     &format!("{p}.type"),
-                    "is required: one of file, command, kernel",
+                    "is required: one of file, command, kernel, distro",
                 );
                 continue;
             }
             other => {
                 c.problem(
                     &format!("{p}.type"),
-                    format!("must be one of file, command, kernel, got {other:?}"),
+                    format!("must be one of file, command, kernel, distro, got {other:?}"),
                 );
                 continue;
             }
@@ -1380,6 +1418,7 @@ fn derived_name(kind: &DetectorKind) -> String {
             )
         }
         DetectorKind::Kernel { .. } => "kernel".to_string(),
+        DetectorKind::Distro { .. } => "distro".to_string(),
     }
 }
 
@@ -2331,7 +2370,7 @@ mod tests {
         );
         let want = [
             "reboot_required_detectors[0].cmd: must not be empty",
-            "reboot_required_detectors[1].type: must be one of file, command, kernel, got \"bogus\"",
+            "reboot_required_detectors[1].type: must be one of file, command, kernel, distro, got \"bogus\"",
             "backoff_max_sec: must be at least backoff_min_sec (10)",
             "reboot_command[0]: must be an absolute path (no shell, no PATH lookup), got \"reboot\"",
         ];

@@ -9,6 +9,7 @@ mod cluster_mode;
 mod clusterrebootd;
 mod config_file;
 mod daemon;
+mod distro;
 mod docs;
 mod etcd_client;
 mod fleet;

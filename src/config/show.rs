@@ -62,6 +62,12 @@ impl Config {
                     DetectorKind::Kernel { root } => {
                         mapping([name, ("type", Value::from("kernel")), ("root", path(root))])
                     }
+                    DetectorKind::Distro { root, timeout } => mapping([
+                        name,
+                        ("type", Value::from("distro")),
+                        ("root", path(root)),
+                        ("timeout_sec", Value::from(timeout.as_secs())),
+                    ]),
                 }
             })
             .collect();

@@ -1,5 +1,6 @@
 //! Reboot-required detectors (SPEC §3, §5 step 3): a marker file, a command's
-//! exit code, or a running kernel older than the newest installed one.
+//! exit code, a running kernel older than the newest installed one, or the
+//! checks of the distribution's family ([`distro`]).
 //!
 //! Each detector yields a [`DetectorReport`]; [`decide`] folds them into one
 //! [`Need`]. A detector that cannot decide is `Failed`, never "required": no
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Serialize, Serializer};
 
 use crate::config::{DetectorKind, DetectorSpec};
+use crate::host::distro::{self, Choice};
 use crate::host::process::{self, Termination, round_ms};
 
 /// Characters of a command detector's output kept in its report.
@@ -54,7 +56,7 @@ impl Serialize for Verdict {
 pub struct DetectorReport {
     /// The detector's name from the configuration.
     pub name: String,
-    /// Its type: "file", "command" or "kernel".
+    /// Its type: "file", "command", "kernel" or "distro".
     pub kind: &'static str,
     /// What it concluded.
     pub verdict: Verdict,
@@ -64,6 +66,8 @@ pub struct DetectorReport {
     pub output: String,
     /// How long it took.
     pub duration: Duration,
+    /// What a `distro` detector chose and why (None for the other types).
+    pub distro: Option<Choice>,
 }
 
 /// The JSON shape of a report (`simulate --json`), field names stable.
@@ -77,10 +81,12 @@ struct ReportJson<'a> {
     error: Option<&'a str>,
     output: &'a str,
     duration_ms: u64,
+    distro: Option<&'a Choice>,
 }
 
-/// Serialised as `{name, type, verdict, detail, error, output, duration_ms}`;
-/// `error` is the failure text or null.
+/// Serialised as `{name, type, verdict, detail, error, output, duration_ms,
+/// distro}`; `error` is the failure text or null, `distro` null but for a
+/// `distro` detector.
 impl Serialize for DetectorReport {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         ReportJson {
@@ -94,6 +100,7 @@ impl Serialize for DetectorReport {
             },
             output: &self.output,
             duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            distro: self.distro.as_ref(),
         }
         .serialize(s)
     }
@@ -154,6 +161,7 @@ pub fn run_all(specs: &[DetectorSpec], env: &[(String, String)]) -> Vec<Detector
 /// (besides `PATH`).
 pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport {
     let start = Instant::now();
+    let mut choice = None;
     let (kind, verdict, detail, output) = match &spec.kind {
         DetectorKind::File { path } => {
             let (verdict, detail) = check_file(path);
@@ -172,6 +180,11 @@ pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport 
             let (verdict, detail) = check_kernel(root);
             ("kernel", verdict, detail, String::new())
         }
+        DetectorKind::Distro { root, timeout } => {
+            let c = distro::check(&spec.name, root, *timeout, env, check_kernel);
+            choice = c.choice;
+            ("distro", c.verdict, c.detail, c.output)
+        }
     };
     let report = DetectorReport {
         name: spec.name.clone(),
@@ -180,6 +193,7 @@ pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport 
         detail,
         output,
         duration: start.elapsed(),
+        distro: choice,
     };
     log::debug!(
         "detector {} ({}): {}: {} [{}]",
@@ -382,6 +396,7 @@ mod tests {
             detail: String::new(),
             output: String::new(),
             duration: Duration::ZERO,
+            distro: None,
         }
     }
 
@@ -676,6 +691,7 @@ mod tests {
                 "error": "timed out after 10s",
                 "output": "",
                 "duration_ms": 10004,
+                "distro": null,
             })
         );
         let ok = report("debian", Verdict::NotRequired).to_json();

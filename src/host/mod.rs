@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod detector;
+pub mod distro;
 pub mod health;
 pub mod notify;
 pub mod process;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::cluster::NodeSummary;
 use crate::cluster::lock::LockState;
 use crate::host::detector::{DetectorReport, Need, Verdict};
-use crate::host::distro::Choice;
+use crate::host::distro::{Answer, Choice};
 use crate::pass::outcome::Outcome;
 use crate::pass::report::{PassReport, StepState};
 use crate::time::{human_age, human_duration};
@@ -146,7 +146,11 @@ fn distro_lines(out: &mut String, c: &Choice, indent: &str) {
         let label = format!(
             "{indent}{:<26} {:<13} ",
             truncate(&check.check, 26),
-            verdict_label(&check.verdict)
+            match check.verdict {
+                Answer::Required => "required",
+                Answer::NotRequired => "not required",
+                Answer::Failed => "FAILED",
+            }
         );
         push_wrapped(out, &label, &check.detail);
     }

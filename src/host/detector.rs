@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Serialize, Serializer};
 
 use crate::config::{DetectorKind, DetectorSpec};
-use crate::host::distro::{self, Choice};
+use crate::host::distro::{self, Answer, Choice};
 use crate::host::process::{self, Termination, round_ms};
 
 /// Characters of a command detector's output kept in its report.
@@ -181,9 +181,22 @@ pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport 
             ("kernel", verdict, detail, String::new())
         }
         DetectorKind::Distro { root, timeout } => {
-            let c = distro::check(&spec.name, root, *timeout, env, check_kernel);
+            let c = distro::check(&spec.name, root, *timeout, env, |root| {
+                let (verdict, detail) = check_kernel(root);
+                let answer = match verdict {
+                    Verdict::Required => Answer::Required,
+                    Verdict::NotRequired => Answer::NotRequired,
+                    Verdict::Failed(_) => Answer::Failed,
+                };
+                (answer, detail)
+            });
             choice = c.choice;
-            ("distro", c.verdict, c.detail, c.output)
+            let verdict = match c.verdict {
+                Answer::Required => Verdict::Required,
+                Answer::NotRequired => Verdict::NotRequired,
+                Answer::Failed => Verdict::Failed(c.error),
+            };
+            ("distro", verdict, c.detail, c.output)
         }
     };
     let report = DetectorReport {

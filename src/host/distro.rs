@@ -31,7 +31,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::host::detector::Verdict;
 use crate::host::process::{self, Termination};
 
 /// Where os-release is looked for below the root, in this order
@@ -43,6 +42,20 @@ pub const PROGRAM_DIRS: [&str; 4] = ["usr/bin", "usr/sbin", "bin", "sbin"];
 pub const ZYPPER_EXIT_INF_REBOOT_NEEDED: i32 = 102;
 /// Characters of each command's output kept in the report.
 const OUTPUT_EXCERPT_CHARS: usize = 1000;
+
+/// What one check (or the whole preset) concluded; the failure's text is
+/// in the detail. Its own type, so that the detector module that runs the
+/// preset is the only one that knows both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// A reboot is required.
+    Required,
+    /// No reboot is required.
+    NotRequired,
+    /// The check could not decide.
+    Failed,
+}
 
 /// A family of distributions with one way to tell that a reboot is required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,7 +97,7 @@ pub struct Check {
     /// What was checked: "file /run/reboot-required", "needs-restarting -r", "kernel".
     pub check: String,
     /// What it concluded.
-    pub verdict: Verdict,
+    pub verdict: Answer,
     /// One human line.
     pub detail: String,
 }
@@ -113,7 +126,9 @@ pub struct Choice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
     /// The detector's verdict.
-    pub verdict: Verdict,
+    pub verdict: Answer,
+    /// Why it failed (empty unless the verdict is [`Answer::Failed`]).
+    pub error: String,
     /// One human line.
     pub detail: String,
     /// Bounded output of the commands and package lists, one block each.
@@ -188,10 +203,11 @@ pub fn check(
     root: &Path,
     timeout: Duration,
     env: &[(String, String)],
-    kernel: impl Fn(&Path) -> (Verdict, String),
+    kernel: impl Fn(&Path) -> (Answer, String),
 ) -> Checked {
     let failed = |msg: String| Checked {
-        verdict: Verdict::Failed(msg.clone()),
+        verdict: Answer::Failed,
+        error: msg.clone(),
         detail: msg,
         output: String::new(),
         choice: None,
@@ -259,14 +275,11 @@ pub fn check(
     });
     let verdict = combine(&checks);
     let summary = match &verdict {
-        Verdict::Required => format!(
-            "required by {}",
-            names(&checks, |v| *v == Verdict::Required)
-        ),
-        Verdict::NotRequired => "no check requires a reboot".to_string(),
-        Verdict::Failed(_) => format!(
+        Answer::Required => format!("required by {}", names(&checks, |v| *v == Answer::Required)),
+        Answer::NotRequired => "no check requires a reboot".to_string(),
+        Answer::Failed => format!(
             "cannot decide: {}",
-            names(&checks, |v| matches!(v, Verdict::Failed(_)))
+            names(&checks, |v| *v == Answer::Failed)
         ),
     };
     let detail = format!(
@@ -274,20 +287,16 @@ pub fn check(
         choice.os,
         family.as_str()
     );
-    let verdict = match verdict {
-        Verdict::Failed(_) => Verdict::Failed(
-            checks
-                .iter()
-                .filter(|c| matches!(c.verdict, Verdict::Failed(_)))
-                .map(|c| format!("{}: {}", c.check, c.detail))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        v => v,
-    };
+    let error = checks
+        .iter()
+        .filter(|c| verdict == Answer::Failed && c.verdict == Answer::Failed)
+        .map(|c| format!("{}: {}", c.check, c.detail))
+        .collect::<Vec<_>>()
+        .join("; ");
     choice.checks = checks;
     Checked {
         verdict,
+        error,
         detail,
         output: runner.output.join("\n"),
         choice: Some(choice),
@@ -295,20 +304,17 @@ pub fn check(
 }
 
 /// Any "required" decides; else any failure; else not required.
-fn combine(checks: &[Check]) -> Verdict {
-    if checks.iter().any(|c| c.verdict == Verdict::Required) {
-        Verdict::Required
-    } else if checks
-        .iter()
-        .any(|c| matches!(c.verdict, Verdict::Failed(_)))
-    {
-        Verdict::Failed(String::new())
+fn combine(checks: &[Check]) -> Answer {
+    if checks.iter().any(|c| c.verdict == Answer::Required) {
+        Answer::Required
+    } else if checks.iter().any(|c| c.verdict == Answer::Failed) {
+        Answer::Failed
     } else {
-        Verdict::NotRequired
+        Answer::NotRequired
     }
 }
 
-fn names(checks: &[Check], want: impl Fn(&Verdict) -> bool) -> String {
+fn names(checks: &[Check], want: impl Fn(&Answer) -> bool) -> String {
     checks
         .iter()
         .filter(|c| want(&c.verdict))
@@ -368,7 +374,7 @@ impl Runner<'_> {
                     }
                     return Check {
                         check,
-                        verdict: Verdict::Required,
+                        verdict: Answer::Required,
                         detail: format!("{} exists", path.display()),
                     };
                 }
@@ -377,7 +383,7 @@ impl Runner<'_> {
                     let msg = format!("cannot check {}: {e}", path.display());
                     return Check {
                         check,
-                        verdict: Verdict::Failed(msg.clone()),
+                        verdict: Answer::Failed,
                         detail: msg,
                     };
                 }
@@ -385,7 +391,7 @@ impl Runner<'_> {
         }
         Check {
             check,
-            verdict: Verdict::NotRequired,
+            verdict: Answer::NotRequired,
             detail: format!("{} does not exist", main.display()),
         }
     }
@@ -411,8 +417,8 @@ impl Runner<'_> {
             1 if output.contains("No such command") => {
                 Err("dnf has no needs-restarting command (install dnf-plugins-core)".to_string())
             }
-            1 => Ok(Verdict::Required),
-            0 => Ok(Verdict::NotRequired),
+            1 => Ok(Answer::Required),
+            0 => Ok(Answer::NotRequired),
             other => Err(format!(
                 "exit code {other} means neither 1 (required) nor 0 (not required)"
             )),
@@ -427,8 +433,8 @@ impl Runner<'_> {
         };
         let argv = [zypper, "needs-rebooting".to_string()];
         self.exit_code_check(check, &argv, |code, _| match code {
-            ZYPPER_EXIT_INF_REBOOT_NEEDED => Ok(Verdict::Required),
-            0 => Ok(Verdict::NotRequired),
+            ZYPPER_EXIT_INF_REBOOT_NEEDED => Ok(Answer::Required),
+            0 => Ok(Answer::NotRequired),
             other => Err(format!(
                 "exit code {other}{} means neither {ZYPPER_EXIT_INF_REBOOT_NEEDED} (required) nor 0 (not required)",
                 zypper_exit_name(other)
@@ -443,7 +449,7 @@ impl Runner<'_> {
         &mut self,
         check: &str,
         argv: &[String],
-        map: impl Fn(i32, &str) -> Result<Verdict, String>,
+        map: impl Fn(i32, &str) -> Result<Answer, String>,
     ) -> Check {
         let role = format!("detector {}", self.name);
         let finished = match process::run(&process::Command {
@@ -499,7 +505,7 @@ impl Runner<'_> {
 fn failed_check(check: &str, msg: String) -> Check {
     Check {
         check: check.to_string(),
-        verdict: Verdict::Failed(msg.clone()),
+        verdict: Answer::Failed,
         detail: msg,
     }
 }

@@ -62,6 +62,11 @@ pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 300;
 pub const DEFAULT_BLOCKED_AFTER_SECS: u64 = 86_400;
 /// Default timeout of one webhook delivery.
 pub const DEFAULT_NOTIFY_TIMEOUT_SECS: u64 = 5;
+/// Default utmp file read by the logged-in users gate and `status`.
+pub const DEFAULT_UTMP_FILE: &str = "/var/run/utmp";
+/// Default program that tells logged-in users about the reboot (the
+/// message is appended as its last argument).
+pub const DEFAULT_WALL_COMMAND: [&str; 1] = ["/usr/bin/wall"];
 /// Default kill switch file.
 pub const DEFAULT_KILL_SWITCH_FILE: &str = "/etc/rebootctl/disable";
 /// Default state directory.
@@ -132,6 +137,11 @@ const TOP_KEYS: &[&str] = &[
     "log_format",
     "dry_run",
     "alerts",
+    "block_if_users_logged_in",
+    "users_max_postpone_sec",
+    "users_wall_message",
+    "users_wall_command",
+    "utmp_file",
 ];
 const DETECTOR_KEYS: &[&str] = &[
     "name",
@@ -219,6 +229,11 @@ struct RawConfig {
     log_format: Option<String>,
     dry_run: Option<bool>,
     alerts: Option<RawAlerts>,
+    block_if_users_logged_in: Option<bool>,
+    users_max_postpone_sec: Option<u64>,
+    users_wall_message: Option<String>,
+    users_wall_command: Option<Vec<String>>,
+    utmp_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -369,6 +384,8 @@ pub struct Config {
     pub dry_run: bool,
     /// The alert gate, when configured.
     pub alerts: Option<AlertsConfig>,
+    /// The logged-in users gate and the `wall` before the reboot.
+    pub users: UsersGate,
     /// Remarks that are not problems, one line each (printed by
     /// `validate-config`): what a clusterrebootd file means differently,
     /// a lock key outside the namespace.
@@ -414,6 +431,21 @@ pub enum DetectorKind {
         /// Timeout of each command it runs.
         timeout: Duration,
     },
+}
+
+/// The logged-in users gate (`block_if_users_logged_in` and its keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsersGate {
+    /// Postpone the reboot while anyone is logged in.
+    pub block: bool,
+    /// Give up waiting after this long (zero: wait as long as it takes).
+    pub max_postpone: Duration,
+    /// Sent with `wall_command` just before the reboot command (empty: none).
+    pub wall_message: String,
+    /// The `wall` program and its arguments; the message is appended.
+    pub wall_command: Vec<String>,
+    /// The utmp file the sessions are read from.
+    pub utmp_file: PathBuf,
 }
 
 /// Cluster mode settings.
@@ -1179,6 +1211,24 @@ fn validate(
 
     let alerts = raw.alerts.and_then(|a| validate_alerts(&mut c, a));
 
+    let wall_command = raw
+        .users_wall_command
+        .unwrap_or_else(|| DEFAULT_WALL_COMMAND.iter().map(|s| s.to_string()).collect());
+    c.argv("users_wall_command", &wall_command);
+    c.placeholders("users_wall_command", &wall_command);
+    let wall_message = raw.users_wall_message.unwrap_or_default();
+    c.placeholders("users_wall_message", std::slice::from_ref(&wall_message));
+    let users = UsersGate {
+        block: raw.block_if_users_logged_in.unwrap_or(false),
+        max_postpone: c.bounded_secs(
+            "users_max_postpone_sec",
+            raw.users_max_postpone_sec.unwrap_or(0),
+        ),
+        wall_message,
+        wall_command,
+        utmp_file: c.absolute("utmp_file", raw.utmp_file, DEFAULT_UTMP_FILE),
+    };
+
     Config {
         source: source.to_path_buf(),
         node_name,
@@ -1206,6 +1256,7 @@ fn validate(
         log_format,
         dry_run: raw.dry_run.unwrap_or(false),
         alerts,
+        users,
         notes: c.notes,
     }
 }

@@ -327,6 +327,7 @@ fn state_files_are_in_files_of_rebootctl_8() {
         rebootctl::host::state::RECORD_FILE,
         rebootctl::host::state::INTENT_FILE,
         rebootctl::host::state::LAST_REBOOT_FILE,
+        rebootctl::host::state::USERS_POSTPONED_FILE,
     ] {
         if !files.contains(f) {
             problems.push(format!("FILES: {f} is missing"));
@@ -524,6 +525,18 @@ fn every_json_field_is_in_rebootctl_8() {
             root.display()
         ),
     );
+    // Someone logged in, so the `users` object has a session.
+    std::fs::write(
+        fx.path("utmp"),
+        common::utmp::utmp(&[common::utmp::Login::live(
+            "alice",
+            "pts/0",
+            "10.0.0.5",
+            1_767_225_600,
+        )]),
+    )
+    .unwrap();
+    fx.set("utmp_file", &fx.path("utmp").display().to_string());
     let status = fx.rebootctl(&["status", "--json"]);
     assert_eq!(status.code, 0, "status --json: {}", status.stderr);
     let simulate = fx.rebootctl(&["simulate", "--json"]);

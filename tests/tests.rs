@@ -21,3 +21,4 @@ mod lock_limit;
 mod operator;
 mod rollout;
 mod state_dir;
+mod users;

@@ -207,6 +207,7 @@ pub fn status_json(r: &PassReport) -> Value {
         "steps": r.steps,
         "detectors": r.detectors.iter().map(detector_json).collect::<Vec<_>>(),
         "alerts": r.alerts,
+        "users": r.users,
     })
 }
 

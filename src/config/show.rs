@@ -230,6 +230,17 @@ impl Config {
             }),
         );
         put("dry_run", Value::from(self.dry_run));
+        put("block_if_users_logged_in", Value::from(self.users.block));
+        put(
+            "users_max_postpone_sec",
+            Value::from(self.users.max_postpone.as_secs()),
+        );
+        put(
+            "users_wall_message",
+            Value::from(self.users.wall_message.as_str()),
+        );
+        put("users_wall_command", strings(&self.users.wall_command));
+        put("utmp_file", path(&self.users.utmp_file));
         serde_yaml::to_string(&Value::Mapping(m)).unwrap_or_default()
     }
 }

@@ -11,4 +11,5 @@ pub mod distro;
 pub mod health;
 pub mod notify;
 pub mod process;
+pub mod sessions;
 pub mod state;

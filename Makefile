@@ -26,7 +26,8 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-## demo: 5 simulated nodes, one slot, on an etcd it starts itself: timeline and summary (< 2 min);
+## demo: 5 simulated nodes, one slot, on an etcd it starts itself: timeline and summary (< 2 min),
+## the timeline also drawn into target/demo/timeline.svg;
 ## without an etcd on the machine it fetches etcd 3.5 into target/tools first (no root)
 demo:
 	etcd="$$($(DEPS) demo-etcd)" \

@@ -1,5 +1,6 @@
 //! The fleet simulation for people: `demo` (5 nodes, one slot, a readable
-//! timeline and a summary) and `bench` (writes BENCHMARKS.md). Both start
+//! timeline and a summary; the timeline also as `target/demo/timeline.svg`
+//! and `timeline.txt`) and `bench` (writes BENCHMARKS.md). Both start
 //! their own etcd (found as in tests/common/etcd.rs; `make demo` passes the
 //! one `scripts/deps.sh demo-etcd` finds or fetches) and run
 //! the real `rebootctl` binary: `$REBOOTCTL_BIN`, else the one next to this
@@ -130,6 +131,7 @@ fn demo(bin: &Path) -> ExitCode {
         }
     }
     let events = f.events();
+    write_pictures(&events, &spec);
     let s = summarize(&events);
     let ideal = ideal(spec.nodes, spec.reboot_secs, spec.slots);
     println!("\nsummary");
@@ -157,6 +159,43 @@ fn demo(bin: &Path) -> ExitCode {
         }
         ExitCode::from(1)
     }
+}
+
+/// Writes the timeline as text and as an SVG picture into `target/demo/`
+/// and says where.
+fn write_pictures(events: &[fleet::Event], spec: &FleetSpec) {
+    let dir = demo_dir();
+    let title = format!(
+        "rebootctl demo: {} nodes, {} slot{}, simulated reboot {} s",
+        spec.nodes,
+        spec.slots,
+        if spec.slots == 1 { "" } else { "s" },
+        spec.reboot_secs
+    );
+    let svg = rebootctl::testing::svg::render(events, spec.slots as usize, &title);
+    let written = fs::create_dir_all(&dir)
+        .and_then(|()| fs::write(dir.join("timeline.txt"), render(events)))
+        .and_then(|()| fs::write(dir.join("timeline.svg"), svg));
+    match written {
+        Ok(()) => println!(
+            "
+timeline written to {} (picture) and {}",
+            dir.join("timeline.svg").display(),
+            dir.join("timeline.txt").display()
+        ),
+        Err(e) => eprintln!(
+            "fleet: cannot write the timeline into {}: {e}",
+            dir.display()
+        ),
+    }
+}
+
+/// `target/demo`: beside `target/<profile>/examples/fleet`, else `./target/demo`.
+fn demo_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("demo")))
+        .unwrap_or_else(|| PathBuf::from("target/demo"))
 }
 
 fn ideal(nodes: usize, reboot_secs: f64, slots: u32) -> Duration {

@@ -25,6 +25,9 @@ pub const CONFIG_ENV_VAR: &str = "REBOOTCTL_CONFIG";
 pub const MAX_SECS: u64 = 315_360_000;
 /// Default timeout of a command detector.
 pub const DEFAULT_DETECTOR_TIMEOUT_SECS: u64 = 10;
+/// Default timeout of each command of a `distro` detector (`needs-restarting`
+/// reads the whole rpm database on a busy host).
+pub const DEFAULT_DISTRO_TIMEOUT_SECS: u64 = 60;
 /// Default timeout of the health script.
 pub const DEFAULT_HEALTH_TIMEOUT_SECS: u64 = 30;
 /// Default interval of the health heartbeat.
@@ -59,6 +62,11 @@ pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 300;
 pub const DEFAULT_BLOCKED_AFTER_SECS: u64 = 86_400;
 /// Default timeout of one webhook delivery.
 pub const DEFAULT_NOTIFY_TIMEOUT_SECS: u64 = 5;
+/// Default utmp file read by the logged-in users gate and `status`.
+pub const DEFAULT_UTMP_FILE: &str = "/var/run/utmp";
+/// Default program that tells logged-in users about the reboot (the
+/// message is appended as its last argument).
+pub const DEFAULT_WALL_COMMAND: [&str; 1] = ["/usr/bin/wall"];
 /// Default kill switch file.
 pub const DEFAULT_KILL_SWITCH_FILE: &str = "/etc/rebootctl/disable";
 /// Default state directory.
@@ -148,6 +156,11 @@ const TOP_KEYS: &[&str] = &[
     "fleetlock_id",
     "fleetlock_auth",
     "fleetlock",
+    "block_if_users_logged_in",
+    "users_max_postpone_sec",
+    "users_wall_message",
+    "users_wall_command",
+    "utmp_file",
 ];
 const DETECTOR_KEYS: &[&str] = &[
     "name",
@@ -247,6 +260,11 @@ struct RawConfig {
     fleetlock_id: Option<String>,
     fleetlock_auth: Option<RawAuth>,
     fleetlock: Option<RawFleetLock>,
+    block_if_users_logged_in: Option<bool>,
+    users_max_postpone_sec: Option<u64>,
+    users_wall_message: Option<String>,
+    users_wall_command: Option<Vec<String>>,
+    utmp_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -420,6 +438,8 @@ pub struct Config {
     pub fleetlock_client: Option<FleetLockClient>,
     /// The `fleetlock` section: what `rebootctl fleetlock serve` serves.
     pub fleetlock: Option<FleetLockServer>,
+    /// The logged-in users gate and the `wall` before the reboot.
+    pub users: UsersGate,
     /// Remarks that are not problems, one line each (printed by
     /// `validate-config`): what a clusterrebootd file means differently,
     /// a lock key outside the namespace.
@@ -457,6 +477,29 @@ pub enum DetectorKind {
         /// Filesystem root to inspect (`/` on a real host, a fixture in tests).
         root: PathBuf,
     },
+    /// The checks of the distribution family named in os-release, plus the
+    /// kernel check ([`crate::host::distro`]).
+    Distro {
+        /// Filesystem root to read and find programs below (`/` on a host).
+        root: PathBuf,
+        /// Timeout of each command it runs.
+        timeout: Duration,
+    },
+}
+
+/// The logged-in users gate (`block_if_users_logged_in` and its keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsersGate {
+    /// Postpone the reboot while anyone is logged in.
+    pub block: bool,
+    /// Give up waiting after this long (zero: wait as long as it takes).
+    pub max_postpone: Duration,
+    /// Sent with `wall_command` just before the reboot command (empty: none).
+    pub wall_message: String,
+    /// The `wall` program and its arguments; the message is appended.
+    pub wall_command: Vec<String>,
+    /// The utmp file the sessions are read from.
+    pub utmp_file: PathBuf,
 }
 
 /// Cluster mode settings.
@@ -1314,6 +1357,24 @@ fn validate(
         .fleetlock
         .map(|f| validate_fleetlock_server(&mut c, f, etcd.as_ref()));
 
+    let wall_command = raw
+        .users_wall_command
+        .unwrap_or_else(|| DEFAULT_WALL_COMMAND.iter().map(|s| s.to_string()).collect());
+    c.argv("users_wall_command", &wall_command);
+    c.placeholders("users_wall_command", &wall_command);
+    let wall_message = raw.users_wall_message.unwrap_or_default();
+    c.placeholders("users_wall_message", std::slice::from_ref(&wall_message));
+    let users = UsersGate {
+        block: raw.block_if_users_logged_in.unwrap_or(false),
+        max_postpone: c.bounded_secs(
+            "users_max_postpone_sec",
+            raw.users_max_postpone_sec.unwrap_or(0),
+        ),
+        wall_message,
+        wall_command,
+        utmp_file: c.absolute("utmp_file", raw.utmp_file, DEFAULT_UTMP_FILE),
+    };
+
     Config {
         source: source.to_path_buf(),
         node_name,
@@ -1343,6 +1404,7 @@ fn validate(
         alerts,
         fleetlock_client,
         fleetlock,
+        users,
         notes: c.notes,
     }
 }
@@ -1422,8 +1484,13 @@ fn validate_detectors(c: &mut Checker, raw: Option<Vec<RawDetector>>) -> Vec<Det
                     d.success_exit_codes.is_some(),
                     "command",
                 );
-                only(c, "timeout_sec", d.timeout_sec.is_some(), "command");
-                only(c, "root", d.root.is_some(), "kernel");
+                only(
+                    c,
+                    "timeout_sec",
+                    d.timeout_sec.is_some(),
+                    "command or distro",
+                );
+                only(c, "root", d.root.is_some(), "kernel or distro");
                 let path = match d.path {
                     Some(s) => c.absolute_path(&format!("{p}.path"), &s),
                     None => {
@@ -1435,7 +1502,7 @@ fn validate_detectors(c: &mut Checker, raw: Option<Vec<RawDetector>>) -> Vec<Det
             }
             "command" => {
                 only(c, "path", d.path.is_some(), "file");
-                only(c, "root", d.root.is_some(), "kernel");
+                only(c, "root", d.root.is_some(), "kernel or distro");
                 let cmd = d.cmd.unwrap_or_default();
                 c.argv(&format!("{p}.cmd"), &cmd);
                 let codes = d.success_exit_codes.unwrap_or_else(|| vec![0]);
@@ -1472,21 +1539,43 @@ fn validate_detectors(c: &mut Checker, raw: Option<Vec<RawDetector>>) -> Vec<Det
                     d.success_exit_codes.is_some(),
                     "command",
                 );
-                only(c, "timeout_sec", d.timeout_sec.is_some(), "command");
+                only(
+                    c,
+                    "timeout_sec",
+                    d.timeout_sec.is_some(),
+                    "command or distro",
+                );
                 let root = c.absolute(&format!("{p}.root"), d.root, "/");
                 DetectorKind::Kernel { root }
+            }
+            "distro" => {
+                only(c, "path", d.path.is_some(), "file");
+                only(c, "cmd", d.cmd.is_some(), "command");
+                only(
+                    c,
+                    "success_exit_codes",
+                    d.success_exit_codes.is_some(),
+                    "command",
+                );
+                let root = c.absolute(&format!("{p}.root"), d.root, "/");
+                let timeout = c.positive_secs(
+                    &format!("{p}.timeout_sec"),
+                    d.timeout_sec,
+                    DEFAULT_DISTRO_TIMEOUT_SECS,
+                );
+                DetectorKind::Distro { root, timeout }
             }
             "" => {
                 c.problem(
                     &format!("{p}.type"),
-                    "is required: one of file, command, kernel",
+                    "is required: one of file, command, kernel, distro",
                 );
                 continue;
             }
             other => {
                 c.problem(
                     &format!("{p}.type"),
-                    format!("must be one of file, command, kernel, got {other:?}"),
+                    format!("must be one of file, command, kernel, distro, got {other:?}"),
                 );
                 continue;
             }
@@ -1528,6 +1617,7 @@ fn derived_name(kind: &DetectorKind) -> String {
             )
         }
         DetectorKind::Kernel { .. } => "kernel".to_string(),
+        DetectorKind::Distro { .. } => "distro".to_string(),
     }
 }
 
@@ -2783,7 +2873,7 @@ mod tests {
         );
         let want = [
             "reboot_required_detectors[0].cmd: must not be empty",
-            "reboot_required_detectors[1].type: must be one of file, command, kernel, got \"bogus\"",
+            "reboot_required_detectors[1].type: must be one of file, command, kernel, distro, got \"bogus\"",
             "backoff_max_sec: must be at least backoff_min_sec (10)",
             "reboot_command[0]: must be an absolute path (no shell, no PATH lookup), got \"reboot\"",
         ];

@@ -366,6 +366,7 @@ fn state_files_are_in_files_of_rebootctl_8() {
         rebootctl::host::state::LAST_REBOOT_FILE,
         rebootctl::host::reboot_log::LOG_FILE,
         rebootctl::host::reboot_log::CLEARED_FILE,
+        rebootctl::host::state::USERS_POSTPONED_FILE,
     ] {
         if !files.contains(f) {
             problems.push(format!("FILES: {f} is missing"));
@@ -543,8 +544,38 @@ fn parse_json(text: &str, what: &str) -> Value {
 
 #[test]
 fn every_json_field_is_in_rebootctl_8() {
-    let fx = Fixture::new("docs-json");
+    let mut fx = Fixture::new("docs-json");
     fx.need_reboot();
+    // Beside the marker, a `distro` detector on a Debian fixture root, so
+    // its `distro` object is in the documents too.
+    let root = fx.path("root");
+    let kernel = root.join("lib/modules/6.1.0-21-amd64");
+    std::fs::create_dir_all(&kernel).unwrap();
+    std::fs::write(kernel.join("modules.dep"), "").unwrap();
+    std::fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
+    std::fs::write(root.join("proc/sys/kernel/osrelease"), "6.1.0-21-amd64\n").unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
+    fx.set(
+        "reboot_required_detectors",
+        &format!(
+            "[{{name: marker, type: file, path: {}}}, {{type: distro, root: {}}}]",
+            fx.path("need-reboot").display(),
+            root.display()
+        ),
+    );
+    // Someone logged in, so the `users` object has a session.
+    std::fs::write(
+        fx.path("utmp"),
+        common::utmp::utmp(&[common::utmp::Login::live(
+            "alice",
+            "pts/0",
+            "10.0.0.5",
+            1_767_225_600,
+        )]),
+    )
+    .unwrap();
+    fx.set("utmp_file", &fx.path("utmp").display().to_string());
     let status = fx.rebootctl(&["status", "--json"]);
     assert_eq!(status.code, 0, "status --json: {}", status.stderr);
     let simulate = fx.rebootctl(&["simulate", "--json"]);

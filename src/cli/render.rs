@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::cluster::NodeSummary;
 use crate::cluster::lock::{LockState, Slot, SlotKind};
 use crate::host::detector::{DetectorReport, Need, Verdict};
+use crate::host::distro::{Answer, Choice};
 use crate::pass::outcome::Outcome;
 use crate::pass::report::{PassReport, StepState};
 use crate::time::{human_age, human_duration};
@@ -108,6 +109,9 @@ pub fn status_text(r: &PassReport) -> String {
                     verdict_label(&d.verdict)
                 );
                 push_wrapped(&mut out, &label, &detector_detail(d));
+                if let Some(c) = &d.distro {
+                    distro_lines(&mut out, c, "      ");
+                }
             }
         }
     }
@@ -118,6 +122,39 @@ pub fn status_text(r: &PassReport) -> String {
     out.push('\n');
     push_wrapped(&mut out, "=> ", &summary);
     out
+}
+
+/// What a `distro` detector read and chose, then one line per check.
+fn distro_lines(out: &mut String, c: &Choice, indent: &str) {
+    let field = |name: &str, v: &str| {
+        if v.is_empty() {
+            format!("{name} unset")
+        } else {
+            format!("{name}={v:?}")
+        }
+    };
+    let read = format!(
+        "{} in {}",
+        [field("ID", &c.id), field("ID_LIKE", &c.id_like)].join(", "),
+        c.os_release.display()
+    );
+    let chose = match (&c.family, &c.matched) {
+        (Some(f), Some(m)) => format!("{} preset, matched by {m} ({read})", f.as_str()),
+        _ => format!("no preset: {read} names no known family"),
+    };
+    push_wrapped(out, &format!("{indent}chose: "), &chose);
+    for check in &c.checks {
+        let label = format!(
+            "{indent}{:<26} {:<13} ",
+            truncate(&check.check, 26),
+            match check.verdict {
+                Answer::Required => "required",
+                Answer::NotRequired => "not required",
+                Answer::Failed => "FAILED",
+            }
+        );
+        push_wrapped(out, &label, &check.detail);
+    }
 }
 
 fn detector_detail(d: &DetectorReport) -> String {
@@ -147,6 +184,7 @@ pub fn detector_json(d: &DetectorReport) -> Value {
         "error": match &d.verdict { Verdict::Failed(e) => Value::from(e.as_str()), _ => Value::Null },
         "output": d.output,
         "duration_ms": u64::try_from(d.duration.as_millis()).unwrap_or(u64::MAX),
+        "distro": d.distro,
     })
 }
 
@@ -170,6 +208,7 @@ pub fn status_json(r: &PassReport) -> Value {
         "steps": r.steps,
         "detectors": r.detectors.iter().map(detector_json).collect::<Vec<_>>(),
         "alerts": r.alerts,
+        "users": r.users,
     })
 }
 
@@ -189,6 +228,9 @@ pub fn simulate_text(reports: &[DetectorReport], need: &Need) -> String {
             human_duration(d.duration)
         );
         push_wrapped(&mut out, &label, &detector_detail(d));
+        if let Some(c) = &d.distro {
+            distro_lines(&mut out, c, "    ");
+        }
         for line in d.output.lines().filter(|l| !l.trim().is_empty()) {
             push_wrapped(&mut out, "    | ", line);
         }

@@ -63,6 +63,12 @@ impl Config {
                     DetectorKind::Kernel { root } => {
                         mapping([name, ("type", Value::from("kernel")), ("root", path(root))])
                     }
+                    DetectorKind::Distro { root, timeout } => mapping([
+                        name,
+                        ("type", Value::from("distro")),
+                        ("root", path(root)),
+                        ("timeout_sec", Value::from(timeout.as_secs())),
+                    ]),
                 }
             })
             .collect();
@@ -281,6 +287,17 @@ impl Config {
                 ]),
             );
         }
+        put("block_if_users_logged_in", Value::from(self.users.block));
+        put(
+            "users_max_postpone_sec",
+            Value::from(self.users.max_postpone.as_secs()),
+        );
+        put(
+            "users_wall_message",
+            Value::from(self.users.wall_message.as_str()),
+        );
+        put("users_wall_command", strings(&self.users.wall_command));
+        put("utmp_file", path(&self.users.utmp_file));
         serde_yaml::to_string(&Value::Mapping(m)).unwrap_or_default()
     }
 }

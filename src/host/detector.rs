@@ -1,5 +1,6 @@
 //! Reboot-required detectors (SPEC §3, §5 step 3): a marker file, a command's
-//! exit code, or a running kernel older than the newest installed one.
+//! exit code, a running kernel older than the newest installed one, or the
+//! checks of the distribution's family ([`distro`]).
 //!
 //! Each detector yields a [`DetectorReport`]; [`decide`] folds them into one
 //! [`Need`]. A detector that cannot decide is `Failed`, never "required": no
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::{DetectorKind, DetectorSpec};
+use crate::host::distro::{self, Answer, Choice};
 use crate::host::process::{self, Termination, round_ms};
 
 /// Characters of a command detector's output kept in its report.
@@ -156,7 +158,7 @@ impl Serialize for Verdict {
 pub struct DetectorReport {
     /// The detector's name from the configuration.
     pub name: String,
-    /// Its type: "file", "command" or "kernel".
+    /// Its type: "file", "command", "kernel" or "distro".
     pub kind: &'static str,
     /// What it concluded.
     pub verdict: Verdict,
@@ -168,6 +170,8 @@ pub struct DetectorReport {
     pub duration: Duration,
     /// What it saw, when it says "required".
     pub evidence: Option<Evidence>,
+    /// What a `distro` detector chose and why (None for the other types).
+    pub distro: Option<Choice>,
 }
 
 /// The JSON shape of a report (`simulate --json`), field names stable.
@@ -181,10 +185,12 @@ struct ReportJson<'a> {
     error: Option<&'a str>,
     output: &'a str,
     duration_ms: u64,
+    distro: Option<&'a Choice>,
 }
 
-/// Serialised as `{name, type, verdict, detail, error, output, duration_ms}`;
-/// `error` is the failure text or null.
+/// Serialised as `{name, type, verdict, detail, error, output, duration_ms,
+/// distro}`; `error` is the failure text or null, `distro` null but for a
+/// `distro` detector.
 impl Serialize for DetectorReport {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         ReportJson {
@@ -198,6 +204,7 @@ impl Serialize for DetectorReport {
             },
             output: &self.output,
             duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            distro: self.distro.as_ref(),
         }
         .serialize(s)
     }
@@ -258,6 +265,7 @@ pub fn run_all(specs: &[DetectorSpec], env: &[(String, String)]) -> Vec<Detector
 /// (besides `PATH`).
 pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport {
     let start = Instant::now();
+    let mut choice = None;
     let name = spec.name.clone();
     let (kind, Checked(verdict, detail, evidence), output) = match &spec.kind {
         DetectorKind::File { path } => ("file", check_file(&name, path), String::new()),
@@ -270,6 +278,33 @@ pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport 
             ("command", checked, output)
         }
         DetectorKind::Kernel { root } => ("kernel", check_kernel(&name, root), String::new()),
+        DetectorKind::Distro { root, timeout } => {
+            let c = distro::check(&spec.name, root, *timeout, env, |root| {
+                let Checked(verdict, detail, _) = check_kernel(&name, root);
+                let answer = match verdict {
+                    Verdict::Required => Answer::Required,
+                    Verdict::NotRequired => Answer::NotRequired,
+                    Verdict::Failed(_) => Answer::Failed,
+                };
+                (answer, detail)
+            });
+            choice = c.choice;
+            let (verdict, evidence) = match c.verdict {
+                // What the chosen checks said is the evidence: the same
+                // answer after the reboot does not cause another one.
+                Answer::Required => (
+                    Verdict::Required,
+                    Some(Evidence::Command {
+                        detector: name.clone(),
+                        exit_code: 0,
+                        output_digest: digest(format!("{}\n{}", c.detail, c.output).as_bytes()),
+                    }),
+                ),
+                Answer::NotRequired => (Verdict::NotRequired, None),
+                Answer::Failed => (Verdict::Failed(c.error), None),
+            };
+            ("distro", Checked(verdict, c.detail, evidence), c.output)
+        }
     };
     let report = DetectorReport {
         name,
@@ -279,6 +314,7 @@ pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport 
         output,
         duration: start.elapsed(),
         evidence,
+        distro: choice,
     };
     log::debug!(
         "detector {} ({}): {}: {} [{}]",
@@ -525,6 +561,7 @@ mod tests {
             output: String::new(),
             duration: Duration::ZERO,
             evidence: None,
+            distro: None,
         }
     }
 
@@ -884,6 +921,7 @@ mod tests {
                 "error": "timed out after 10s",
                 "output": "",
                 "duration_ms": 10004,
+                "distro": null,
             })
         );
         let ok = report("debian", Verdict::NotRequired).to_json();

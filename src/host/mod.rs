@@ -8,8 +8,10 @@
 
 pub mod actions;
 pub mod detector;
+pub mod distro;
 pub mod health;
 pub mod notify;
 pub mod process;
 pub mod reboot_log;
+pub mod sessions;
 pub mod state;

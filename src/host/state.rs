@@ -1,6 +1,7 @@
 //! What survives the reboot: the record this node writes into `state_dir`
 //! just before it runs the reboot command, the intent written before the
-//! `pre_reboot` hook, the local cooldown stamp, and the current boot id and
+//! `pre_reboot` hook, the local cooldown stamp, since when logged-in users
+//! postpone the reboot, and the current boot id and
 //! boot-time clock. The record is what lets the next boot know that the
 //! reboot was ours (SPEC §5 step 1); the intent is what lets the next start
 //! undo a `pre_reboot` hook that no reboot followed.
@@ -25,6 +26,8 @@ pub const RECORD_FILE: &str = "reboot-record.json";
 pub const INTENT_FILE: &str = "pre-reboot-intent.json";
 /// File name of the last completed reboot inside `state_dir` (local cooldown).
 pub const LAST_REBOOT_FILE: &str = "last-reboot.json";
+/// File name of the logged-in users gate's postponement inside `state_dir`.
+pub const USERS_POSTPONED_FILE: &str = "users-postponed.json";
 /// File name of the single-instance lock inside `state_dir`.
 pub const INSTANCE_LOCK_FILE: &str = "agent.lock";
 
@@ -137,6 +140,16 @@ pub struct Intent {
 pub struct LastReboot {
     /// When the node came back healthy (RFC 3339).
     pub completed_at: String,
+}
+
+/// Since when logged-in users postpone the reboot (the start of
+/// `users_max_postpone_sec`), in this boot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsersPostponed {
+    /// When the gate first found someone logged in (RFC 3339).
+    pub since: String,
+    /// The boot it was in: a postponement of another boot does not count.
+    pub boot_id: String,
 }
 
 /// Reads the current boot id (trimmed) from `path`.
@@ -293,6 +306,38 @@ pub fn write_last_reboot(state_dir: &Path, last: &LastReboot) -> Result<()> {
         &state_dir.join(LAST_REBOOT_FILE),
         last,
         "writing the last reboot",
+    )
+}
+
+/// Since when logged-in users postpone the reboot in boot `boot_id`; a
+/// stamp of another boot, or one that cannot be read, is none (the
+/// postponement then starts again: it is never cut short by a bad file).
+pub fn read_users_postponed(state_dir: &Path, boot_id: &str) -> Option<jiff::Timestamp> {
+    let path = state_dir.join(USERS_POSTPONED_FILE);
+    match read_json::<UsersPostponed>(&path, "reading the users postponement") {
+        Ok(Some(p)) if p.boot_id == boot_id => p.since.parse().ok(),
+        Ok(_) => None,
+        Err(e) => {
+            log::warn!("{e}");
+            None
+        }
+    }
+}
+
+/// Records since when logged-in users postpone the reboot.
+pub fn write_users_postponed(state_dir: &Path, stamp: &UsersPostponed) -> Result<()> {
+    write_json(
+        &state_dir.join(USERS_POSTPONED_FILE),
+        stamp,
+        "writing the users postponement",
+    )
+}
+
+/// Ends the postponement (nobody is logged in any more).
+pub fn clear_users_postponed(state_dir: &Path) -> Result<()> {
+    remove(
+        &state_dir.join(USERS_POSTPONED_FILE),
+        "removing the users postponement",
     )
 }
 

@@ -13,7 +13,8 @@
 //! 5. the switch of the slot to phase rebooting, in one txn that proves it
 //!    is still ours ([`Holding::into_rebooting`]);
 //! 6. the intent removed, durably: only now may the reboot command run;
-//! 7. the reboot command.
+//! 7. the `wall` to the logged-in users (`users_wall_message`), then the
+//!    reboot command.
 //!
 //! A failure before 7 undoes what was done, in reverse: the record is
 //! cleared, the silences are expired, the `post_reboot` hook undoes the `pre_reboot` hook while the
@@ -249,6 +250,7 @@ impl Commit<'_> {
             };
             progress::publish(c, &facts);
         }
+        crate::host::sessions::wall(&self.cfg.users, self.vars);
         if let Err(e) = actions::run_reboot_command(&self.cfg.reboot_command, self.vars) {
             events.push(PassEvent::RebootFailed);
             self.notifier.send_with(

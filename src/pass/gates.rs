@@ -16,6 +16,7 @@ use crate::cluster::records::PauseRecord;
 use crate::config::ClusterPolicies;
 use crate::host::detector::Evidence;
 use crate::host::reboot_log::{CompletedReboot, DAY};
+use crate::host::sessions::Session;
 use crate::pass::outcome::{Block, Outcome};
 use crate::pass::report::{Step, StepState};
 use crate::time::{human_duration, secs_between};
@@ -213,6 +214,52 @@ pub fn policies(
     }
 }
 
+/// The logged-in users gate (`block_if_users_logged_in`), from the live
+/// sessions (or why utmp could not be read) and since when it has waited:
+/// closed while anyone is logged in, or while nobody can tell, until
+/// `max_postpone` (zero: no maximum) has passed since `waiting_since`;
+/// then open, saying why it gave up.
+pub fn users(
+    sessions: &Result<Vec<Session>, String>,
+    max_postpone: Duration,
+    waiting_since: Timestamp,
+    now: Timestamp,
+) -> Verdict {
+    let who = match sessions {
+        Ok(s) if s.is_empty() => return Verdict::Open("nobody logged in".to_string()),
+        Ok(s) => s
+            .iter()
+            .map(|s| s.describe(now))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => e.clone(),
+    };
+    let waited = secs_between(waiting_since, now);
+    // Whole seconds, and "0s" rather than "0ms" for a wait that just began.
+    let human = |d: Duration| match d.as_secs() {
+        0 => "0s".to_string(),
+        s => human_duration(Duration::from_secs(s)),
+    };
+    if max_postpone.is_zero() {
+        return Verdict::Closed(Block::UsersLoggedIn(format!(
+            "{who}; waiting {} (users_max_postpone_sec is 0: no maximum)",
+            human(waited)
+        )));
+    }
+    if waited >= max_postpone {
+        return Verdict::Open(format!(
+            "{who}; not waiting longer: postponed {}, users_max_postpone_sec is {}",
+            human(waited),
+            human(max_postpone)
+        ));
+    }
+    Verdict::Closed(Block::UsersLoggedIn(format!(
+        "{who}; waiting {} of at most {}",
+        human(waited),
+        human(max_postpone)
+    )))
+}
+
 /// The steps of a pass and its first closed gate.
 #[derive(Debug)]
 pub struct Gates {
@@ -306,6 +353,66 @@ mod tests {
 
     fn open(v: &Verdict) -> bool {
         matches!(v, Verdict::Open(_))
+    }
+
+    #[test]
+    fn users_gate_waits_then_gives_up() {
+        let now = ts("2026-11-27T12:00:00Z");
+        let alice = Session {
+            user: "alice".into(),
+            tty: "pts/0".into(),
+            host: "10.0.0.5".into(),
+            since: "2026-11-27T10:00:00Z".into(),
+            pid: 42,
+        };
+        let hour = Duration::from_secs(3600);
+        let since = ts("2026-11-27T11:30:00Z");
+        type Found = Result<Vec<Session>, String>;
+        let cases: [(Found, Duration, bool, &str); 6] = [
+            (Ok(vec![]), hour, true, "nobody logged in"),
+            (
+                Ok(vec![alice.clone()]),
+                hour,
+                false,
+                "users logged in: alice on pts/0 from 10.0.0.5 for 2h; waiting 30m of at most 1h",
+            ),
+            (
+                Ok(vec![alice.clone()]),
+                Duration::ZERO,
+                false,
+                "users logged in: alice on pts/0 from 10.0.0.5 for 2h; waiting 30m (users_max_postpone_sec is 0: no maximum)",
+            ),
+            (
+                Ok(vec![alice.clone()]),
+                Duration::from_secs(1800),
+                true,
+                "alice on pts/0 from 10.0.0.5 for 2h; not waiting longer: postponed 30m, users_max_postpone_sec is 30m",
+            ),
+            (
+                Err("/var/run/utmp does not exist".into()),
+                hour,
+                false,
+                "users logged in: /var/run/utmp does not exist; waiting 30m of at most 1h",
+            ),
+            (
+                Err("x".into()),
+                Duration::from_secs(60),
+                true,
+                "x; not waiting longer: postponed 30m, users_max_postpone_sec is 1m",
+            ),
+        ];
+        for (sessions, max, want_open, text) in cases {
+            let v = users(&sessions, max, since, now);
+            assert_eq!(open(&v), want_open, "{sessions:?}");
+            let shown = match &v {
+                Verdict::Open(t) => t.clone(),
+                Verdict::Closed(b) => b.to_string(),
+            };
+            assert_eq!(shown, text);
+            if let Verdict::Closed(b) = v {
+                assert_eq!((b.label(), b.exit_code()), ("users_logged_in", 3));
+            }
+        }
     }
 
     #[test]

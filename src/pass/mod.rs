@@ -45,6 +45,7 @@ use crate::host::actions::{self, Vars};
 use crate::host::detector::{self, DetectorReport, Evidence, Need};
 use crate::host::health::{self, HealthReport, Phase};
 use crate::host::notify::Notifier;
+use crate::host::sessions::{self, LoggedIn};
 use crate::time::{human_age, human_duration};
 use outcome::{Block, Outcome};
 
@@ -90,6 +91,7 @@ struct Pass<'a> {
     /// FleetLock client (issue 13): the slot the server granted this pass;
     /// given back when dropped, unless a reboot took it over.
     fleetlock_grant: Option<fleetlock::Grant>,
+    users: Option<LoggedIn>,
 }
 
 /// Runs one pass and reports what happened. `cluster` is the etcd
@@ -123,6 +125,7 @@ pub fn run_pass(
         holding: false,
         alerts: None,
         fleetlock_grant: None,
+        users: None,
     };
     let result = pass.run();
     // The one place a slot held while checking is given back (the commit
@@ -142,6 +145,7 @@ pub fn run_pass(
         outcome,
         events: pass.events,
         alerts: pass.alerts,
+        users: pass.users,
     };
     // The one place this node's progress reaches its registry record.
     if let (Some(c), false) = (cluster, opts.status) {
@@ -943,7 +947,7 @@ impl Pass<'_> {
 
     /// Steps 4-5 (window, cooldown, health, policies). Returns true when the pass must stop.
     fn gates(&mut self) -> Result<bool> {
-        if self.window() || self.cooldown()? {
+        if self.window() || self.cooldown()? || self.users_gate() {
             return Ok(true);
         }
         if self.health_gate(Phase::PreLock)? || self.alerts_gate() {
@@ -967,6 +971,71 @@ impl Pass<'_> {
             gates::local_cooldown(interval, last, Timestamp::now())
         };
         Ok(self.gates.gate("cooldown", verdict))
+    }
+
+    /// The logged-in users gate; in status mode the sessions are shown even
+    /// when the gate is off. The postponement starts (in `state_dir`) when
+    /// the gate first finds someone, and ends when it finds nobody.
+    /// Returns true when the pass must stop.
+    fn users_gate(&mut self) -> bool {
+        let gate = &self.cfg.users;
+        if !gate.block && !self.opts.status {
+            return false;
+        }
+        let found = sessions::read(&gate.utmp_file);
+        let now = Timestamp::now();
+        let dir = &self.cfg.state_dir;
+        let nobody = matches!(&found, Ok(s) if s.is_empty());
+        let mut since = state::read_users_postponed(dir, &self.boot_id);
+        if gate.block && !self.opts.status {
+            if nobody && since.is_some() {
+                if let Err(e) = state::clear_users_postponed(dir) {
+                    log::warn!("{e}");
+                }
+                since = None;
+            } else if !nobody && since.is_none() {
+                let stamp = state::UsersPostponed {
+                    since: now.to_string(),
+                    boot_id: self.boot_id.clone(),
+                };
+                // Unrecorded, the postponement restarts next pass: logged,
+                // never a reason to reboot sooner.
+                if let Err(e) = state::write_users_postponed(dir, &stamp) {
+                    log::warn!("{e}");
+                }
+                since = Some(now);
+            }
+        }
+        self.users = Some(LoggedIn {
+            gate: gate.block,
+            utmp_file: gate.utmp_file.clone(),
+            sessions: found.clone().unwrap_or_default(),
+            error: found.as_ref().err().cloned(),
+            waiting_since: since.filter(|_| !nobody).map(|t| t.to_string()),
+            max_postpone_sec: gate.max_postpone.as_secs(),
+        });
+        if !gate.block {
+            let who = match &found {
+                Ok(s) if s.is_empty() => "nobody logged in".to_string(),
+                Ok(s) => s
+                    .iter()
+                    .map(|s| s.describe(now))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Err(e) => e.clone(),
+            };
+            self.step(
+                "users",
+                StepState::Info,
+                format!("{who} (block_if_users_logged_in is off)"),
+            );
+            return false;
+        }
+        let verdict = gates::users(&found, gate.max_postpone, since.unwrap_or(now), now);
+        if let (gates::Verdict::Open(why), false, false) = (&verdict, nobody, self.opts.status) {
+            log::warn!(event = "users_postpone_expired"; "logged-in users: {why}");
+        }
+        self.gates.gate("users", verdict)
     }
 
     fn health_gate(&mut self, phase: Phase) -> Result<bool> {
@@ -1162,6 +1231,9 @@ impl Pass<'_> {
             return Ok(Some(self.stop()));
         }
         if self.kill_switch() || self.pause()? || self.window() || self.cooldown()? {
+            return Ok(Some(self.stop()));
+        }
+        if self.users_gate() {
             return Ok(Some(self.stop()));
         }
         if self.health_gate(Phase::PostLock)? || self.alerts_gate() || self.policies(true)? {

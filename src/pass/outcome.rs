@@ -55,6 +55,9 @@ pub enum Block {
     /// The alert gate: a matching alert, a non-empty PromQL result, a
     /// server that could not be asked, or a silence that could not be created.
     Alerts(String),
+    /// Someone is logged in (`block_if_users_logged_in`), or utmp cannot
+    /// be read, and `users_max_postpone_sec` has not run out.
+    UsersLoggedIn(String),
     /// `state_dir` cannot be written (read-only, full, immutable): nothing
     /// is run or started until it can (exit 1, a runtime failure).
     StateDir(String),
@@ -82,7 +85,8 @@ impl Block {
             | Block::Policy(_)
             | Block::Hook(_)
             | Block::Alerts(_)
-            | Block::RebootIneffective(_) => EXIT_HEALTH,
+            | Block::RebootIneffective(_)
+            | Block::UsersLoggedIn(_) => EXIT_HEALTH,
             Block::KillSwitch(_) | Block::Paused(_) => EXIT_KILL_SWITCH,
             Block::DetectorFailed(_) => EXIT_DETECTOR,
             Block::Window(_) | Block::Cooldown(_) | Block::RebootLimit(_) => EXIT_WINDOW,
@@ -107,6 +111,7 @@ impl Block {
             Block::NoSlot(_) => "lock",
             Block::Hook(_) => "hook",
             Block::Alerts(_) => "alerts",
+            Block::UsersLoggedIn(_) => "users_logged_in",
             Block::StateDir(_) => "state_dir",
             Block::RebootIneffective(_) => "reboot_ineffective",
             Block::RebootLimit(_) => "reboot_limit",
@@ -116,7 +121,7 @@ impl Block {
     }
 
     /// Every label, for metrics that list all reasons.
-    pub const LABELS: [&'static str; 17] = [
+    pub const LABELS: [&'static str; 18] = [
         "reboot_pending",
         "post_reboot_health",
         "kill_switch",
@@ -129,6 +134,7 @@ impl Block {
         "lock",
         "hook",
         "alerts",
+        "users_logged_in",
         "state_dir",
         "reboot_ineffective",
         "reboot_limit",
@@ -158,6 +164,7 @@ impl fmt::Display for Block {
             Block::NoSlot(r) => write!(f, "no free lock slot: {r}"),
             Block::Hook(r) => write!(f, "pre_reboot hook: {r}"),
             Block::Alerts(r) => write!(f, "alert gate: {r}"),
+            Block::UsersLoggedIn(r) => write!(f, "users logged in: {r}"),
             Block::StateDir(r) => write!(f, "state_dir: {r}"),
             Block::RebootIneffective(r) => write!(f, "reboot ineffective: {r}"),
             Block::RebootLimit(r) => write!(f, "reboot limit: {r}"),
@@ -220,6 +227,7 @@ mod tests {
             (Outcome::Blocked(Block::Policy("x".into())), 3),
             (Outcome::Blocked(Block::Hook("x".into())), 3),
             (Outcome::Blocked(Block::Alerts("x".into())), 3),
+            (Outcome::Blocked(Block::UsersLoggedIn("x".into())), 3),
             (Outcome::Blocked(Block::PostRebootHealth("x".into())), 3),
             (Outcome::Blocked(Block::NoSlot("x".into())), 4),
             (Outcome::Blocked(Block::FleetLock("x".into())), 4),

@@ -120,6 +120,7 @@ mod tests {
             outcome,
             events,
             alerts: None,
+            users: None,
         }
     }
 

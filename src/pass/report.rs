@@ -82,4 +82,7 @@ pub struct PassReport {
     pub events: Vec<PassEvent>,
     /// The alert gate's last verdict (None: not configured or not reached).
     pub alerts: Option<crate::alerts::AlertsVerdict>,
+    /// Who is logged in, as the users gate (or `status`) last saw it
+    /// (None: the gate is off, or not reached).
+    pub users: Option<crate::host::sessions::LoggedIn>,
 }

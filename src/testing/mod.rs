@@ -12,3 +12,4 @@
 
 pub mod etcd;
 pub mod fleet;
+pub mod svg;

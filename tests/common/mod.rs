@@ -5,3 +5,4 @@
 
 pub mod fixture;
 pub mod monitoring;
+pub mod utmp;

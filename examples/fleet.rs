@@ -508,6 +508,7 @@ fn bench_handoff(bin: &Path, md: &mut String) {
         max_concurrent_reboots: 1,
         tls: None,
         auth: None,
+        watch_idle_timeout: Duration::from_secs(60),
     })
     .expect("etcd client");
     let key = format!("{}slot-0", fleet::LOCK_PREFIX);

@@ -36,6 +36,8 @@ pub const DEFAULT_BACKOFF_MAX_SECS: u64 = 60;
 pub const DEFAULT_REBOOT_TIMEOUT_SECS: u64 = 1800;
 /// Default lease TTL of a slot while checking.
 pub const DEFAULT_LOCK_TTL_SECS: u64 = 90;
+/// Default time a watch stream may stay silent before it is re-opened.
+pub const DEFAULT_WATCH_IDLE_TIMEOUT_SECS: u64 = 60;
 /// Default timeout of the reboot hooks.
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 300;
 /// Default delay before `blocked_too_long` fires.
@@ -94,6 +96,7 @@ const TOP_KEYS: &[&str] = &[
     "max_concurrent_reboots",
     "etcd_tls",
     "etcd_auth",
+    "etcd_watch_idle_timeout_sec",
     "reboot_command",
     "cluster_policies",
     "hooks",
@@ -155,6 +158,7 @@ struct RawConfig {
     max_concurrent_reboots: Option<u32>,
     etcd_tls: Option<RawTls>,
     etcd_auth: Option<RawAuth>,
+    etcd_watch_idle_timeout_sec: Option<u64>,
     reboot_command: Option<Vec<String>>,
     cluster_policies: Option<RawPolicies>,
     hooks: Option<RawHooks>,
@@ -342,6 +346,9 @@ pub struct EtcdConfig {
     pub tls: Option<TlsConfig>,
     /// User/password authentication, when configured.
     pub auth: Option<AuthConfig>,
+    /// A watch stream that delivers nothing (no event, no progress
+    /// notification) for this long is presumed dropped and re-opened.
+    pub watch_idle_timeout: Duration,
 }
 
 /// TLS settings of the etcd client.
@@ -860,6 +867,7 @@ fn validate(raw: RawConfig, source: &Path, problems: &mut Vec<String>) -> Config
         max_concurrent_reboots: raw.max_concurrent_reboots,
         tls: raw.etcd_tls,
         auth: raw.etcd_auth,
+        watch_idle_timeout_sec: raw.etcd_watch_idle_timeout_sec,
     };
     let etcd = validate_etcd(&mut c, raw_etcd, lock_ttl);
 
@@ -1121,6 +1129,7 @@ struct RawEtcd {
     max_concurrent_reboots: Option<u32>,
     tls: Option<RawTls>,
     auth: Option<RawAuth>,
+    watch_idle_timeout_sec: Option<u64>,
 }
 
 fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<EtcdConfig> {
@@ -1145,6 +1154,11 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<Et
             format!("{lock_key:?} must lie below etcd_namespace {namespace:?} (one RBAC prefix covers every key)"),
         );
     }
+    let watch_idle_timeout = c.positive_secs(
+        "etcd_watch_idle_timeout_sec",
+        raw.watch_idle_timeout_sec,
+        DEFAULT_WATCH_IDLE_TIMEOUT_SECS,
+    );
     let max_concurrent_reboots = raw.max_concurrent_reboots.unwrap_or(1);
     if max_concurrent_reboots == 0 {
         c.problem("max_concurrent_reboots", "must be at least 1");
@@ -1260,6 +1274,7 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, lock_ttl: Duration) -> Option<Et
         max_concurrent_reboots,
         tls,
         auth,
+        watch_idle_timeout,
     })
 }
 
@@ -1527,6 +1542,7 @@ mod tests {
         assert_eq!(e.lock_key, "/rebootctl/lock");
         assert_eq!(e.max_concurrent_reboots, 1);
         assert_eq!(e.lock_ttl, Duration::from_secs(90));
+        assert_eq!(e.watch_idle_timeout, Duration::from_secs(60));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts};
 
+use crate::backoff;
 use crate::config::{EtcdConfig, TlsConfig};
 use crate::error::{Error, Result};
 
@@ -33,12 +34,16 @@ pub const CONNECT_TIMEOUT_SECS: u64 = 5;
 pub const IO_BUFFER_BYTES: usize = 16 * 1024;
 /// Budget for a whole unary request, from connecting to reading the reply.
 pub const REQUEST_TIMEOUT_SECS: u64 = 10;
-/// Budget for the response headers of a watch (its body has no deadline).
+/// Budget for the response headers of a watch (its body has no overall
+/// deadline, only the idle timeout of `etcd_watch_idle_timeout_sec`).
 pub const WATCH_HEADERS_TIMEOUT_SECS: u64 = 10;
 /// First delay before the watch reconnects after a stream error.
 pub const WATCH_BACKOFF_MIN_MILLIS: u64 = 200;
 /// Upper bound of the watch reconnect delay.
-pub const WATCH_BACKOFF_MAX_MILLIS: u64 = 5_000;
+pub const WATCH_BACKOFF_MAX_MILLIS: u64 = 30_000;
+/// A stream that stayed up this long proved itself even if it delivered
+/// nothing: its end resets the reconnect backoff.
+pub const WATCH_STABLE_AFTER_MILLIS: u64 = WATCH_BACKOFF_MAX_MILLIS;
 
 /// Largest error body quoted in an error message, in bytes.
 const MAX_QUOTED_BODY_BYTES: usize = 200;
@@ -363,6 +368,8 @@ struct Inner {
     current: AtomicUsize,
     unary: ureq::Agent,
     stream: ureq::Agent,
+    /// How long a watch stream may stay silent before it is re-opened.
+    watch_idle: Duration,
     credentials: Option<Credentials>,
     token: Mutex<TokenState>,
 }
@@ -516,9 +523,13 @@ impl Client {
             .timeout_global(Some(Duration::from_secs(REQUEST_TIMEOUT_SECS)))
             .build()
             .new_agent();
-        // A watch body never ends: only the headers get a deadline.
+        // A watch body never ends: the headers get a deadline, and each read
+        // the idle timeout, so a stream that a proxy or a NAT dropped without
+        // a word (half-open) is noticed; etcd's progress notifications keep
+        // a healthy idle stream talking.
         let stream = base()
             .timeout_recv_response(Some(Duration::from_secs(WATCH_HEADERS_TIMEOUT_SECS)))
+            .timeout_per_read(Some(cfg.watch_idle_timeout))
             .build()
             .new_agent();
         let credentials = match &cfg.auth {
@@ -534,6 +545,7 @@ impl Client {
                 current: AtomicUsize::new(0),
                 unary,
                 stream,
+                watch_idle: cfg.watch_idle_timeout,
                 credentials,
                 token: Mutex::new(TokenState::Unknown),
             }),
@@ -646,10 +658,16 @@ impl Client {
     ///
     /// The watch is established before this returns (so a write made after
     /// it is seen); a thread then calls `on_event` for each event until it
-    /// returns `false`. On stream errors the thread reconnects with a bounded
-    /// backoff from the last seen revision + 1 and reports
-    /// [`WatchEvent::Error`] then [`WatchEvent::Reconnected`]. An idle stream
-    /// blocks in a read, so the thread notices `false` only at the next event.
+    /// returns `false`. On stream errors the thread reconnects from the last
+    /// seen revision + 1 and reports [`WatchEvent::Error`] then
+    /// [`WatchEvent::Reconnected`], after a jittered exponential backoff
+    /// that only a stream that delivered something (or stayed up for
+    /// [`WATCH_STABLE_AFTER_MILLIS`]) resets, so a stream that is cut right
+    /// after it opened backs off too. A stream silent for the idle timeout
+    /// (no event, no progress notification) is re-opened from the same
+    /// revision without a report: a dropped stream is replaced, nothing is
+    /// lost. An idle stream blocks in a read, so the thread notices `false`
+    /// only at the next message or idle timeout.
     pub fn watch_prefix(
         &self,
         prefix: &str,
@@ -922,15 +940,17 @@ impl Client {
         mut on_event: impl FnMut(WatchEvent) -> bool,
     ) {
         let mut next_rev = start_revision.max(0);
-        let mut backoff = Duration::from_millis(WATCH_BACKOFF_MIN_MILLIS);
+        // Failures since a stream last proved itself; drives the backoff.
+        let mut failures: u32 = 0;
+        // Whether the next successful open is reported as `Reconnected`.
+        let mut report_open = false;
         let mut current = Some(opened);
         loop {
             let mut stream = match current.take() {
                 Some(s) => s,
                 None => match self.open_watch(&key, next_rev) {
                     Ok(s) => {
-                        backoff = Duration::from_millis(WATCH_BACKOFF_MIN_MILLIS);
-                        if !on_event(WatchEvent::Reconnected) {
+                        if report_open && !on_event(WatchEvent::Reconnected) {
                             return;
                         }
                         s
@@ -941,39 +961,65 @@ impl Client {
                         if !on_event(WatchEvent::Error(err.to_string())) {
                             return;
                         }
-                        thread::sleep(backoff);
-                        backoff =
-                            (backoff * 2).min(Duration::from_millis(WATCH_BACKOFF_MAX_MILLIS));
+                        report_open = true;
+                        failures = failures.saturating_add(1);
+                        thread::sleep(watch_backoff(failures));
                         continue;
                     }
                 },
             };
+            let opened_at = Instant::now();
+            let mut delivered = false;
             let mut message = Ok(stream.first.clone());
             let outcome = loop {
                 let msg = match message {
                     Ok(m) => m,
-                    Err(f) => {
+                    Err(StreamRead::Quiet) => break Flow::Quiet,
+                    Err(StreamRead::Failed(f)) => {
                         break Flow::Reconnect(Some(
                             failure_to_error(&stream.endpoint, "watch", f).to_string(),
                         ));
                     }
                 };
+                // Anything but the creation acknowledgement (an event, a
+                // progress notification) proves the stream carries data.
+                delivered |= !msg.created;
                 match handle_watch_message(msg, &mut next_rev, &mut on_event) {
                     Flow::Continue => {}
                     other => break other,
                 }
-                message = read_watch_message(&mut stream.reader);
+                message = read_stream_message(&mut stream.reader);
             };
+            // Not merely opened: a stream that delivered or stayed up long
+            // enough ends the run of failures.
+            if delivered || opened_at.elapsed() >= Duration::from_millis(WATCH_STABLE_AFTER_MILLIS)
+            {
+                failures = 0;
+            }
             match outcome {
                 Flow::Stop => return,
-                Flow::Continue | Flow::Reconnect(None) => {}
+                Flow::Quiet => {
+                    log::debug!(
+                        "watch at {}: nothing for {} (no event, no progress notification); \
+                         re-opening it from revision {next_rev}",
+                        stream.endpoint,
+                        humantime::format_duration(self.inner.watch_idle)
+                    );
+                    report_open = false;
+                }
+                Flow::Continue | Flow::Reconnect(None) => report_open = true,
                 Flow::Reconnect(Some(detail)) => {
-                    log::warn!("{detail}; reconnecting from revision {next_rev}");
+                    failures = failures.saturating_add(1);
+                    let delay = watch_backoff(failures);
+                    log::warn!(
+                        "{detail}; reconnecting from revision {next_rev} in {}",
+                        humantime::format_duration(crate::process::round_ms(delay))
+                    );
                     if !on_event(WatchEvent::Error(detail)) {
                         return;
                     }
-                    thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_millis(WATCH_BACKOFF_MAX_MILLIS));
+                    report_open = true;
+                    thread::sleep(delay);
                     // Another endpoint may be healthier: start the next try there.
                     let n = self.inner.endpoints.len();
                     if n > 1 {
@@ -986,6 +1032,16 @@ impl Client {
     }
 }
 
+/// The delay before reconnect attempt number `failures` (1-based).
+fn watch_backoff(failures: u32) -> Duration {
+    backoff::delay(
+        failures,
+        Duration::from_millis(WATCH_BACKOFF_MIN_MILLIS),
+        Duration::from_millis(WATCH_BACKOFF_MAX_MILLIS),
+        backoff::jitter(),
+    )
+}
+
 struct OpenedWatch {
     endpoint: String,
     reader: BufReader<ureq::BodyReader<'static>>,
@@ -995,25 +1051,65 @@ struct OpenedWatch {
 enum Flow {
     Continue,
     Stop,
+    /// Nothing arrived within the idle timeout: re-open quietly.
+    Quiet,
     /// Re-open the stream; with a detail, after reporting it and a backoff.
     Reconnect(Option<String>),
 }
 
+/// Why reading the next message of a watch stream failed.
+enum StreamRead {
+    /// Nothing arrived within the idle timeout (a half-open stream, or an
+    /// idle one on a server whose progress notifications are rarer).
+    Quiet,
+    /// The stream broke or carried an error.
+    Failed(Failure),
+}
+
 /// Reads the next `{"result":…}` / `{"error":…}` line of a stream.
-fn read_watch_message(reader: &mut impl BufRead) -> std::result::Result<RawWatchResponse, Failure> {
+fn read_stream_message(
+    reader: &mut impl BufRead,
+) -> std::result::Result<RawWatchResponse, StreamRead> {
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
-            Ok(0) => return Err(Failure::Unavailable("watch stream ended".into())),
-            Ok(_) if line.trim().is_empty() => continue,
-            Ok(_) => return parse_stream_reply(&line),
-            Err(e) => {
-                return Err(Failure::Unavailable(format!(
-                    "reading the watch stream: {e}"
+            Ok(0) => {
+                return Err(StreamRead::Failed(Failure::Unavailable(
+                    "watch stream ended".into(),
                 )));
+            }
+            Ok(_) if line.trim().is_empty() => continue,
+            Ok(_) => return parse_stream_reply(&line).map_err(StreamRead::Failed),
+            Err(e) if is_timeout(&e) => return Err(StreamRead::Quiet),
+            Err(e) => {
+                return Err(StreamRead::Failed(Failure::Unavailable(format!(
+                    "reading the watch stream: {e}"
+                ))));
             }
         }
     }
+}
+
+/// Reads the first message of a fresh stream: silence is a failure there.
+fn read_watch_message(reader: &mut impl BufRead) -> std::result::Result<RawWatchResponse, Failure> {
+    read_stream_message(reader).map_err(|e| match e {
+        StreamRead::Quiet => Failure::Unavailable(
+            "no reply on the watch stream within etcd_watch_idle_timeout_sec".into(),
+        ),
+        StreamRead::Failed(f) => f,
+    })
+}
+
+/// A read that ended because a deadline passed (ureq wraps its own timeout
+/// errors in an `io::Error`).
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    ) || e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+        .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
 }
 
 /// Maps the `cancel_reason` of a watch cancelled at creation to a failure.
@@ -1956,6 +2052,7 @@ mod tests {
             flows.push(match flow {
                 Flow::Continue => "continue",
                 Flow::Stop => "stop",
+                Flow::Quiet => "quiet",
                 Flow::Reconnect(None) => "reconnect",
                 Flow::Reconnect(Some(_)) => "reconnect-after-error",
             });
@@ -2051,6 +2148,32 @@ mod tests {
             ),
             Failure::Api(ApiError { code: Some(7), .. })
         ));
+    }
+
+    #[test]
+    fn a_silent_stream_is_quiet_not_failed() {
+        /// A reader whose every read times out, as ureq reports it.
+        struct Silent;
+        impl std::io::Read for Silent {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(ureq::Error::Timeout(ureq::Timeout::PerRead).into_io())
+            }
+        }
+        let mut reader = BufReader::new(Silent);
+        assert!(matches!(
+            read_stream_message(&mut reader),
+            Err(StreamRead::Quiet)
+        ));
+        // On a fresh stream, silence is a failure (try another endpoint).
+        assert!(matches!(
+            read_watch_message(&mut reader),
+            Err(Failure::Unavailable(d)) if d.contains("etcd_watch_idle_timeout_sec")
+        ));
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert!(is_timeout(&timed_out));
+        assert!(!is_timeout(&std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        )));
     }
 
     #[test]

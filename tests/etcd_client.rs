@@ -25,6 +25,7 @@ fn config(endpoints: &[&str]) -> EtcdConfig {
         max_concurrent_reboots: 1,
         tls: None,
         auth: None,
+        watch_idle_timeout: Duration::from_secs(60),
     }
 }
 

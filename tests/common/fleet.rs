@@ -902,6 +902,7 @@ impl Fleet {
             max_concurrent_reboots: self.spec.slots,
             tls: None,
             auth: None,
+            watch_idle_timeout: Duration::from_secs(60),
         };
         let client = Client::new(&cfg).expect("etcd client for the observer");
         let (kvs, rev) = client

@@ -6,3 +6,4 @@
 pub mod etcd;
 pub mod fixture;
 pub mod fleet;
+pub mod proxy;

@@ -89,6 +89,16 @@ pub enum Error {
         /// What happened.
         detail: String,
     },
+    /// A child survived SIGKILL and could not be reaped (stuck in the
+    /// kernel, or held by a tracer); it was left to a reaper thread.
+    Unreaped {
+        /// What the child was for.
+        role: String,
+        /// The program.
+        program: PathBuf,
+        /// Its process id.
+        pid: u32,
+    },
     /// An etcd request failed or returned something unexpected.
     Etcd {
         /// The endpoint that answered (or did not).
@@ -118,6 +128,7 @@ impl Error {
             Error::Io { .. }
             | Error::Spawn { .. }
             | Error::Command { .. }
+            | Error::Unreaped { .. }
             | Error::Etcd { .. }
             | Error::Runtime(_) => EXIT_RUNTIME,
         }
@@ -132,6 +143,7 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Spawn { .. } => "spawn",
             Error::Command { .. } => "command",
+            Error::Unreaped { .. } => "unreaped",
             Error::Etcd { .. } => "etcd",
             Error::NotClustered { .. } => "not_clustered",
             Error::Runtime(_) => "runtime",
@@ -192,6 +204,12 @@ impl fmt::Display for Error {
                 source,
             } => write!(f, "cannot start {role} {}: {source}", program.display()),
             Error::Command { role, detail } => write!(f, "{role} failed: {detail}"),
+            Error::Unreaped { role, program, pid } => write!(
+                f,
+                "{role} {} (pid {pid}) survived SIGKILL and could not be reaped \
+                 (stuck in the kernel, or held by a tracer); left to a reaper thread",
+                program.display()
+            ),
             Error::Etcd {
                 endpoint,
                 op,

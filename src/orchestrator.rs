@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::cluster::{self, HealthRecord, PolicyVerdict};
-use crate::config::Config;
+use crate::config::{Config, DetectorKind};
 use crate::coordinator::Cluster;
 use crate::detector::{self, DetectorReport, Need};
 use crate::error::{Error, Result};
@@ -140,6 +140,25 @@ struct Held {
     slot: Slot,
     lease: i64,
     keepalive: Keepalive,
+    /// How long the slot may stay in phase checking ([`checking_deadline`]).
+    budget: Duration,
+}
+
+impl Held {
+    /// Why the slot is no longer ours, once its keepalive gave it up or
+    /// found its lease gone.
+    fn lost(&self) -> Option<String> {
+        if self.keepalive.past_deadline() {
+            Some(format!(
+                "the checks under the lock took longer than their deadline ({}); the slot was given up",
+                human_duration(self.budget)
+            ))
+        } else if self.keepalive.lost() {
+            Some("the lock slot's lease expired".to_string())
+        } else {
+            None
+        }
+    }
 }
 
 /// Runs one pass and reports what happened. `cluster` is the etcd
@@ -189,6 +208,35 @@ pub fn run_pass(
         outcome,
         events: pass.events,
     })
+}
+
+/// Time a slot in phase checking may take on top of the lock TTL and the
+/// children that run under it: the etcd reads and writes of the re-check
+/// and of the switch to phase rebooting.
+pub const CHECKING_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long this node may hold a slot in phase checking before it is given
+/// up (its lease no longer renewed but revoked, the pass failed): the lock
+/// TTL, plus every child that runs under the slot — the command detectors
+/// of the re-check, the post-lock health script, the `pre_reboot` hook —
+/// each with its timeout and the most [`crate::process::run`] overruns
+/// it, plus [`CHECKING_MARGIN`]. A pass that takes longer is stuck, and
+/// must not wedge the fleet.
+pub fn checking_deadline(cfg: &Config) -> Duration {
+    let overrun = crate::process::MAX_OVERRUN;
+    let detectors = cfg.detectors.iter().filter_map(|d| match &d.kind {
+        DetectorKind::Command { timeout, .. } => Some(*timeout),
+        DetectorKind::File { .. } | DetectorKind::Kernel { .. } => None,
+    });
+    let health = cfg.health_script.as_ref().map(|_| cfg.health_timeout);
+    let hook = cfg.hooks.pre_reboot.as_ref().map(|_| cfg.hooks.timeout);
+    let lock_ttl = cfg.etcd.as_ref().map(|e| e.lock_ttl).unwrap_or_default();
+    detectors
+        .chain(health)
+        .chain(hook)
+        .fold(lock_ttl.saturating_add(CHECKING_MARGIN), |sum, t| {
+            sum.saturating_add(t).saturating_add(overrun)
+        })
 }
 
 /// Describes the holders of the lock for people: "web-2 (rebooting, 3m 12s)".
@@ -821,10 +869,18 @@ impl Pass<'_> {
                     "took lock slot {} (lease {lease:x})", slot.key
                 );
                 self.step("lock", StepState::Ok, format!("took {}", slot.key));
+                let budget = checking_deadline(self.cfg);
+                log::debug!(
+                    "{} may stay in phase checking for {} at most",
+                    slot.key,
+                    human_duration(budget)
+                );
                 self.held = Some(Held {
-                    keepalive: Keepalive::start(c.client.clone(), lease, etcd.lock_ttl),
+                    keepalive: Keepalive::start(c.client.clone(), lease, etcd.lock_ttl)
+                        .with_deadline(Instant::now() + budget),
                     slot,
                     lease,
+                    budget,
                 });
                 Ok(false)
             }
@@ -871,10 +927,8 @@ impl Pass<'_> {
         if self.health_gate(Phase::PostLock)? || self.policies(true)? {
             return Ok(Some(self.stop()));
         }
-        if self.held.as_ref().is_some_and(|h| h.keepalive.lost()) {
-            return Err(Error::Runtime(
-                "the lock slot's lease expired during the checks; not rebooting".into(),
-            ));
+        if let Some(why) = self.held.as_ref().and_then(Held::lost) {
+            return Err(Error::Runtime(format!("{why}; not rebooting")));
         }
         Ok(None)
     }
@@ -1058,10 +1112,8 @@ impl Pass<'_> {
         let (Some(c), Some(held)) = (self.cluster, self.held.as_ref()) else {
             return Ok(());
         };
-        if held.keepalive.lost() {
-            return Err(Error::Runtime(
-                "the lock slot's lease expired; not rebooting".into(),
-            ));
+        if let Some(why) = held.lost() {
+            return Err(Error::Runtime(format!("{why}; not rebooting")));
         }
         let value = SlotValue {
             acquired_at: held
@@ -1095,5 +1147,44 @@ impl Pass<'_> {
             ))),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::MAX_OVERRUN;
+    use std::path::Path;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "node_name: web-1\netcd_endpoints: [\"http://127.0.0.1:2379\"]\nlock_ttl_sec: 90\n{extra}"
+        );
+        crate::config::parse(&text, Path::new("/t.yaml")).expect("valid test config")
+    }
+
+    #[test]
+    fn the_checking_deadline_covers_everything_that_runs_under_the_slot() {
+        let secs = Duration::from_secs;
+        let file_only = config(
+            "reboot_required_detectors: [{type: file, path: /run/reboot-required}, {type: kernel}]\n",
+        );
+        assert_eq!(checking_deadline(&file_only), secs(90) + CHECKING_MARGIN);
+        let everything = config(
+            "reboot_required_detectors: [{type: command, cmd: [/bin/true], timeout_sec: 20}, \
+             {type: command, cmd: [/bin/false]}]\n\
+             health_script: /usr/local/bin/health\nhealth_timeout_sec: 30\n\
+             hooks: {pre_reboot: [/bin/drain], timeout_sec: 120}\n",
+        );
+        // Two detectors (20 s and the default 10 s), the health script, the hook.
+        assert_eq!(
+            checking_deadline(&everything),
+            secs(90 + 20 + 10 + 30 + 120) + CHECKING_MARGIN + MAX_OVERRUN * 4
+        );
+        // A post_reboot hook does not run under a checking slot.
+        let post_only = config(
+            "reboot_required_detectors: [{type: file, path: /x}]\nhooks: {post_reboot: [/bin/undrain]}\n",
+        );
+        assert_eq!(checking_deadline(&post_only), secs(90) + CHECKING_MARGIN);
     }
 }

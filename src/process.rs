@@ -632,7 +632,9 @@ sleep 600;
     /// A child that survives SIGKILL: a script that has a tracer (in a
     /// session of its own, so the kill of the child's process group misses
     /// it, and holding the child's stdout and stderr) attach to it, then
-    /// sleeps. Returns the script and the file the tracer writes its pid to.
+    /// sleeps. It ignores SIGTERM, so even on a loaded machine the tracer
+    /// has the timeout and the grace period to attach before the SIGKILL.
+    /// Returns the script and the file the tracer writes its pid to.
     pub(crate) fn unreapable_child(dir: &TempDir) -> (PathBuf, PathBuf) {
         let tracer = dir.path().join("tracer.pl");
         std::fs::write(&tracer, TRACER_PL).expect("write tracer");
@@ -640,7 +642,8 @@ sleep 600;
         let script = dir.script(
             "stuck",
             &format!(
-                "setsid /usr/bin/perl {} $$ {} &\n\
+                "trap '' TERM\n\
+                 setsid /usr/bin/perl {} $$ {} &\n\
                  while [ ! -s {} ]; do :; done\n\
                  exec /bin/sleep 60",
                 tracer.display(),
@@ -919,7 +922,7 @@ mod tests {
     fn a_child_that_survives_sigkill_is_abandoned_and_reported() {
         let dir = TempDir::new("unreaped");
         let (script, marker) = unreapable_child(&dir);
-        let timeout = Duration::from_millis(300);
+        let timeout = Duration::from_secs(1);
         let started = Instant::now();
         let result = run_argv(&[script.display().to_string()], timeout);
         let took = started.elapsed();

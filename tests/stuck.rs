@@ -79,6 +79,7 @@ fn a_post_lock_health_script_that_survives_sigkill_frees_the_slot_and_never_rebo
         "health",
         &format!(
             "[ \"$RC_PHASE\" = post-lock ] || exit 0\n\
+             trap '' TERM\n\
              setsid /usr/bin/perl {} $$ {} &\n\
              while [ ! -s {} ]; do :; done\n\
              exec /bin/sleep 60\n",

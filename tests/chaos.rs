@@ -43,8 +43,10 @@ fn fleet_on_a_cluster(nodes: usize) -> Fleet {
     );
     // A watch on a member that went silent is replaced within 3 s.
     f.set_all("etcd_watch_idle_timeout_sec", "3");
-    f.start_all();
+    // Needs first: with a five-minute interval, an agent whose first pass
+    // found none would not look again during the test.
     f.need_all();
+    f.start_all();
     f
 }
 

@@ -93,7 +93,7 @@ fn a_half_open_watch_is_replaced_and_the_waiting_node_takes_the_released_slot() 
     let took = released.elapsed();
     eprintln!("half-open watch: the released slot was taken after {took:?}");
     // The 2 s idle timeout, the re-open from the last revision, one pass.
-    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(proxy.watch_opens().len() > opens);
 }
 

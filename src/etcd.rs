@@ -35,7 +35,7 @@ pub const IO_BUFFER_BYTES: usize = 16 * 1024;
 /// Budget for a whole unary request, from connecting to reading the reply.
 pub const REQUEST_TIMEOUT_SECS: u64 = 10;
 /// Budget for the response headers of a watch (its body has no overall
-/// deadline, only the idle timeout of `etcd_watch_idle_timeout_sec`).
+/// deadline, only the idle timeout of [`EtcdConfig::watch_idle_timeout`]).
 pub const WATCH_HEADERS_TIMEOUT_SECS: u64 = 10;
 /// First delay before the watch reconnects after a stream error.
 pub const WATCH_BACKOFF_MIN_MILLIS: u64 = 200;
@@ -1012,8 +1012,8 @@ impl Client {
                     failures = failures.saturating_add(1);
                     let delay = watch_backoff(failures);
                     log::warn!(
-                        "{detail}; reconnecting from revision {next_rev} in {}",
-                        humantime::format_duration(crate::process::round_ms(delay))
+                        "{detail}; reconnecting from revision {next_rev} in {} ms",
+                        delay.as_millis()
                     );
                     if !on_event(WatchEvent::Error(detail)) {
                         return;
@@ -1093,9 +1093,9 @@ fn read_stream_message(
 /// Reads the first message of a fresh stream: silence is a failure there.
 fn read_watch_message(reader: &mut impl BufRead) -> std::result::Result<RawWatchResponse, Failure> {
     read_stream_message(reader).map_err(|e| match e {
-        StreamRead::Quiet => Failure::Unavailable(
-            "no reply on the watch stream within etcd_watch_idle_timeout_sec".into(),
-        ),
+        StreamRead::Quiet => {
+            Failure::Unavailable("no reply on the watch stream within its idle timeout".into())
+        }
         StreamRead::Failed(f) => f,
     })
 }
@@ -2167,7 +2167,7 @@ mod tests {
         // On a fresh stream, silence is a failure (try another endpoint).
         assert!(matches!(
             read_watch_message(&mut reader),
-            Err(Failure::Unavailable(d)) if d.contains("etcd_watch_idle_timeout_sec")
+            Err(Failure::Unavailable(d)) if d.contains("idle timeout")
         ));
         let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
         assert!(is_timeout(&timed_out));

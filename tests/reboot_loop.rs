@@ -69,7 +69,12 @@ fn a_need_that_survives_the_reboot_reboots_once_then_blocks_as_reboot_ineffectiv
     wait(&mut got);
     assert_eq!(
         got,
-        ["reboot_started", "reboot_completed", "node_back", "reboot_ineffective"]
+        [
+            "reboot_started",
+            "reboot_completed",
+            "node_back",
+            "reboot_ineffective"
+        ]
     );
     // The daemon shows it in its metrics, and does not notify again.
     let port = rebootctl::testing::etcd::free_port();

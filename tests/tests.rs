@@ -5,6 +5,7 @@
 mod common;
 
 mod alerts;
+mod chaos;
 mod cluster_mode;
 mod clusterrebootd;
 mod config_file;
@@ -14,6 +15,7 @@ mod dry_run;
 mod etcd_client;
 mod fleet;
 mod holding;
+mod kernel_detector;
 mod keyspace;
 mod layering;
 mod local_mode;
@@ -23,3 +25,5 @@ mod operator;
 mod reboot_loop;
 mod rollout;
 mod state_dir;
+mod stuck;
+mod watch;

@@ -115,6 +115,7 @@ PKG_EXPECTED_FILES := \
 	/usr/bin/rebootctl \
 	/etc/rebootctl/config.yaml \
 	/usr/lib/systemd/system/rebootctl.service \
+	/usr/lib/systemd/system/rebootctl-fleetlock.service \
 	/usr/lib/tmpfiles.d/rebootctl.conf \
 	/usr/share/man/man8/rebootctl.8.gz \
 	/usr/share/man/man5/rebootctl.yaml.5.gz \
@@ -230,11 +231,13 @@ package-check:
 	echo "== systemd-analyze verify"; \
 	deb=$$(echo "$$debs" | grep '_amd64\.deb$$' | head -n 1); test -n "$$deb" || deb=$$(echo "$$debs" | head -n 1); \
 	dpkg-deb -x "$$deb" "$$tmp/root"; mkdir -p "$$tmp/unit"; \
-	sed "s|=/usr/bin/rebootctl |=$$tmp/root/usr/bin/rebootctl |" "$$tmp/root/usr/lib/systemd/system/rebootctl.service" \
-	  > "$$tmp/unit/rebootctl.service"; \
-	$(SYSTEMD_ANALYZE) verify --man=no "$$tmp/unit/rebootctl.service" > "$$tmp/verify" 2>&1 || { cat "$$tmp/verify"; exit 1; }; \
+	for unit in rebootctl.service rebootctl-fleetlock.service; do \
+	  sed "s|=/usr/bin/rebootctl |=$$tmp/root/usr/bin/rebootctl |" "$$tmp/root/usr/lib/systemd/system/$$unit" \
+	    > "$$tmp/unit/$$unit"; \
+	done; \
+	$(SYSTEMD_ANALYZE) verify --man=no "$$tmp/unit/rebootctl.service" "$$tmp/unit/rebootctl-fleetlock.service" > "$$tmp/verify" 2>&1 || { cat "$$tmp/verify"; exit 1; }; \
 	if [ -s "$$tmp/verify" ]; then cat "$$tmp/verify"; echo "systemd-analyze verify: not clean" >&2; exit 1; fi; \
-	echo "systemd-analyze verify: clean (unit from $$deb, ExecStart pointed at its unpacked binary)"
+	echo "systemd-analyze verify: clean (units from $$deb, ExecStart pointed at its unpacked binary)"
 
 install:
 	$(CARGO) build --release --locked
@@ -246,9 +249,10 @@ install:
 	install -m 0644 man/rebootctl.yaml.5 $(DESTDIR)$(MANDIR)/man5/rebootctl.yaml.5
 	install -m 0644 contrib/rebootctl.bash-completion $(DESTDIR)$(BASHCOMPDIR)/rebootctl
 	install -m 0755 $(CONTRIB_SH) $(DESTDIR)$(CONTRIBDIR)/
-	sed 's|^ExecStart=/usr/bin/rebootctl |ExecStart=$(BINDIR)/rebootctl |' packaging/rebootctl.service \
-	  > $(DESTDIR)$(UNITDIR)/rebootctl.service
-	chmod 0644 $(DESTDIR)$(UNITDIR)/rebootctl.service
+	for unit in rebootctl.service rebootctl-fleetlock.service; do \
+	  sed 's|^ExecStart=/usr/bin/rebootctl |ExecStart=$(BINDIR)/rebootctl |' packaging/$$unit \
+	    > $(DESTDIR)$(UNITDIR)/$$unit && chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit || exit 1; \
+	done
 	install -m 0644 packaging/rebootctl.tmpfiles $(DESTDIR)$(TMPFILESDIR)/rebootctl.conf
 	@# Never overwrite an operator's configuration.
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/rebootctl/config.yaml ]; then \

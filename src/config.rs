@@ -2,7 +2,7 @@
 //! then validate into a [`Config`] that the rest of the program uses. Every
 //! problem is collected with its key path; nothing else sees raw YAML.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -81,14 +81,27 @@ pub const DEFAULT_REBOOT_COMMAND: [&str; 4] = [
     "rebootctl: coordinated reboot",
 ];
 /// Notification events a webhook can subscribe to.
-pub const NOTIFY_EVENTS: [&str; 6] = [
+pub const NOTIFY_EVENTS: [&str; 7] = [
     "reboot_started",
     "reboot_completed",
     "reboot_failed",
     "blocked_too_long",
     "reboot_ineffective",
     "node_back",
+    "fleetlock_hold_expiring",
 ];
+/// Default listen address of `rebootctl fleetlock serve`.
+pub const DEFAULT_FLEETLOCK_LISTEN: &str = "127.0.0.1:9747";
+/// Default longest hold of a FleetLock client's slot (its lease TTL): an
+/// update reboot of Fedora CoreOS or Flatcar takes minutes; an hour leaves
+/// room for slow firmware and a slow post-boot start.
+pub const DEFAULT_FLEETLOCK_MAX_HOLD_SECS: u64 = 3600;
+/// Upper bound of the default warning margin before a FleetLock hold expires.
+pub const DEFAULT_FLEETLOCK_HOLD_WARNING_SECS: u64 = 300;
+/// The FleetLock group a client is in when none is configured (Zincati's default).
+pub const DEFAULT_FLEETLOCK_GROUP: &str = "default";
+/// Longest FleetLock client id accepted (Zincati's are 32 hex digits).
+pub const MAX_FLEETLOCK_ID_BYTES: usize = 253;
 /// Body formats of `notify.format`.
 pub const NOTIFY_FORMATS: [&str; 3] = ["slack", "teams", "template"];
 /// Placeholders of a `notify.template` besides [`PLACEHOLDERS`]: the event,
@@ -132,6 +145,12 @@ const TOP_KEYS: &[&str] = &[
     "log_format",
     "dry_run",
     "alerts",
+    "lock_backend",
+    "fleetlock_url",
+    "fleetlock_group",
+    "fleetlock_id",
+    "fleetlock_auth",
+    "fleetlock",
 ];
 const DETECTOR_KEYS: &[&str] = &[
     "name",
@@ -182,6 +201,12 @@ pub const CLUSTER_ONLY_KEYS: [&str; 10] = [
     "cluster_policies",
 ];
 const CLUSTERREBOOTD_KEYS: &[&str] = &["etcd_namespace", "lock_key"];
+const FLEETLOCK_KEYS: &[&str] = &["listen", "max_hold_sec", "hold_warning_sec", "groups"];
+const FLEETLOCK_GROUP_KEYS: &[&str] = &["lock_key", "slots", "windows", "auth"];
+/// A FleetLock group's `auth` (what the server expects): no
+/// `allow_insecure`, which is a client's choice (the server speaks plain
+/// HTTP; TLS is terminated in front of it).
+const FLEETLOCK_GROUP_AUTH_KEYS: &[&str] = &["username", "password_file"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,6 +246,12 @@ struct RawConfig {
     log_format: Option<String>,
     dry_run: Option<bool>,
     alerts: Option<RawAlerts>,
+    lock_backend: Option<String>,
+    fleetlock_url: Option<String>,
+    fleetlock_group: Option<String>,
+    fleetlock_id: Option<String>,
+    fleetlock_auth: Option<RawAuth>,
+    fleetlock: Option<RawFleetLock>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -313,6 +344,24 @@ struct RawMetrics {
     listen: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleetLock {
+    listen: Option<String>,
+    max_hold_sec: Option<u64>,
+    hold_warning_sec: Option<u64>,
+    groups: Option<BTreeMap<String, Option<RawFleetLockGroup>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleetLockGroup {
+    lock_key: Option<String>,
+    slots: Option<u32>,
+    windows: Option<RawWindows>,
+    auth: Option<RawAuth>,
+}
+
 // ---------------------------------------------------------------------------
 // The validated configuration.
 
@@ -371,6 +420,11 @@ pub struct Config {
     pub dry_run: bool,
     /// The alert gate, when configured.
     pub alerts: Option<AlertsConfig>,
+    /// `lock_backend: fleetlock`: the lock (and the cluster gates) belong to
+    /// a FleetLock server instead of etcd.
+    pub fleetlock_client: Option<FleetLockClient>,
+    /// The `fleetlock` section: what `rebootctl fleetlock serve` serves.
+    pub fleetlock: Option<FleetLockServer>,
     /// Remarks that are not problems, one line each (printed by
     /// `validate-config`): what a clusterrebootd file means differently,
     /// a lock key outside the namespace.
@@ -565,6 +619,47 @@ pub struct Metrics {
     pub listen: SocketAddr,
 }
 
+/// An agent's FleetLock server (`lock_backend: fleetlock`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetLockClient {
+    /// The base URL; requests go to `<url>v1/pre-reboot` and `<url>v1/steady-state`.
+    pub url: String,
+    /// The reboot group sent in every request.
+    pub group: String,
+    /// The client id; `None`: derived from the machine id.
+    pub id: Option<String>,
+    /// HTTP basic auth, when the group needs it.
+    pub auth: Option<AuthConfig>,
+}
+
+/// The `fleetlock` section: the FleetLock server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetLockServer {
+    /// Address the server listens on (plain HTTP).
+    pub listen: SocketAddr,
+    /// Lease TTL of a FleetLock client's slot, renewed by each repeated pre-reboot.
+    pub max_hold: Duration,
+    /// A hold whose lease has less than this left is reported.
+    pub hold_warning: Duration,
+    /// The groups served, sorted by name.
+    pub groups: Vec<FleetLockGroup>,
+}
+
+/// One FleetLock group: a lock key, its slot count, windows and auth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetLockGroup {
+    /// The group name clients send.
+    pub name: String,
+    /// The lock key whose slots the group's clients take.
+    pub lock_key: String,
+    /// Number of slots of that lock key.
+    pub slots: u32,
+    /// Maintenance windows of the group.
+    pub windows: Windows,
+    /// HTTP basic auth for the group's requests.
+    pub auth: Option<AuthConfig>,
+}
+
 /// Log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -598,6 +693,9 @@ impl Config {
         }
         if self.boot_id_file != new.boot_id_file || self.machine_id_file != new.machine_id_file {
             changed.push("boot_id_file/machine_id_file");
+        }
+        if self.fleetlock_client != new.fleetlock_client {
+            changed.push("lock_backend/fleetlock_*");
         }
         changed
     }
@@ -668,7 +766,7 @@ pub fn redact_url_in(text: &str, url: &str) -> String {
 /// keys as `reboot_required_detectors[].key` (for documentation checks).
 pub fn known_keys() -> Vec<String> {
     let mut keys: Vec<String> = TOP_KEYS.iter().map(|k| k.to_string()).collect();
-    let nested: [(&str, &[&str]); 10] = [
+    let nested: [(&str, &[&str]); 15] = [
         ("reboot_required_detectors[]", DETECTOR_KEYS),
         ("etcd_tls", TLS_KEYS),
         ("etcd_auth", AUTH_KEYS),
@@ -679,6 +777,11 @@ pub fn known_keys() -> Vec<String> {
         ("metrics", METRICS_KEYS),
         ("alerts", ALERTS_KEYS),
         ("clusterrebootd", CLUSTERREBOOTD_KEYS),
+        ("fleetlock_auth", AUTH_KEYS),
+        ("fleetlock", FLEETLOCK_KEYS),
+        ("fleetlock.groups.*", FLEETLOCK_GROUP_KEYS),
+        ("fleetlock.groups.*.windows", WINDOW_KEYS),
+        ("fleetlock.groups.*.auth", FLEETLOCK_GROUP_AUTH_KEYS),
     ];
     for (section, list) in nested {
         keys.extend(list.iter().map(|k| format!("{section}.{k}")));
@@ -868,9 +971,38 @@ fn check_nested_keys(key: &str, v: &Value, problems: &mut Vec<String>) {
         "metrics" => METRICS_KEYS,
         "alerts" => ALERTS_KEYS,
         "clusterrebootd" => CLUSTERREBOOTD_KEYS,
+        "fleetlock_auth" => AUTH_KEYS,
+        "fleetlock" => {
+            check_fleetlock_keys(v, problems);
+            return;
+        }
         _ => return,
     };
     check_mapping_keys(key, v, known, problems);
+}
+
+/// The `fleetlock` section: its keys, each group's keys and the keys of a
+/// group's `windows` and `auth`.
+fn check_fleetlock_keys(v: &Value, problems: &mut Vec<String>) {
+    check_mapping_keys("fleetlock", v, FLEETLOCK_KEYS, problems);
+    let Some(Value::Mapping(groups)) = v.get("groups") else {
+        return;
+    };
+    for (name, group) in groups {
+        let path = format!("fleetlock.groups.{}", value_to_string(name));
+        check_mapping_keys(&path, group, FLEETLOCK_GROUP_KEYS, problems);
+        if let Some(w) = group.get("windows") {
+            check_mapping_keys(&format!("{path}.windows"), w, WINDOW_KEYS, problems);
+        }
+        if let Some(a) = group.get("auth") {
+            check_mapping_keys(
+                &format!("{path}.auth"),
+                a,
+                FLEETLOCK_GROUP_AUTH_KEYS,
+                problems,
+            );
+        }
+    }
 }
 
 fn check_mapping_keys(path: &str, v: &Value, known: &[&str], problems: &mut Vec<String>) {
@@ -1176,6 +1308,20 @@ fn validate(
     };
 
     let alerts = raw.alerts.and_then(|a| validate_alerts(&mut c, a));
+    let fleetlock_client = validate_fleetlock_client(
+        &mut c,
+        RawFleetLockClient {
+            backend: raw.lock_backend,
+            url: raw.fleetlock_url,
+            group: raw.fleetlock_group,
+            id: raw.fleetlock_id,
+            auth: raw.fleetlock_auth,
+        },
+        etcd.is_some(),
+    );
+    let fleetlock = raw
+        .fleetlock
+        .map(|f| validate_fleetlock_server(&mut c, f, etcd.as_ref()));
 
     Config {
         source: source.to_path_buf(),
@@ -1204,6 +1350,8 @@ fn validate(
         log_format,
         dry_run: raw.dry_run.unwrap_or(false),
         alerts,
+        fleetlock_client,
+        fleetlock,
         notes: c.notes,
     }
 }
@@ -1540,34 +1688,12 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, health_timeout: Duration) -> Etc
             insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
         }
     });
-    let mut allow_insecure = false;
-    let auth = raw.auth.map(|a| {
-        allow_insecure = a.allow_insecure.unwrap_or(false);
-        let username = a.username.clone().unwrap_or_default();
-        if username.is_empty() {
-            c.problem("etcd_auth.username", "is required when etcd_auth is set");
-        }
-        let password_file = match &a.password_file {
-            Some(s) => {
-                let p = c.absolute_path("etcd_auth.password_file", s);
-                if p.is_absolute() {
-                    c.existing_file("etcd_auth.password_file", &p);
-                }
-                p
-            }
-            None => {
-                c.problem(
-                    "etcd_auth.password_file",
-                    "is required when etcd_auth is set",
-                );
-                PathBuf::new()
-            }
-        };
-        AuthConfig {
-            username,
-            password_file,
-        }
-    });
+    let allow_insecure = raw
+        .auth
+        .as_ref()
+        .and_then(|a| a.allow_insecure)
+        .unwrap_or(false);
+    let auth = raw.auth.map(|a| validate_auth(c, "etcd_auth", a));
     let endpoints = raw.endpoints.unwrap_or_default();
     if endpoints.is_empty() {
         c.problem(
@@ -1670,6 +1796,39 @@ fn endpoint(c: &mut Checker, path: &str, raw: &str, tls_enabled: bool) -> String
         }
     }
     format!("{scheme}://{rest}")
+}
+
+/// A user name and a password file (`etcd_auth`, `fleetlock_auth`, a
+/// FleetLock group's `auth`); `path` is the section's key path.
+fn validate_auth(c: &mut Checker, path: &str, a: RawAuth) -> AuthConfig {
+    let username = a.username.unwrap_or_default();
+    if username.is_empty() {
+        c.problem(
+            &format!("{path}.username"),
+            format!("is required when {path} is set"),
+        );
+    }
+    let password_file = match &a.password_file {
+        Some(s) => {
+            let key = format!("{path}.password_file");
+            let p = c.absolute_path(&key, s);
+            if p.is_absolute() {
+                c.existing_file(&key, &p);
+            }
+            p
+        }
+        None => {
+            c.problem(
+                &format!("{path}.password_file"),
+                format!("is required when {path} is set"),
+            );
+            PathBuf::new()
+        }
+    };
+    AuthConfig {
+        username,
+        password_file,
+    }
 }
 
 fn validate_policies(c: &mut Checker, raw: RawPolicies) -> ClusterPolicies {
@@ -1859,6 +2018,299 @@ fn notify_template_problems(template: &str) -> Vec<String> {
         problems.push(format!("is not a JSON document once expanded: {e}"));
     }
     problems
+}
+
+// ---------------------------------------------------------------------------
+// FleetLock (issue 13): the agent as a client, and the server's section.
+
+/// The FleetLock client keys of the file, gathered for [`validate_fleetlock_client`].
+struct RawFleetLockClient {
+    backend: Option<String>,
+    url: Option<String>,
+    group: Option<String>,
+    id: Option<String>,
+    auth: Option<RawAuth>,
+}
+
+/// True for a FleetLock group name: `^[a-zA-Z0-9.-]+$` (the protocol's).
+pub fn is_fleetlock_group(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '.' || ch == '-')
+}
+
+/// Why `id` is not a usable FleetLock client id, if it is not: empty, too
+/// long, or carrying control characters (it is logged and shown).
+pub fn fleetlock_id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        Some("must not be empty".into())
+    } else if id.len() > MAX_FLEETLOCK_ID_BYTES {
+        Some(format!(
+            "must be at most {MAX_FLEETLOCK_ID_BYTES} bytes, got {}",
+            id.len()
+        ))
+    } else if id.chars().any(char::is_control) {
+        Some("must not contain control characters".into())
+    } else {
+        None
+    }
+}
+
+fn validate_fleetlock_client(
+    c: &mut Checker,
+    raw: RawFleetLockClient,
+    has_etcd: bool,
+) -> Option<FleetLockClient> {
+    match raw.backend.as_deref() {
+        None | Some("etcd") => {
+            for (key, set) in [
+                ("fleetlock_url", raw.url.is_some()),
+                ("fleetlock_group", raw.group.is_some()),
+                ("fleetlock_id", raw.id.is_some()),
+                ("fleetlock_auth", raw.auth.is_some()),
+            ] {
+                if set {
+                    c.problem(key, "is only used with lock_backend: fleetlock");
+                }
+            }
+            return None;
+        }
+        Some("fleetlock") => {}
+        Some(other) => {
+            c.problem(
+                "lock_backend",
+                format!("must be `etcd` or `fleetlock`, got {other:?}"),
+            );
+            return None;
+        }
+    }
+    if has_etcd {
+        c.problem(
+            "lock_backend",
+            "fleetlock replaces etcd on this host (the FleetLock server reads etcd for it): remove etcd_endpoints",
+        );
+    }
+    let url = match raw.url {
+        Some(u) => {
+            if let Some(problem) = fleetlock_url_problem(&u) {
+                c.problem("fleetlock_url", problem);
+            }
+            u
+        }
+        None => {
+            c.problem("fleetlock_url", "is required with lock_backend: fleetlock");
+            String::new()
+        }
+    };
+    let group = raw
+        .group
+        .unwrap_or_else(|| DEFAULT_FLEETLOCK_GROUP.to_string());
+    if !is_fleetlock_group(&group) {
+        c.problem(
+            "fleetlock_group",
+            format!("{group:?} must match ^[a-zA-Z0-9.-]+$ (the FleetLock protocol)"),
+        );
+    }
+    if let Some(problem) = raw.id.as_deref().and_then(fleetlock_id_problem) {
+        c.problem("fleetlock_id", problem);
+    }
+    let allow_insecure = raw
+        .auth
+        .as_ref()
+        .and_then(|a| a.allow_insecure)
+        .unwrap_or(false);
+    let auth = raw.auth.map(|a| validate_auth(c, "fleetlock_auth", a));
+    if auth.is_some() && !allow_insecure && url.starts_with("http://") {
+        c.problem(
+            "fleetlock_auth",
+            format!(
+                "refusing to send the FleetLock password over plain http ({url}): use an https:// fleetlock_url, or set fleetlock_auth.allow_insecure: true on a network you trust"
+            ),
+        );
+    }
+    Some(FleetLockClient {
+        url,
+        group,
+        id: raw.id,
+        auth,
+    })
+}
+
+/// Why `url` is not a FleetLock base URL, if it is not. A base with a path
+/// must end in `/`: clients resolve `v1/pre-reboot` against it (RFC 3986),
+/// so `http://h/fleetlock` would lose its last segment, in Zincati too.
+fn fleetlock_url_problem(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return Some(format!("must be an http:// or https:// URL, got {url:?}"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() {
+        return Some(format!("has no host: {url:?}"));
+    }
+    if authority.contains('@') {
+        return Some(
+            "must not carry credentials (they would show in logs); use fleetlock_auth".into(),
+        );
+    }
+    if path.contains(['?', '#']) {
+        return Some(format!("must not have a query or a fragment, got {url:?}"));
+    }
+    if !path.is_empty() && !path.ends_with('/') {
+        return Some(format!(
+            "a base URL with a path must end in '/' (v1/pre-reboot is resolved against it), got {url:?}"
+        ));
+    }
+    None
+}
+
+fn validate_fleetlock_server(
+    c: &mut Checker,
+    raw: RawFleetLock,
+    etcd: Option<&EtcdConfig>,
+) -> FleetLockServer {
+    if etcd.is_none() {
+        c.problem(
+            "fleetlock",
+            "the FleetLock server decides against etcd: etcd_endpoints is required",
+        );
+    }
+    let listen_text = raw
+        .listen
+        .unwrap_or_else(|| DEFAULT_FLEETLOCK_LISTEN.to_string());
+    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        c.problem(
+            "fleetlock.listen",
+            format!("must be IP:PORT such as {DEFAULT_FLEETLOCK_LISTEN}, got {listen_text:?}"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 9747))
+    });
+    let max_hold = c.positive_secs(
+        "fleetlock.max_hold_sec",
+        raw.max_hold_sec,
+        DEFAULT_FLEETLOCK_MAX_HOLD_SECS,
+    );
+    let default_warning = DEFAULT_FLEETLOCK_HOLD_WARNING_SECS.min(max_hold.as_secs() / 2);
+    let hold_warning = c.bounded_secs(
+        "fleetlock.hold_warning_sec",
+        raw.hold_warning_sec.unwrap_or(default_warning),
+    );
+    if hold_warning >= max_hold {
+        c.problem(
+            "fleetlock.hold_warning_sec",
+            format!(
+                "must be less than fleetlock.max_hold_sec ({})",
+                max_hold.as_secs()
+            ),
+        );
+    }
+    let (namespace, agents_key, agents_slots) = match etcd {
+        Some(e) => (
+            e.namespace.clone(),
+            e.lock_key.clone(),
+            e.max_concurrent_reboots,
+        ),
+        None => (DEFAULT_ETCD_NAMESPACE.to_string(), String::new(), 1),
+    };
+    let raw_groups = raw
+        .groups
+        .unwrap_or_else(|| BTreeMap::from([(DEFAULT_FLEETLOCK_GROUP.to_string(), None)]));
+    if raw_groups.is_empty() {
+        c.problem("fleetlock.groups", "must name at least one group");
+    }
+    let mut groups: Vec<FleetLockGroup> = Vec::new();
+    for (name, g) in raw_groups {
+        let path = format!("fleetlock.groups.{name}");
+        let g = g.unwrap_or_default();
+        if !is_fleetlock_group(&name) || name == "." || name == ".." {
+            c.problem(
+                &path,
+                format!("{name:?} is not a FleetLock group name (^[a-zA-Z0-9.-]+$, not . or ..)"),
+            );
+        } else if ["pause", "cooldown"].contains(&name.as_str()) || name.starts_with("slot-") {
+            c.problem(
+                &path,
+                format!("{name:?} is reserved: <namespace>/lock/{name} is another key of the lock prefix"),
+            );
+        }
+        let lock_key = match g.lock_key {
+            Some(k) => k.trim_end_matches('/').to_string(),
+            None if name == DEFAULT_FLEETLOCK_GROUP && !agents_key.is_empty() => agents_key.clone(),
+            None => format!("{namespace}/lock/{name}"),
+        };
+        let shared_with_agents = lock_key == agents_key;
+        // The agents' own lock may lie outside the namespace (clusterrebootd's
+        // mutex, with a note); another group's lock must not: `rebootctl
+        // lock` and `unlock` find groups below <namespace>/lock/.
+        if !shared_with_agents && !lock_key.starts_with(&format!("{namespace}/")) {
+            c.problem(
+                &format!("{path}.lock_key"),
+                format!("{lock_key:?} must lie below etcd_namespace {namespace:?}"),
+            );
+        }
+        let slots = match g.slots {
+            Some(n) => {
+                if n == 0 {
+                    c.problem(&format!("{path}.slots"), "must be at least 1");
+                } else if shared_with_agents && n != agents_slots {
+                    c.problem(
+                        &format!("{path}.slots"),
+                        format!(
+                            "{n} differs from max_concurrent_reboots ({agents_slots}), the agents' slot count of the same lock key {lock_key}"
+                        ),
+                    );
+                }
+                n
+            }
+            None if shared_with_agents => agents_slots,
+            None => 1,
+        };
+        if let Some(other) = groups
+            .iter()
+            .find(|o| o.lock_key == lock_key && o.slots != slots)
+        {
+            c.problem(
+                &format!("{path}.slots"),
+                format!(
+                    "{slots} differs from group {}'s {} on the same lock key {lock_key}",
+                    other.name, other.slots
+                ),
+            );
+        }
+        let w = g.windows.unwrap_or_default();
+        let windows = match Windows::parse(
+            w.timezone.as_deref().unwrap_or("local"),
+            w.allow.as_deref().unwrap_or_default(),
+            w.deny.as_deref().unwrap_or_default(),
+        ) {
+            Ok(w) => w,
+            Err(errs) => {
+                c.problems
+                    .extend(errs.into_iter().map(|e| format!("{path}.{e}")));
+                Windows::always_open()
+            }
+        };
+        let auth = g.auth.map(|a| validate_auth(c, &format!("{path}.auth"), a));
+        groups.push(FleetLockGroup {
+            name,
+            lock_key,
+            slots,
+            windows,
+            auth,
+        });
+    }
+    FleetLockServer {
+        listen,
+        max_hold,
+        hold_warning,
+        groups,
+    }
 }
 
 /// Placeholders that may appear in `reboot_command` and hook argv.
@@ -2447,7 +2899,7 @@ mod tests {
                 .unwrap()
                 .notify
             ),
-            "Some(Notify { url: \"https://Chat.example:8443/<redacted>\", events: [\"reboot_started\", \"reboot_completed\", \"reboot_failed\", \"blocked_too_long\", \"reboot_ineffective\", \"node_back\"], blocked_after: 86400s, timeout: 5s, format: Slack })"
+            "Some(Notify { url: \"https://Chat.example:8443/<redacted>\", events: [\"reboot_started\", \"reboot_completed\", \"reboot_failed\", \"blocked_too_long\", \"reboot_ineffective\", \"node_back\", \"fleetlock_hold_expiring\"], blocked_after: 86400s, timeout: 5s, format: Slack })"
         );
     }
 
@@ -2496,6 +2948,168 @@ mod tests {
         assert_eq!(e.max_concurrent_reboots, 1);
         assert_eq!(e.lock_ttl, Duration::from_secs(90));
         assert_eq!(e.watch_idle_timeout, Duration::from_secs(60));
+    }
+
+    const ETCD: &str = "etcd_endpoints: [\"http://127.0.0.1:2379\"]\nmax_concurrent_reboots: 2\n";
+
+    #[test]
+    fn fleetlock_default_group_shares_clusterrebootds_lock_too() {
+        let c = parse(
+            &format!("{MINIMAL}{ETCD}clusterrebootd: {{}}\nfleetlock: {{}}\n"),
+            Path::new("/t.yaml"),
+        )
+        .unwrap();
+        let f = c.fleetlock.unwrap();
+        assert_eq!(f.groups[0].lock_key, "/cluster/clusterrebootd/lock");
+        assert_eq!(f.groups[0].slots, 2);
+        let p = problems(&format!(
+            "{MINIMAL}{ETCD}clusterrebootd: {{}}\nfleetlock: {{groups: {{workers: {{lock_key: /cluster/other}}}}}}\n"
+        ));
+        assert!(
+            p.iter().any(|l| l.starts_with(
+                "fleetlock.groups.workers.lock_key: \"/cluster/other\" must lie below"
+            )),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn fleetlock_server_defaults_share_the_agents_lock() {
+        let c = parse(
+            &format!("{MINIMAL}{ETCD}fleetlock: {{}}\n"),
+            Path::new("/t.yaml"),
+        )
+        .unwrap();
+        let f = c.fleetlock.unwrap();
+        assert_eq!(f.listen.to_string(), DEFAULT_FLEETLOCK_LISTEN);
+        assert_eq!(f.max_hold, Duration::from_secs(3600));
+        assert_eq!(f.hold_warning, Duration::from_secs(300));
+        assert_eq!(f.groups.len(), 1);
+        assert_eq!(f.groups[0].name, "default");
+        assert_eq!(f.groups[0].lock_key, "/rebootctl/lock");
+        assert_eq!(f.groups[0].slots, 2);
+        let c = parse(
+            &format!(
+                "{MINIMAL}{ETCD}fleetlock:\n  max_hold_sec: 60\n  groups:\n    workers: {{windows: {{timezone: UTC, allow: [\"* 03:00-05:00\"]}}}}\n    default:\n"
+            ),
+            Path::new("/t.yaml"),
+        )
+        .unwrap();
+        let f = c.fleetlock.unwrap();
+        assert_eq!(f.hold_warning, Duration::from_secs(30));
+        let names: Vec<(&str, &str, u32)> = f
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.lock_key.as_str(), g.slots))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("default", "/rebootctl/lock", 2),
+                ("workers", "/rebootctl/lock/workers", 1)
+            ]
+        );
+        assert_eq!(f.groups[1].windows.allow_entries(), ["* 03:00-05:00"]);
+    }
+
+    #[test]
+    fn fleetlock_server_problems_name_their_keys() {
+        let p = problems(&format!(
+            "{MINIMAL}fleetlock:\n  listen: nowhere\n  hold_warning_sec: 4000\n  bogus: 1\n  groups:\n    bad/name: {{}}\n    pause: {{}}\n    default: {{slots: 3, lock_key: /elsewhere, typo: 1, windows: {{allow: [\"Mo 25:00-26:00\"]}}}}\n"
+        ));
+        for want in [
+            "fleetlock.bogus: unknown key",
+            "fleetlock.groups.default.typo: unknown key",
+        ] {
+            assert!(
+                p.iter().any(|l| l.starts_with(want)),
+                "{want} not in {p:#?}"
+            );
+        }
+        let p = problems(&format!(
+            "{MINIMAL}fleetlock:\n  listen: nowhere\n  hold_warning_sec: 4000\n  groups:\n    bad/name: {{}}\n    pause: {{}}\n    default: {{slots: 0, lock_key: /elsewhere, windows: {{allow: [\"Mo 25:00-26:00\"]}}}}\n    other: {{lock_key: /rebootctl/lock, slots: 3}}\n"
+        ));
+        for want in [
+            "fleetlock: the FleetLock server decides against etcd",
+            "fleetlock.listen: must be IP:PORT",
+            "fleetlock.hold_warning_sec: must be less than",
+            "fleetlock.groups.bad/name: \"bad/name\" is not a FleetLock group name",
+            "fleetlock.groups.pause: \"pause\" is reserved",
+            "fleetlock.groups.default.slots: must be at least 1",
+            "fleetlock.groups.default.lock_key: \"/elsewhere\" must lie below",
+            "fleetlock.groups.default.windows.allow[0]:",
+        ] {
+            assert!(
+                p.iter().any(|l| l.starts_with(want)),
+                "{want} not in {p:#?}"
+            );
+        }
+        let p = problems(&format!(
+            "{MINIMAL}{ETCD}fleetlock:\n  groups:\n    default: {{slots: 3}}\n"
+        ));
+        assert!(
+            p.iter()
+                .any(|l| l.contains("differs from max_concurrent_reboots (2)")),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn fleetlock_client_keys() {
+        let c = parse(
+            &format!(
+                "{MINIMAL}lock_backend: fleetlock\nfleetlock_url: \"https://fl.example/base/\"\n"
+            ),
+            Path::new("/t.yaml"),
+        )
+        .unwrap();
+        assert!(!c.is_cluster());
+        let f = c.fleetlock_client.unwrap();
+        assert_eq!(f.url, "https://fl.example/base/");
+        assert_eq!(f.group, "default");
+        assert_eq!(f.id, None);
+        let cases = [
+            ("lock_backend: fleetlock\n", "fleetlock_url: is required"),
+            (
+                "lock_backend: zookeeper\n",
+                "lock_backend: must be `etcd` or `fleetlock`",
+            ),
+            (
+                "fleetlock_url: \"http://x/\"\n",
+                "fleetlock_url: is only used with",
+            ),
+            (
+                "lock_backend: fleetlock\nfleetlock_url: \"http://x/base\"\n",
+                "must end in '/'",
+            ),
+            (
+                "lock_backend: fleetlock\nfleetlock_url: \"http://u:p@x/\"\n",
+                "must not carry credentials",
+            ),
+            (
+                "lock_backend: fleetlock\nfleetlock_url: \"ftp://x/\"\n",
+                "must be an http:// or https:// URL",
+            ),
+            (
+                "lock_backend: fleetlock\nfleetlock_url: \"http://x\"\nfleetlock_group: \"a b\"\n",
+                "fleetlock_group: \"a b\" must match",
+            ),
+            (
+                "lock_backend: fleetlock\nfleetlock_url: \"http://x\"\nfleetlock_id: \"\"\n",
+                "fleetlock_id: must not be empty",
+            ),
+            (
+                "lock_backend: fleetlock\nfleetlock_url: \"http://x\"\netcd_endpoints: [\"http://127.0.0.1:2379\"]\n",
+                "lock_backend: fleetlock replaces etcd",
+            ),
+        ];
+        for (extra, want) in cases {
+            let p = problems(&format!("{MINIMAL}{extra}"));
+            assert!(
+                p.iter().any(|l| l.contains(want)),
+                "{extra}: {want} not in {p:#?}"
+            );
+        }
     }
 
     #[test]
@@ -2601,5 +3215,8 @@ mod tests {
         assert!(deserialize_fragment::<RawWindows>(&all_null(WINDOW_KEYS)).is_ok());
         assert!(deserialize_fragment::<RawMetrics>(&all_null(METRICS_KEYS)).is_ok());
         assert!(deserialize_fragment::<RawAlerts>(&all_null(ALERTS_KEYS)).is_ok());
+        assert!(deserialize_fragment::<RawFleetLock>(&all_null(FLEETLOCK_KEYS)).is_ok());
+        assert!(deserialize_fragment::<RawFleetLockGroup>(&all_null(FLEETLOCK_GROUP_KEYS)).is_ok());
+        assert!(deserialize_fragment::<RawAuth>(&all_null(FLEETLOCK_GROUP_AUTH_KEYS)).is_ok());
     }
 }

@@ -8,8 +8,11 @@
 //! cli → agent → pass → { cluster → etcd, host }
 //! ```
 //!
-//! with the leaves `config`, `error`, `time`, `window`, `backoff` and
-//! `logging` usable from every layer. `testing` is the test harness.
+//! with the leaves `config`, `error`, `time`, `window`, `backoff`,
+//! `logging`, `matcher` and `exposition` usable from every layer. `alerts`
+//! (Alertmanager, Prometheus) sits beside `host`, used by `pass`;
+//! `fleetlock` (issue 13) beside `pass`: its server uses `cluster`, its
+//! client is used by `pass`. `testing` is the test harness.
 
 pub mod agent;
 pub mod alerts;
@@ -19,6 +22,8 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod etcd;
+pub mod exposition;
+pub mod fleetlock;
 pub mod host;
 pub mod logging;
 pub mod matcher;

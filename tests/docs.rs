@@ -154,18 +154,40 @@ fn commands() -> Vec<String> {
     cmds
 }
 
-/// `(options, positionals)` of a subcommand, options with their dashes.
-fn options_of(cmd: &str) -> (Vec<String>, Vec<String>) {
-    let help = help_of(&[cmd, "--help"]);
+/// `(options, positionals)` of a subcommand (`["fleetlock", "serve"]` for
+/// a nested one), options with their dashes.
+fn options_of(cmd: &[&str]) -> (Vec<String>, Vec<String>) {
+    let mut args = cmd.to_vec();
+    args.push("--help");
+    let help = help_of(&args);
     let opts: Vec<String> = help_entries(&help, "Options:")
         .into_iter()
         .filter(|o| o.starts_with("--"))
         .collect();
     assert!(
         opts.iter().any(|o| o == "--help"),
-        "cannot parse `rebootctl {cmd} --help`:\n{help}"
+        "cannot parse `rebootctl {} --help`:\n{help}",
+        cmd.join(" ")
     );
     (opts, help_entries(&help, "Positional Arguments:"))
+}
+
+/// The subcommands of a command that has its own (`fleetlock serve`).
+fn subcommands_of(cmd: &str) -> Vec<String> {
+    help_entries(&help_of(&[cmd, "--help"]), "Commands:")
+}
+
+/// The command an item head names: the words after `Cm` up to the first
+/// macro (`Cm fleetlock serve Op Fl -config` gives `fleetlock serve`).
+fn cm_words(head: &str) -> Option<String> {
+    let mut words = head.split_whitespace();
+    if words.next() != Some("Cm") {
+        return None;
+    }
+    let names: Vec<&str> = words
+        .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .collect();
+    (!names.is_empty()).then(|| names.join(" "))
 }
 
 /// The SYNOPSIS of rebootctl(8) as `(command, lines of its block)`.
@@ -222,10 +244,24 @@ fn every_command_and_option_is_in_rebootctl_8() {
         .filter_map(|i| head_arg(&i.head, "Cm"))
         .collect();
     let cmds = commands();
+    // A command with subcommands of its own is documented per subcommand.
+    let mut paths: Vec<Vec<String>> = Vec::new();
     for cmd in &cmds {
         if !documented.contains(cmd.as_str()) {
             problems.push(format!("COMMANDS: no `.It Cm {cmd}`"));
         }
+        let subs = if cmd == "help" {
+            Vec::new()
+        } else {
+            subcommands_of(cmd)
+        };
+        if subs.is_empty() {
+            paths.push(vec![cmd.clone()]);
+        }
+        paths.extend(subs.into_iter().map(|s| vec![cmd.clone(), s]));
+    }
+    for path in &paths {
+        let cmd = &path.join(" ");
         let Some((_, block)) = synopsis.iter().find(|(c, _)| c == cmd) else {
             problems.push(format!("SYNOPSIS: no `.Nm` / `.Cm {cmd}` block"));
             continue;
@@ -233,7 +269,8 @@ fn every_command_and_option_is_in_rebootctl_8() {
         if cmd == "help" {
             continue;
         }
-        let (opts, positionals) = options_of(cmd);
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        let (opts, positionals) = options_of(&path);
         let in_synopsis: BTreeSet<String> = block.iter().flat_map(|l| flags_in(l)).collect();
         for o in opts.iter().filter(|o| *o != "--help") {
             if !in_synopsis.contains(o) {
@@ -284,8 +321,8 @@ fn command_option_items(all: &[Item], cmd: &str) -> BTreeSet<String> {
     let mut current = None;
     for i in all.iter().filter(|i| i.section == "COMMANDS") {
         if i.depth == 1 {
-            current = head_arg(&i.head, "Cm");
-        } else if i.depth == 2 && current == Some(cmd) {
+            current = cm_words(&i.head);
+        } else if i.depth == 2 && current.as_deref() == Some(cmd) {
             if let Some(f) = head_arg(&i.head, "Fl") {
                 out.insert(format!("-{f}"));
             }
@@ -527,6 +564,7 @@ fn every_json_field_is_in_rebootctl_8() {
             phase: SlotPhase::Rebooting,
             acquired_at: "2026-01-01T00:00:00Z".into(),
             limit: 1,
+            group: String::new(),
         }),
         raw: String::new(),
         create_revision: 1,
@@ -546,11 +584,23 @@ fn every_json_field_is_in_rebootctl_8() {
             phase: SlotPhase::Rebooting,
             acquired_at: "2026-01-01T00:00:00Z".into(),
             limit: 0,
+            group: String::new(),
         }),
         raw: String::new(),
         create_revision: 2,
         mod_revision: 2,
         lease: 0x694d7c8e8f3a2b04,
+    };
+    // A FleetLock client's slot in a group of its own.
+    let fleetlock_slot = Slot {
+        key: "/rebootctl/lock/workers/slot-0".into(),
+        value: Some(SlotValue::fleetlock(
+            "c988d2509fdf4cdcbed39037c56406fb",
+            "workers",
+            "2026-01-01T00:00:00Z",
+            1,
+        )),
+        ..slot.clone()
     };
     let state = LockState {
         slots: vec![slot],
@@ -559,7 +609,12 @@ fn every_json_field_is_in_rebootctl_8() {
         mutex_waiters: 0,
         revision: 2,
     };
-    let lock = rebootctl::cli::render::lock_json(&state, 2);
+    let lock = rebootctl::cli::render::lock_json(&rebootctl::cli::render::LockView {
+        state,
+        own: 2,
+        expires_in: [(fleetlock_slot.key.clone(), 60)].into_iter().collect(),
+        others: vec![fleetlock_slot],
+    });
     let node = NodeSummary {
         node: "web-1".into(),
         registered_at: "2026-01-01T00:00:00Z".into(),
@@ -572,6 +627,8 @@ fn every_json_field_is_in_rebootctl_8() {
         holding_slot: false,
         slot_phase: None,
         last_reboot: None,
+        kind: SlotKind::Agent,
+        group: None,
     };
     // As `rebootctl nodes --json` prints it.
     let nodes = serde_json::json!({ "nodes": [node] });

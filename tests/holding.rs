@@ -3,14 +3,15 @@
 //! `into_rebooting` keeps it, and a failed switch hands the slot back still
 //! held, so the caller can undo its hook before anyone else takes it. A
 //! holding past its checking deadline is given up (its lease revoked) and
-//! can never be switched.
+//! can never be switched. An agent's own slot is a slot of kind agent: a
+//! FleetLock client's slot under the same name is never adopted (issue 13).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rebootctl::cluster::Cluster;
 use rebootctl::cluster::holding::{Holding, Taken};
-use rebootctl::cluster::lock::{SlotKind, SlotPhase, SlotValue};
+use rebootctl::cluster::lock::{Acquire, SlotKind, SlotPhase, SlotValue};
 use rebootctl::error::Error;
 use rebootctl::testing::etcd::{EtcdServer, poll_until};
 
@@ -18,10 +19,15 @@ use rebootctl::testing::etcd::{EtcdServer, poll_until};
 const DEADLINE: Duration = Duration::from_secs(600);
 
 fn cluster(etcd: &EtcdServer, node: &str) -> Cluster {
+    cluster_of(etcd, node, 1)
+}
+
+fn cluster_of(etcd: &EtcdServer, node: &str, limit: u32) -> Cluster {
     let text = format!(
         "node_name: {node}\n\
          reboot_required_detectors: [{{type: file, path: /run/reboot-required}}]\n\
-         etcd_endpoints: [\"{}\"]\n",
+         etcd_endpoints: [\"{}\"]\n\
+         max_concurrent_reboots: {limit}\n",
         etcd.endpoint
     );
     let cfg = rebootctl::config::parse(&text, Path::new("/holding-test.yaml")).unwrap();
@@ -38,6 +44,7 @@ fn value(node: &str) -> SlotValue {
         machine_id: String::new(),
         kind: SlotKind::Agent,
         limit: 1,
+        group: String::new(),
     }
 }
 
@@ -151,4 +158,47 @@ fn a_holding_past_its_checking_deadline_is_given_up_and_never_switched() {
     assert!(not.error.to_string().contains("deadline"), "{}", not.error);
     drop(not);
     assert!(phases(&c).is_empty());
+}
+
+#[test]
+fn an_agent_never_adopts_a_fleetlock_slot_of_its_name() {
+    let etcd = EtcdServer::start();
+    let c = cluster_of(&etcd, "c988d2509fdf4cdcbed39037c56406fb", 2);
+    let id = "c988d2509fdf4cdcbed39037c56406fb";
+    // A FleetLock client holds a slot under the very name of this agent.
+    let lease = c.client.lease_grant(Duration::from_secs(60)).unwrap().id;
+    let client = SlotValue::fleetlock(id, "default", "2026-11-27T10:00:00Z", 2);
+    let Ok(Acquire::Held(theirs)) = c.lock.acquire(&client, lease) else {
+        panic!("the FleetLock client did not get a slot");
+    };
+    assert!(theirs.is_fleetlock());
+    assert!(!theirs.is_agent(id));
+    // Not the agent's: `find` does not return it ...
+    assert_eq!(c.lock.find(id).unwrap(), None);
+    // ... and acquiring takes another slot, leaving the client's alone.
+    let mine = take(&c, id);
+    assert_ne!(mine.slot().key, theirs.key);
+    assert_eq!(mine.slot().kind(), Some(SlotKind::Agent));
+    assert_eq!(
+        c.lock.find(id).unwrap().map(|s| s.key),
+        Some(mine.slot().key.clone())
+    );
+    let (slots, _) = c.lock.holders().unwrap();
+    let still = slots.iter().find(|s| s.key == theirs.key).unwrap();
+    assert_eq!(still.value, theirs.value);
+    assert_eq!(still.mod_revision, theirs.mod_revision);
+    assert_eq!(still.lease, lease);
+    drop(mine);
+    // With one slot in force, the client's slot makes the lock busy for
+    // the agent of the same name (it is counted, not adopted).
+    let one = cluster_of(&etcd, id, 1);
+    let Taken::Busy(holders) = one
+        .take_slot(&value(id), Duration::from_secs(30), DEADLINE)
+        .unwrap()
+    else {
+        panic!("the agent took a second slot beyond the limit");
+    };
+    assert_eq!(holders.len(), 1);
+    assert!(holders[0].is_fleetlock());
+    assert!(c.lock.release(&theirs).unwrap());
 }

@@ -8,30 +8,49 @@
 //! cli → agent → pass → { cluster → etcd, host }
 //! ```
 //!
-//! The leaves (`config`, `error`, `time`, `window`, `backoff`, `logging`)
-//! may be used by every layer and may use each other, without a cycle.
+//! The leaves (`config`, `error`, `time`, `window`, `backoff`, `logging`,
+//! `matcher`, `exposition`) may be used by every layer and may use each
+//! other, without a cycle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
 /// The top-level files every layer may use.
-const LEAVES: [&str; 7] = [
-    "backoff", "config", "error", "logging", "matcher", "time", "window",
+const LEAVES: [&str; 8] = [
+    "backoff",
+    "config",
+    "error",
+    "exposition",
+    "logging",
+    "matcher",
+    "time",
+    "window",
 ];
 
 /// Each folder and the folders it may import (leaves are always allowed).
-const FOLDERS: [(&str, &[&str]); 8] = [
+const FOLDERS: [(&str, &[&str]); 9] = [
     ("etcd", &[]),
     ("host", &[]),
     // Clients of Alertmanager and Prometheus: beside host/, used by pass/.
     ("alerts", &[]),
     ("cluster", &["etcd"]),
-    ("pass", &["alerts", "cluster", "host"]),
+    // Issue 13: the server uses cluster/ (and host/ for notifications),
+    // the client is used by pass/.
+    ("fleetlock", &["cluster", "etcd", "host"]),
+    ("pass", &["alerts", "cluster", "host", "fleetlock"]),
     ("agent", &["pass", "alerts", "cluster", "host", "etcd"]),
     (
         "cli",
-        &["agent", "pass", "alerts", "cluster", "host", "etcd"],
+        &[
+            "agent",
+            "pass",
+            "alerts",
+            "cluster",
+            "host",
+            "etcd",
+            "fleetlock",
+        ],
     ),
     // The test harness shared by tests/ and examples/; nothing imports it.
     ("testing", &["etcd"]),

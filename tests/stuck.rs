@@ -136,6 +136,7 @@ fn holder(phase: SlotPhase) -> SlotValue {
         machine_id: "m1".into(),
         kind: SlotKind::Agent,
         limit: 1,
+        group: String::new(),
     }
 }
 

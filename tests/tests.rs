@@ -14,6 +14,7 @@ mod docs;
 mod dry_run;
 mod etcd_client;
 mod fleet;
+mod fleetlock;
 mod holding;
 mod kernel_detector;
 mod keyspace;

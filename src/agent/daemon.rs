@@ -48,13 +48,21 @@ pub fn run(cfg: Config, opts: Options) -> Result<u8> {
         "rebootctl {} started: node {}, {} mode{}{}",
         env!("CARGO_PKG_VERSION"),
         cfg.node_name,
-        if cfg.is_cluster() { "cluster" } else { "local" },
+        if cfg.is_cluster() {
+            "cluster"
+        } else if cfg.fleetlock_client.is_some() {
+            "fleetlock client"
+        } else {
+            "local"
+        },
         if opts.dry_run || cfg.dry_run { ", dry-run" } else { "" },
         match &server {
             Some(s) => format!(", metrics on http://{}/metrics", s.local_addr()),
             None => String::new(),
         }
     );
+    // FleetLock client (issue 13): steady-state first, as Zincati does.
+    pass::fleetlock::steady_state_on_start(&cfg);
     let mut daemon = Daemon {
         cfg,
         opts,
@@ -338,6 +346,7 @@ impl Daemon {
                     state_dir: self.cfg.state_dir.clone(),
                     boot_id_file: self.cfg.boot_id_file.clone(),
                     machine_id_file: self.cfg.machine_id_file.clone(),
+                    fleetlock_client: self.cfg.fleetlock_client.clone(),
                     ..new
                 };
                 if let Some(h) = &self.heartbeat {

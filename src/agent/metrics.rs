@@ -8,7 +8,6 @@
 //! an idle daemon costs no CPU; `stop` unblocks and joins it.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
+use crate::exposition::{bool_value, family, format_value, sample};
 use crate::pass::outcome::Block;
 
 /// Upper bounds (seconds) of the `rebootctl_lock_acquire_seconds` buckets,
@@ -25,7 +25,7 @@ pub const LOCK_ACQUIRE_BUCKETS_SECS: [f64; 15] = [
 ];
 
 /// The Content-Type of the text exposition format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub use crate::exposition::CONTENT_TYPE;
 
 /// How long the server thread waits after an accept error before the next
 /// `recv`, so a persistent error (out of file descriptors) cannot spin a core.
@@ -349,67 +349,6 @@ impl Metrics {
         );
 
         out
-    }
-}
-
-fn bool_value(b: bool) -> f64 {
-    if b { 1.0 } else { 0.0 }
-}
-
-/// Writes the `# HELP` and `# TYPE` lines of a family.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    // HELP text escapes only backslash and newline.
-    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Writes one sample line.
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(k);
-            out.push_str("=\"");
-            out.push_str(&escape_label_value(v));
-            out.push('"');
-        }
-        out.push('}');
-    }
-    out.push(' ');
-    out.push_str(&format_value(value));
-    out.push('\n');
-}
-
-/// Escapes a label value: backslash, double quote and newline.
-fn escape_label_value(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
-/// Formats a sample value the way Prometheus parses it (Go float syntax).
-fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v == f64::INFINITY {
-        "+Inf".to_string()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".to_string()
-    } else {
-        // Rust's Display never uses an exponent and round-trips exactly.
-        format!("{v}")
     }
 }
 

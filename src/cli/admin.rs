@@ -1,11 +1,14 @@
 //! The admin commands of cluster mode (SPEC §2): `lock`, `unlock`,
 //! `pause`, `resume`, `nodes` and `forget`, each one etcd connection and a
-//! few reads or writes through [`crate::cluster::Cluster`].
+//! few reads or writes through [`crate::cluster::Cluster`]. `lock`, `nodes`
+//! and `unlock` also cover FleetLock clients (issue 13).
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 
 use crate::cluster::Cluster;
+use crate::cluster::lock::Slot;
 use crate::cluster::records::PauseRecord;
 use crate::config::Config;
 use crate::error::{EXIT_OK, Error, Result};
@@ -29,15 +32,37 @@ fn admin(config: Option<&Path>, command: &str) -> Result<(Config, Cluster)> {
     Ok((cfg, cluster))
 }
 
-/// `rebootctl lock`.
+/// `rebootctl lock`: the agents' lock, then every other lock below
+/// `<ns>/lock/` (FleetLock groups).
 pub(super) fn lock(a: LockArgs) -> Result<u8> {
     let (_cfg, cluster) = admin(a.config.as_deref(), "lock")?;
     let state = cluster.lock.state()?;
-    let own = cluster.lock.slot_count();
+    let others: Vec<Slot> = cluster
+        .all_slots()?
+        .into_iter()
+        .filter(|s| s.lock_key() != cluster.lock.lock_key())
+        .collect();
+    let mut expires_in = BTreeMap::new();
+    for s in state
+        .slots
+        .iter()
+        .chain(&others)
+        .filter(|s| s.is_fleetlock())
+    {
+        if let Some(ttl) = cluster.client.lease_time_to_live(s.lease)? {
+            expires_in.insert(s.key.clone(), ttl);
+        }
+    }
+    let view = render::LockView {
+        state,
+        own: cluster.lock.slot_count(),
+        others,
+        expires_in,
+    };
     if a.json {
-        print_json(&render::lock_json(&state, own))?;
+        print_json(&render::lock_json(&view))?;
     } else {
-        print_text(&render::lock_text(&state, own))?;
+        print_text(&render::lock_text(&view))?;
     }
     Ok(EXIT_OK)
 }
@@ -45,7 +70,14 @@ pub(super) fn lock(a: LockArgs) -> Result<u8> {
 /// `rebootctl unlock`.
 pub(super) fn unlock(a: UnlockArgs) -> Result<u8> {
     let (_cfg, cluster) = admin(a.config.as_deref(), "unlock")?;
-    let (slots, _) = cluster.lock.holders()?;
+    let (mut slots, _) = cluster.lock.holders()?;
+    // FleetLock clients (and agents of other lock groups) hold slots of
+    // other lock keys below <ns>/lock/.
+    for s in cluster.all_slots()? {
+        if !slots.iter().any(|o| o.key == s.key) {
+            slots.push(s);
+        }
+    }
     let held: Vec<_> = slots.into_iter().filter(|s| s.node() == a.node).collect();
     if held.is_empty() {
         return Err(Error::Runtime(format!("{} holds no lock slot", a.node)));
@@ -73,6 +105,10 @@ pub(super) fn unlock(a: UnlockArgs) -> Result<u8> {
     for slot in &held {
         if cluster.lock.release(slot)? {
             println!("released {} (held by {})", slot.key, a.node);
+            // A FleetLock hold has a lease of its own: nothing else uses it.
+            if slot.is_fleetlock() {
+                cluster.client.lease_revoke(slot.lease)?;
+            }
         } else {
             println!("{} changed meanwhile; not released", slot.key);
         }
@@ -116,7 +152,9 @@ pub(super) fn resume(a: ResumeArgs) -> Result<u8> {
 /// `rebootctl nodes`.
 pub(super) fn nodes(a: NodesArgs) -> Result<u8> {
     let (_cfg, cluster) = admin(a.config.as_deref(), "nodes")?;
-    let nodes = cluster.node_summaries()?;
+    let mut nodes = cluster.node_summaries()?;
+    // FleetLock clients are not registered: those holding a slot follow.
+    nodes.extend(cluster.fleetlock_summaries()?);
     if a.json {
         print_json(&serde_json::json!({ "nodes": nodes }))?;
     } else {

@@ -48,6 +48,7 @@ enum Command {
     Rollout(RolloutArgs),
     Forget(ForgetArgs),
     ClearLoop(ClearLoopArgs),
+    FleetLock(FleetLockArgs),
     Version(VersionArgs),
 }
 
@@ -217,6 +218,31 @@ struct ForgetArgs {
 }
 
 #[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "fleetlock")]
+/// FleetLock (the reboot lock protocol of Zincati on Fedora CoreOS) over
+/// rebootctl's lock in etcd.
+struct FleetLockArgs {
+    #[argh(subcommand)]
+    command: FleetLockCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum FleetLockCommand {
+    Serve(FleetLockServeArgs),
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "serve")]
+/// Serve the FleetLock protocol for the groups of the configuration's
+/// fleetlock section until SIGTERM/SIGINT; SIGHUP reloads the file.
+struct FleetLockServeArgs {
+    /// configuration file (default: $REBOOTCTL_CONFIG, else /etc/rebootctl/config.yaml)
+    #[argh(option)]
+    config: Option<PathBuf>,
+}
+
+#[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "clear-loop")]
 /// Allow one more reboot for a need that survived the last completed
 /// reboot (blocked as reboot_ineffective). Local state only; does not lift
@@ -310,6 +336,9 @@ fn dispatch(command: Command) -> Result<u8> {
         Command::Rollout(a) => show_rollout(a),
         Command::Forget(a) => admin::forget(a),
         Command::ClearLoop(a) => clear_loop(a),
+        Command::FleetLock(FleetLockArgs {
+            command: FleetLockCommand::Serve(a),
+        }) => fleetlock_serve(a),
         Command::Version(_) => {
             println!("{}", version_line());
             Ok(EXIT_OK)
@@ -355,6 +384,7 @@ fn run(a: RunArgs) -> Result<u8> {
         let signals = crate::agent::events::SignalThread::start(tx)?;
         let cluster = connect(&cfg)?;
         let notifier = Notifier::new(cfg.notify.as_ref(), &cfg.node_name);
+        pass::fleetlock::steady_state_on_start(&cfg);
         let result = pass::run_pass(&cfg, opts, cluster.as_ref(), &notifier);
         notifier.shutdown(cfg.notify.as_ref().map(|n| n.timeout).unwrap_or_default());
         signals.close();
@@ -363,6 +393,38 @@ fn run(a: RunArgs) -> Result<u8> {
         return Ok(report.outcome.exit_code());
     }
     crate::agent::daemon::run(cfg, opts)
+}
+
+/// `rebootctl fleetlock serve`: the server on this thread, signals
+/// forwarded to it from the signal thread.
+fn fleetlock_serve(a: FleetLockServeArgs) -> Result<u8> {
+    use crate::agent::events::{Event, SignalThread};
+    let cfg = load(a.config.as_deref(), log::LevelFilter::Info, true)?;
+    let server = crate::fleetlock::server::Server::bind(cfg)?;
+    let handle = server.handle();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let signals = SignalThread::start(tx)?;
+    let forward = std::thread::Builder::new()
+        .name("fleetlock-signals".into())
+        .spawn(move || {
+            for event in rx {
+                match event {
+                    Event::Stop(sig) => {
+                        log::info!(event = "signal", signal = sig; "received signal {sig}");
+                        handle.stop();
+                        return;
+                    }
+                    Event::Reload => handle.reload(),
+                    Event::Wake { .. } | Event::Heartbeat { .. } => {}
+                }
+            }
+        })
+        .map_err(|e| Error::Runtime(format!("cannot start the signal forwarder: {e}")))?;
+    let result = server.run();
+    // Closing the signal thread drops its sender: the forwarder ends.
+    signals.close();
+    let _ = forward.join();
+    result.map(|()| EXIT_OK)
 }
 
 fn status(a: StatusArgs) -> Result<u8> {
@@ -410,6 +472,7 @@ fn validate(a: ValidateArgs) -> Result<u8> {
             e.max_concurrent_reboots,
             plural(e.max_concurrent_reboots as usize)
         ),
+        None if cfg.fleetlock_client.is_some() => "FleetLock client mode".to_string(),
         None => "local mode".to_string(),
     };
     let verdict = format!(

@@ -2,12 +2,13 @@
 //! table, and their `--json` documents. Human output fits an 80-column ssh
 //! session; JSON field names are stable (documented in rebootctl(8)).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
 use crate::cluster::NodeSummary;
-use crate::cluster::lock::LockState;
+use crate::cluster::lock::{LockState, Slot, SlotKind};
 use crate::host::detector::{DetectorReport, Need, Verdict};
 use crate::pass::outcome::Outcome;
 use crate::pass::report::{PassReport, StepState};
@@ -218,12 +219,44 @@ pub fn simulate_json(reports: &[DetectorReport], need: &Need) -> Value {
     })
 }
 
+/// What `rebootctl lock` shows: the agents' lock (its slots and the owner
+/// of a mutex below it) and every other lock below `<ns>/lock/` (FleetLock
+/// groups, other lock groups), with the time left on the lease of each
+/// FleetLock hold.
+#[derive(Debug, Clone)]
+pub struct LockView {
+    /// The agents' lock as read.
+    pub state: LockState,
+    /// This host's `max_concurrent_reboots`.
+    pub own: u32,
+    /// Slots of other lock keys (FleetLock groups), sorted by key.
+    pub others: Vec<Slot>,
+    /// Seconds left on the lease of each FleetLock hold, by slot key.
+    pub expires_in: BTreeMap<String, i64>,
+}
+
+impl LockView {
+    /// The other lock keys, in order, each with its slots.
+    fn other_locks(&self) -> Vec<(&str, Vec<&Slot>)> {
+        let mut out: Vec<(&str, Vec<&Slot>)> = Vec::new();
+        for s in &self.others {
+            match out.last_mut() {
+                Some((key, slots)) if *key == s.lock_key() => slots.push(s),
+                _ => out.push((s.lock_key(), vec![s])),
+            }
+        }
+        out
+    }
+}
+
 /// The human `lock` listing: the count against the limit in force, one
 /// row per slot, and the owner of a mutex below the lock key
-/// (clusterrebootd, `etcdctl lock`) when there is one. `own` is this host's
-/// `max_concurrent_reboots`.
-pub fn lock_text(state: &LockState, own: u32) -> String {
+/// (clusterrebootd, `etcdctl lock`) when there is one; then the other lock
+/// keys below `<ns>/lock/` (FleetLock groups) with their slots.
+pub fn lock_text(view: &LockView) -> String {
     let mut out = String::new();
+    let state = &view.state;
+    let own = view.own;
     let limit = state.limit(own);
     let _ = write!(
         out,
@@ -238,37 +271,11 @@ pub fn lock_text(state: &LockState, own: u32) -> String {
         );
     }
     out.push('\n');
-    if state.held() == 0 {
-        return out;
+    if state.held() > 0 {
+        slot_header(&mut out);
     }
-    let _ = writeln!(
-        out,
-        "{:<5} {:<16} {:<10} {:>8} {:<12} BOOT ID",
-        "SLOT", "NODE", "PHASE", "PID", "HELD FOR"
-    );
-    for s in &state.slots {
-        match &s.value {
-            Some(v) => {
-                let _ = writeln!(
-                    out,
-                    "{:<5} {:<16} {:<10} {:>8} {:<12} {}",
-                    s.index,
-                    truncate(&v.node, 16),
-                    v.phase.as_str(),
-                    v.pid,
-                    human_age(&v.acquired_at, jiff::Timestamp::now()),
-                    truncate(&v.boot_id, 24)
-                );
-            }
-            None => {
-                push_wrapped(
-                    &mut out,
-                    &format!("{:<5} ", s.index),
-                    &format!("unreadable value: {}", s.raw),
-                );
-            }
-        }
-    }
+    let all: Vec<&Slot> = state.slots.iter().collect();
+    slot_rows(&mut out, &all, view);
     if let Some(m) = &state.mutex_owner {
         let v = m.value.as_ref();
         let node = v.map(|v| v.node.as_str()).filter(|n| !n.is_empty());
@@ -279,9 +286,9 @@ pub fn lock_text(state: &LockState, own: u32) -> String {
             .map(|a| human_age(a, jiff::Timestamp::now()));
         let _ = writeln!(
             out,
-            "{:<5} {:<16} {:<10} {:>8} {:<12} {}",
+            "{:<5} {:<NODE_COLUMNS$} {:<10} {:>8} {:<12} {}",
             "mutex",
-            truncate(node.unwrap_or("?"), 16),
+            truncate(node.unwrap_or("?"), NODE_COLUMNS),
             if state.mutex_owner_waits {
                 "waiting"
             } else {
@@ -305,29 +312,124 @@ pub fn lock_text(state: &LockState, own: u32) -> String {
             if state.mutex_waiters == 1 { "" } else { "s" }
         );
     }
+    for (key, slots) in view.other_locks() {
+        let groups: BTreeSet<&str> = slots
+            .iter()
+            .filter_map(|s| s.value.as_ref())
+            .filter(|v| !v.group.is_empty())
+            .map(|v| v.group.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n{key}: {} slot{} held{}",
+            slots.len(),
+            if slots.len() == 1 { "" } else { "s" },
+            if groups.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (FleetLock group {})",
+                    groups.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            }
+        );
+        slot_header(&mut out);
+        slot_rows(&mut out, &slots, view);
+    }
     out
 }
 
-/// The `lock --json` document (`own`: this host's `max_concurrent_reboots`).
-pub fn lock_json(state: &LockState, own: u32) -> Value {
+/// The width of the node column of the `lock` and `nodes` tables.
+const NODE_COLUMNS: usize = 16;
+
+/// The header line of a `lock` table.
+fn slot_header(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "{:<5} {:<NODE_COLUMNS$} {:<10} {:>8} {:<12} BOOT ID",
+        "SLOT", "NODE", "PHASE", "PID", "HELD FOR"
+    );
+}
+
+/// The rows of `slots`: agents with their pid and boot id, FleetLock
+/// clients with the time left on their hold and a second line with their
+/// group and full id (a FleetLock id is 32 digits, wider than the column;
+/// `unlock` needs all of it).
+fn slot_rows(out: &mut String, slots: &[&Slot], view: &LockView) {
+    let now = jiff::Timestamp::now();
+    for s in slots {
+        let Some(v) = &s.value else {
+            push_wrapped(
+                out,
+                &format!("{:<5} ", s.index),
+                &format!("unreadable value: {}", s.raw),
+            );
+            continue;
+        };
+        let fleetlock = s.is_fleetlock();
+        let (pid, last) = if fleetlock {
+            let left = view
+                .expires_in
+                .get(&s.key)
+                .map(|t| {
+                    format!(
+                        "expires in {}",
+                        human_duration(std::time::Duration::from_secs(t.max(&0).unsigned_abs()))
+                    )
+                })
+                .unwrap_or_default();
+            ("-".to_string(), left)
+        } else {
+            (v.pid.to_string(), truncate(&v.boot_id, 24))
+        };
+        let _ = writeln!(
+            out,
+            "{:<5} {:<NODE_COLUMNS$} {:<10} {:>8} {:<12} {last}",
+            s.index,
+            truncate(&v.node, NODE_COLUMNS),
+            v.phase.as_str(),
+            pid,
+            human_age(&v.acquired_at, now),
+        );
+        if fleetlock {
+            push_wrapped(
+                out,
+                "      ",
+                &format!("FleetLock client {} (group {})", v.node, v.group),
+            );
+        }
+    }
+}
+
+/// One holder of the `lock --json` document.
+fn holder_json(s: &Slot, view: &LockView) -> Value {
+    json!({
+        "slot": s.index,
+        "key": s.key,
+        "kind": s.value.as_ref().map(|v| v.kind.as_str()),
+        "node": s.value.as_ref().map(|v| v.node.clone()),
+        "pid": s.value.as_ref().map(|v| v.pid),
+        "boot_id": s.value.as_ref().map(|v| v.boot_id.clone()),
+        "phase": s.value.as_ref().map(|v| v.phase.as_str()),
+        "acquired_at": s.value.as_ref().map(|v| v.acquired_at.clone()),
+        "machine_id": s.value.as_ref().map(|v| v.machine_id.clone()),
+        "limit": s.value.as_ref().map(|v| v.limit),
+        "group": s.value.as_ref().filter(|v| !v.group.is_empty()).map(|v| v.group.clone()),
+        "expires_in_sec": view.expires_in.get(&s.key),
+        "raw": if s.value.is_none() { Value::from(s.raw.as_str()) } else { Value::Null },
+    })
+}
+
+/// The `lock --json` document.
+pub fn lock_json(view: &LockView) -> Value {
+    let state = &view.state;
+    let own = view.own;
     json!({
         "slots_total": own,
         "limit": state.limit(own),
         "held": state.held(),
         "slots_held": state.slots.len(),
-        "holders": state.slots.iter().map(|s| json!({
-            "slot": s.index,
-            "key": s.key,
-            "kind": s.value.as_ref().map(|v| v.kind.as_str()),
-            "node": s.value.as_ref().map(|v| v.node.clone()),
-            "pid": s.value.as_ref().map(|v| v.pid),
-            "boot_id": s.value.as_ref().map(|v| v.boot_id.clone()),
-            "phase": s.value.as_ref().map(|v| v.phase.as_str()),
-            "acquired_at": s.value.as_ref().map(|v| v.acquired_at.clone()),
-            "machine_id": s.value.as_ref().map(|v| v.machine_id.clone()),
-            "limit": s.value.as_ref().map(|v| v.limit),
-            "raw": if s.value.is_none() { Value::from(s.raw.as_str()) } else { Value::Null },
-        })).collect::<Vec<_>>(),
+        "holders": state.slots.iter().map(|s| holder_json(s, view)).collect::<Vec<_>>(),
         "mutex_owner": state.mutex_owner.as_ref().map(|m| {
             let v = m.value.as_ref();
             let text = |s: Option<&String>| s.filter(|s| !s.is_empty()).cloned();
@@ -341,10 +443,15 @@ pub fn lock_json(state: &LockState, own: u32) -> Value {
             })
         }),
         "mutex_waiters": state.mutex_waiters,
+        "other_locks": view.other_locks().into_iter().map(|(key, slots)| json!({
+            "lock_key": key,
+            "holders": slots.iter().map(|s| holder_json(s, view)).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     })
 }
 
-/// The human `nodes` listing.
+/// The human `nodes` listing: registered agents, then the FleetLock clients
+/// that hold a slot (HEALTH `fleetlock`: they report none).
 pub fn nodes_text(nodes: &[NodeSummary]) -> String {
     let mut out = String::new();
     if nodes.is_empty() {
@@ -353,11 +460,12 @@ pub fn nodes_text(nodes: &[NodeSummary]) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<16} {:<10} {:>7} {:<8} {:<10} LAST REBOOT",
+        "{:<NODE_COLUMNS$} {:<10} {:>7} {:<8} {:<10} LAST REBOOT",
         "NODE", "HEALTH", "AGE", "NEEDS", "SLOT"
     );
     for n in nodes {
         let health = match n.healthy {
+            _ if n.kind == SlotKind::Fleetlock => "fleetlock",
             Some(true) => "healthy",
             Some(false) => "UNHEALTHY",
             None => "unknown",
@@ -379,13 +487,20 @@ pub fn nodes_text(nodes: &[NodeSummary]) -> String {
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "{:<16} {:<10} {:>7} {:<8} {:<10} {last}",
-            truncate(&n.node, 16),
+            "{:<NODE_COLUMNS$} {:<10} {:>7} {:<8} {:<10} {last}",
+            truncate(&n.node, NODE_COLUMNS),
             health,
             health_age,
             needs,
             slot
         );
+        if let (Some(group), true) = (&n.group, n.node.chars().count() > NODE_COLUMNS) {
+            push_wrapped(
+                &mut out,
+                "  ",
+                &format!("FleetLock client {} (group {group})", n.node),
+            );
+        }
     }
     out
 }

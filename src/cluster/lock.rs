@@ -121,6 +121,31 @@ pub struct SlotValue {
     /// [`Lock::to_rebooting`] write the lock's own limit here.
     #[serde(default)]
     pub limit: u32,
+    /// The FleetLock group of a [`SlotKind::Fleetlock`] holder (empty for
+    /// agents).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+}
+
+impl SlotValue {
+    /// The value of a FleetLock client's slot: the client id as the node,
+    /// its group, phase rebooting from the start (a FleetLock client has no
+    /// checking phase: it asks right before it reboots), no pid or boot id,
+    /// and the group's slot count as its `limit` (so agents sharing the
+    /// lock key never exceed it while the client holds).
+    pub fn fleetlock(id: &str, group: &str, acquired_at: &str, limit: u32) -> SlotValue {
+        SlotValue {
+            kind: SlotKind::Fleetlock,
+            node: id.to_string(),
+            pid: 0,
+            boot_id: String::new(),
+            machine_id: String::new(),
+            phase: SlotPhase::Rebooting,
+            acquired_at: acquired_at.to_string(),
+            limit,
+            group: group.to_string(),
+        }
+    }
 }
 
 /// clusterrebootd's annotation of its mutex key: `{node, pid, acquired_at}`
@@ -172,9 +197,33 @@ impl Slot {
 
     /// Whether this is the owner of a mutex, not a slot.
     pub fn is_mutex(&self) -> bool {
-        self.value
-            .as_ref()
-            .is_some_and(|v| v.kind == SlotKind::Mutex)
+        self.kind() == Some(SlotKind::Mutex)
+    }
+
+    /// True when the slot is held for a FleetLock client.
+    pub fn is_fleetlock(&self) -> bool {
+        self.kind() == Some(SlotKind::Fleetlock)
+    }
+
+    /// The holder's kind, if readable.
+    pub fn kind(&self) -> Option<SlotKind> {
+        self.value.as_ref().map(|v| v.kind)
+    }
+
+    /// True when this is the slot of the agent `node`: a slot of kind
+    /// agent under that name. A FleetLock client or a mutex owner whose
+    /// name happens to be the same is never an agent's own slot.
+    pub fn is_agent(&self, node: &str) -> bool {
+        self.kind() == Some(SlotKind::Agent) && self.node() == node
+    }
+
+    /// The lock key this slot belongs to (its key without `/slot-<i>`, or
+    /// a mutex key without its last segment).
+    pub fn lock_key(&self) -> &str {
+        self.key
+            .rsplit_once('/')
+            .map(|(k, _)| k)
+            .unwrap_or(&self.key)
     }
 
     /// The slot of `kv` when it is `<lock_key>/slot-<i>`.
@@ -210,6 +259,7 @@ impl Slot {
                 phase: SlotPhase::Rebooting,
                 acquired_at: ann.map(|a| a.acquired_at).unwrap_or_default(),
                 limit: 0,
+                group: String::new(),
             }),
             raw: String::from_utf8_lossy(&kv.value).into_owned(),
             create_revision: kv.create_revision,
@@ -303,6 +353,10 @@ impl LockState {
 /// The result of trying to take a slot.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per acquisition; a Box would buy nothing"
+)]
 pub enum Acquire {
     /// This node holds the slot (newly taken or already held).
     Held(Slot),
@@ -353,6 +407,11 @@ impl Lock {
         self.slots
     }
 
+    /// The lock key (without a trailing slash).
+    pub fn lock_key(&self) -> &str {
+        &self.lock_key
+    }
+
     /// Slots and mutex keys below the lock key, with the read revision.
     pub fn state(&self) -> Result<LockState> {
         let (kvs, revision) = self.client.get_prefix(&self.range())?;
@@ -367,9 +426,10 @@ impl Lock {
         Ok((state.slots, state.revision))
     }
 
-    /// The slot `node` holds, if any.
+    /// The slot the agent `node` holds, if any (a slot of kind agent: a
+    /// FleetLock client with the same name is not that agent).
     pub fn find(&self, node: &str) -> Result<Option<Slot>> {
-        Ok(self.holders()?.0.into_iter().find(|s| s.node() == node))
+        Ok(self.holders()?.0.into_iter().find(|s| s.is_agent(node)))
     }
 
     /// Takes a free slot for `value.node` on `lease`, or reports the
@@ -382,8 +442,9 @@ impl Lock {
     /// the module docs), and the count is repeated when that txn loses a
     /// race (at most [`ACQUIRE_ATTEMPTS`] times, then `Busy`).
     ///
-    /// A node that already holds a slot in phase checking gets it back,
-    /// re-attached to `lease` (idempotent), unless another live agent of
+    /// A node that already holds a slot of the value's kind (its own: an
+    /// agent's slot is never a FleetLock client's of the same name) in
+    /// phase checking gets it back, re-attached to `lease` (idempotent), unless another live agent of
     /// the same host is working under it — or unless the others already
     /// fill the limit (lowered since it was taken): then the stale slot is
     /// given back and the result is `Busy`.
@@ -395,7 +456,13 @@ impl Lock {
         let body = to_json(&value)?;
         let mut state = self.state()?;
         for _ in 0..ACQUIRE_ATTEMPTS {
-            if let Some(mine) = state.slots.iter().find(|s| s.node() == value.node) {
+            // Only a slot of the same kind is ours: an agent never adopts a
+            // FleetLock client's slot that carries its name, nor the reverse.
+            if let Some(mine) = state
+                .slots
+                .iter()
+                .find(|s| s.kind() == Some(value.kind) && s.node() == value.node)
+            {
                 match self.reattach(mine, &state, &value, &body, lease)? {
                     Some(done) => return Ok(done),
                     // Changed under us (released or expired): compete like anyone.
@@ -596,6 +663,22 @@ impl Lock {
             v.push_back((key.to_string(), revision));
         }
     }
+}
+
+/// Every slot of every lock key below `prefix` (`<prefix>slot-<i>` and
+/// `<prefix><group>/slot-<i>`), sorted by key: the admin view of all lock
+/// groups, FleetLock groups included.
+pub fn slots_below(client: &Client, prefix: &str) -> Result<Vec<Slot>> {
+    let (kvs, _) = client.get_prefix(prefix)?;
+    let mut slots: Vec<Slot> = kvs
+        .iter()
+        .filter_map(|kv| {
+            let (lock_key, _) = kv.key.rsplit_once("/slot-")?;
+            Slot::from_kv(kv, lock_key)
+        })
+        .collect();
+    slots.sort_by(|a, b| (a.lock_key(), a.index).cmp(&(b.lock_key(), b.index)));
+    Ok(slots)
 }
 
 /// True while process `pid` exists (meaningful for a slot of this boot).

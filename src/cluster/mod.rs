@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cluster::keys::Keys;
-use crate::cluster::lock::{Lock, Slot};
+use crate::cluster::lock::{Lock, Slot, SlotKind, slots_below};
 use crate::cluster::policy::NodeState;
 use crate::cluster::records::{
     ClusterrebootdHealth, CooldownRecord, HISTORY_KEEP, HealthRecord, HistoryRecord, NodeRecord,
@@ -119,6 +119,12 @@ pub struct NodeSummary {
     pub slot_phase: Option<String>,
     /// Its last completed reboot (RFC 3339), from the history.
     pub last_reboot: Option<String>,
+    /// `agent` for a registered node; `fleetlock` for a FleetLock client
+    /// that holds a slot (they are not registered, see
+    /// [`Cluster::fleetlock_summaries`]).
+    pub kind: SlotKind,
+    /// The FleetLock group of a `fleetlock` entry.
+    pub group: Option<String>,
 }
 
 impl Cluster {
@@ -142,6 +148,59 @@ impl Cluster {
     /// The full key of `rest` below the namespace (`nodes/a` → `/rebootctl/nodes/a`).
     pub fn key(&self, rest: &str) -> String {
         self.keys.key(rest)
+    }
+
+    /// The same connection acting for `node` (records such as the cooldown
+    /// and the history name it): the FleetLock server acts for its clients.
+    pub fn with_node(&self, node: &str) -> Cluster {
+        Cluster {
+            node: node.to_string(),
+            registered: Arc::new(AtomicBool::new(false)),
+            ..self.clone()
+        }
+    }
+
+    /// The lock over `slots` slots below `lock_key` on this connection (a
+    /// FleetLock group's lock; the agents' own is [`Cluster::lock`]).
+    pub fn lock_for(&self, lock_key: &str, slots: u32) -> Lock {
+        Lock::new(self.client.clone(), lock_key, slots)
+    }
+
+    /// Every slot of every lock key below the control prefix `<ns>/lock/`,
+    /// sorted by key (agents' and FleetLock groups').
+    pub fn all_slots(&self) -> Result<Vec<Slot>> {
+        slots_below(&self.client, &self.keys.control_prefix())
+    }
+
+    /// The FleetLock clients that hold a slot below the control prefix
+    /// (or in the agents' lock, when it lies outside), as `rebootctl
+    /// nodes` lists them beside the registered agents.
+    pub fn fleetlock_summaries(&self) -> Result<Vec<NodeSummary>> {
+        let mut slots = self.all_slots()?;
+        // The agents' lock key may lie outside <ns>/lock/ (a migration).
+        if self.keys.lock_outside_control_prefix() {
+            slots.extend(self.lock.holders()?.0);
+        }
+        let mut out: Vec<NodeSummary> = Vec::new();
+        for s in slots.into_iter().filter(Slot::is_fleetlock) {
+            let Some(v) = s.value else { continue };
+            out.push(NodeSummary {
+                node: v.node,
+                registered_at: String::new(),
+                version: String::new(),
+                healthy: None,
+                health_reason: None,
+                health_age_sec: None,
+                reboot_required: Some(true),
+                holding_slot: true,
+                slot_phase: Some(v.phase.as_str().to_string()),
+                max_concurrent_reboots: None,
+                last_reboot: None,
+                kind: SlotKind::Fleetlock,
+                group: Some(v.group),
+            });
+        }
+        Ok(out)
     }
 
     fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, i64)>> {
@@ -550,7 +609,7 @@ impl Cluster {
                 health: health.iter().find(|h| h.node == n.node).cloned(),
                 slot: slots
                     .iter()
-                    .find(|s| s.node() == n.node)
+                    .find(|s| s.is_agent(&n.node))
                     .and_then(Slot::phase),
                 name: n.node,
             })
@@ -568,7 +627,7 @@ impl Cluster {
             .into_iter()
             .map(|n| {
                 let h = health.iter().find(|h| h.node == n.node);
-                let slot = slots.iter().find(|s| s.node() == n.node);
+                let slot = slots.iter().find(|s| s.is_agent(&n.node));
                 NodeSummary {
                     healthy: h.map(|h| h.healthy),
                     health_reason: h.map(|h| h.reason.clone()),
@@ -587,6 +646,8 @@ impl Cluster {
                     registered_at: n.registered_at,
                     version: n.version,
                     max_concurrent_reboots: n.max_concurrent_reboots,
+                    kind: SlotKind::Agent,
+                    group: None,
                 }
             })
             .collect();

@@ -393,6 +393,7 @@ mod tests {
                 machine_id: String::new(),
                 kind: crate::cluster::lock::SlotKind::Agent,
                 limit: 1,
+                group: String::new(),
             }),
             raw: String::new(),
             create_revision: 1,

@@ -1,8 +1,9 @@
 //! The effective configuration as YAML (`validate-config --show`): every
 //! key rebootctl uses, with defaults applied and values normalised (bare
 //! etcd endpoints with their scheme), in the file's own key names, so the
-//! output is itself a valid configuration that reads back the same. The
-//! webhook URL is shown redacted; the etcd password is never read here.
+//! output is itself a valid configuration that reads back the same (the
+//! FleetLock client keys and the `fleetlock` section included). The
+//! webhook URL is shown redacted; no password is ever read here.
 
 use serde_yaml::{Mapping, Value};
 
@@ -228,6 +229,62 @@ impl Config {
             }),
         );
         put("dry_run", Value::from(self.dry_run));
+        if let Some(f) = &self.fleetlock_client {
+            put("lock_backend", Value::from("fleetlock"));
+            put("fleetlock_url", Value::from(f.url.as_str()));
+            put("fleetlock_group", Value::from(f.group.as_str()));
+            if let Some(id) = &f.id {
+                put("fleetlock_id", Value::from(id.as_str()));
+            }
+            if let Some(a) = &f.auth {
+                let mut am = Mapping::new();
+                am.insert("username".into(), Value::from(a.username.as_str()));
+                am.insert("password_file".into(), path(&a.password_file));
+                // A valid file with auth over plain http had to allow it.
+                if f.url.starts_with("http://") {
+                    am.insert("allow_insecure".into(), Value::from(true));
+                }
+                put("fleetlock_auth", Value::Mapping(am));
+            }
+        }
+        if let Some(f) = &self.fleetlock {
+            let groups: Mapping = f
+                .groups
+                .iter()
+                .map(|g| {
+                    let mut gm = Mapping::new();
+                    gm.insert("lock_key".into(), Value::from(g.lock_key.as_str()));
+                    gm.insert("slots".into(), Value::from(g.slots));
+                    gm.insert(
+                        "windows".into(),
+                        mapping([
+                            ("timezone", Value::from(g.windows.timezone_name())),
+                            ("deny", strings(g.windows.deny_entries())),
+                            ("allow", strings(g.windows.allow_entries())),
+                        ]),
+                    );
+                    if let Some(a) = &g.auth {
+                        gm.insert(
+                            "auth".into(),
+                            mapping([
+                                ("username", Value::from(a.username.as_str())),
+                                ("password_file", path(&a.password_file)),
+                            ]),
+                        );
+                    }
+                    (Value::from(g.name.as_str()), Value::Mapping(gm))
+                })
+                .collect();
+            put(
+                "fleetlock",
+                mapping([
+                    ("listen", Value::from(f.listen.to_string())),
+                    ("max_hold_sec", Value::from(f.max_hold.as_secs())),
+                    ("hold_warning_sec", Value::from(f.hold_warning.as_secs())),
+                    ("groups", Value::Mapping(groups)),
+                ]),
+            );
+        }
         serde_yaml::to_string(&Value::Mapping(m)).unwrap_or_default()
     }
 }
@@ -250,6 +307,25 @@ mod tests {
         assert!(!first.contains("secret"), "{first}");
         let second = parse(&first, Path::new("/t.yaml")).unwrap().to_yaml();
         assert_eq!(first, second);
+    }
+
+    #[test]
+    fn fleetlock_client_and_server_read_back_the_same() {
+        let client = "node_name: n1\nreboot_required_detectors: [{type: kernel}]\n\
+            lock_backend: fleetlock\nfleetlock_url: \"https://fl.example/base/\"\nfleetlock_id: web-1\n";
+        let first = parse(client, Path::new("/t.yaml")).unwrap().to_yaml();
+        assert!(first.contains("lock_backend: fleetlock"), "{first}");
+        let again = parse(&first, Path::new("/t.yaml")).unwrap();
+        assert!(again.fleetlock_client.is_some(), "{first}");
+        assert_eq!(first, again.to_yaml());
+        let server = "node_name: n1\nreboot_required_detectors: [{type: kernel}]\n\
+            etcd_endpoints: [\"http://127.0.0.1:2379\"]\n\
+            fleetlock:\n  groups:\n    default: {}\n    workers: {slots: 2, windows: {timezone: UTC, allow: [\"* 02:00-05:00\"]}}\n";
+        let first = parse(server, Path::new("/t.yaml")).unwrap().to_yaml();
+        assert!(first.contains("workers:"), "{first}");
+        let again = parse(&first, Path::new("/t.yaml")).unwrap();
+        assert_eq!(again.fleetlock.as_ref().map(|f| f.groups.len()), Some(2));
+        assert_eq!(first, again.to_yaml());
     }
 
     #[test]

@@ -20,6 +20,12 @@
 //! slot is still held (nobody else goes down while this node is drained),
 //! the intent is cleared last (a crash during the undo leaves it for the
 //! next start), then the slot is released.
+//!
+//! With `lock_backend: fleetlock` (issue 13) there is no etcd and no
+//! [`Holding`]: the FleetLock server's [`Grant`] stands in for the slot. It
+//! has no reboot lease and no switch (the server holds it in phase
+//! rebooting from the start); it is kept once the intent is gone (step 6)
+//! and given back, after the undo, on every path that does not reboot.
 
 use crate::cluster::Cluster;
 use crate::cluster::holding::{Holding, NotSwitched};
@@ -32,6 +38,7 @@ use crate::host::notify::Notifier;
 use crate::host::process;
 use crate::host::reboot_log;
 use crate::host::state::{self, Intent, RebootRecord};
+use crate::pass::fleetlock::Grant;
 use crate::pass::progress;
 use crate::pass::report::PassEvent;
 
@@ -71,12 +78,15 @@ pub enum Committed {
 
 impl Commit<'_> {
     /// Runs the commit with the slot held in phase checking (None in local
-    /// mode). Every return but [`Committed::RebootIssued`] has given the
-    /// slot back and undone the hook; no error path runs the reboot
-    /// command.
+    /// mode and with a FleetLock server), or with the FleetLock server's
+    /// `grant` (None but with `lock_backend: fleetlock`). Every return but
+    /// [`Committed::RebootIssued`] has given the slot or the grant back and
+    /// undone the hook, except a failed reboot command, after which both
+    /// stay held as for a reboot; no error path runs the reboot command.
     pub fn run(
         &self,
         mut holding: Option<Holding>,
+        grant: Option<Grant>,
         events: &mut Vec<PassEvent>,
     ) -> Result<Committed> {
         if process::cancelled() {
@@ -93,16 +103,16 @@ impl Commit<'_> {
             reason: self.reason.to_vec(),
         };
         if let Err(e) = state::write_intent(&self.cfg.state_dir, &intent) {
-            // Nothing ran yet; the slot goes back with `holding`. An intent
-            // renamed into place before a failed sync must not make the
-            // next start undo a hook that never ran.
+            // Nothing ran yet; the slot goes back with `holding` (or
+            // `grant`). An intent renamed into place before a failed sync
+            // must not make the next start undo a hook that never ran.
             let _ = state::clear_intent(&self.cfg.state_dir);
             return Ok(Committed::StateDir(e.to_string()));
         }
         let silences = match self.silence() {
             Ok(ids) => ids,
             Err(reason) => {
-                // Nothing ran yet; the slot goes back with `holding`.
+                // Nothing ran yet; the slot goes back with `holding` (or `grant`).
                 if let Err(e) = state::clear_intent(&self.cfg.state_dir) {
                     log::error!("{e}");
                 }
@@ -117,6 +127,7 @@ impl Commit<'_> {
                 // A half-done drain must not stay: undo it as after an abort.
                 self.abandon(false, &silences);
                 drop(holding);
+                drop(grant);
                 return Ok(Committed::HookFailed(e.to_string()));
             }
         }
@@ -134,6 +145,7 @@ impl Commit<'_> {
             // before a failed directory sync leaves the record behind.
             self.abandon(true, &silences);
             drop(holding);
+            drop(grant);
             return Err(e);
         }
         let rebooting = match holding.map(Holding::into_rebooting) {
@@ -143,6 +155,7 @@ impl Commit<'_> {
                 let NotSwitched { holding, error } = *not;
                 self.abandon(true, &silences);
                 drop(holding);
+                drop(grant);
                 return Err(error);
             }
         };
@@ -157,7 +170,13 @@ impl Commit<'_> {
             // is going down.
             self.abandon(true, &silences);
             self.release_rebooting(rebooting.as_ref());
+            drop(grant);
             return Err(e);
+        }
+        // FleetLock client: the grant now covers the reboot, given back
+        // after the post-reboot check (or when the reboot is given up).
+        if let Some(g) = grant {
+            g.keep();
         }
         self.reboot(events)?;
         Ok(Committed::RebootIssued)

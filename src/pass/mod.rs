@@ -1,6 +1,7 @@
 //! `pass/` — the pass: gather → decide → act. It may import `cluster/`,
-//! `host/` and the top-level leaves (`config`, `error`, `time`, `window`,
-//! `backoff`, `logging`); never `agent/` or `cli/`.
+//! `host/`, `alerts/`, the FleetLock client of `fleetlock/` and the
+//! top-level leaves (`config`, `error`, `time`, `window`, `backoff`,
+//! `logging`, `matcher`, `exposition`); never `agent/` or `cli/`.
 //!
 //! One pass of the agent (SPEC §5), in the order the spec fixes: post-reboot
 //! completion, kill switch and pause, detectors, window and cooldown, health
@@ -23,6 +24,7 @@
 //! (`state_dir`, exit 1) before anything is run or started.
 
 pub mod commit;
+pub mod fleetlock;
 pub mod gates;
 pub mod outcome;
 pub mod post_reboot;
@@ -86,6 +88,9 @@ struct Pass<'a> {
     /// Whether this node holds a slot in phase rebooting.
     holding: bool,
     alerts: Option<crate::alerts::AlertsVerdict>,
+    /// FleetLock client (issue 13): the slot the server granted this pass;
+    /// given back when dropped, unless a reboot took it over.
+    fleetlock_grant: Option<fleetlock::Grant>,
 }
 
 /// Runs one pass and reports what happened. `cluster` is the etcd
@@ -118,11 +123,13 @@ pub fn run_pass(
         held: None,
         holding: false,
         alerts: None,
+        fleetlock_grant: None,
     };
     let result = pass.run();
     // The one place a slot held while checking is given back (the commit
-    // takes it over when it gets that far).
+    // takes it over when it gets that far); a FleetLock grant likewise.
     drop(pass.held.take());
+    drop(pass.fleetlock_grant.take());
     let outcome = result?;
     let report = PassReport {
         node: cfg.node_name.clone(),
@@ -258,7 +265,7 @@ impl Pass<'_> {
                 phase
             },
             dry_run: self.opts.dry_run,
-            lock_held: self.held.is_some(),
+            lock_held: self.held.is_some() || self.fleetlock_grant.is_some(),
             lock_attempts: self.opts.lock_attempts,
             skip_health: self.opts.skip_health,
             skip_lock: self.opts.skip_lock,
@@ -292,6 +299,7 @@ impl Pass<'_> {
             phase,
             acquired_at: crate::time::timestamp_now(),
             machine_id: self.machine_id.clone(),
+            group: String::new(),
         }
     }
 
@@ -375,6 +383,14 @@ impl Pass<'_> {
                 return Ok(self.stop());
             }
             // 7. Under the lock: everything again.
+            if let Some(outcome) = self.recheck_under_lock()? {
+                return Ok(outcome);
+            }
+        } else if self.cfg.fleetlock_client.is_some() {
+            // FleetLock client (issue 13): the server's lock, then step 7.
+            if self.fleetlock_lock()? {
+                return Ok(self.stop());
+            }
             if let Some(outcome) = self.recheck_under_lock()? {
                 return Ok(outcome);
             }
@@ -621,6 +637,10 @@ impl Pass<'_> {
                 log::warn!("cannot record the history entry: {e}");
             }
         }
+        // FleetLock client (issue 13): the slot goes back here, as an
+        // agent's does above; an error keeps the record, so the next pass
+        // resumes the completion (steady-state is idempotent).
+        self.fleetlock_steady_state()?;
         // Expiring twice is harmless (a retry after a failed clear); the
         // reboot log keeps one entry per reboot (keyed by when it was issued).
         crate::alerts::expire_silences(self.cfg.alerts.as_ref(), &record.silences);
@@ -764,6 +784,9 @@ impl Pass<'_> {
                 log::warn!("cannot release lock slot {}: {e}", s.key);
             }
         }
+        // FleetLock client (issue 13): the hold goes back too; a failure
+        // leaves it to the server's max hold (the hook is not undone twice).
+        self.fleetlock_give_back();
         if let Err(e) = state::clear_record(&self.cfg.state_dir) {
             return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
         }
@@ -820,6 +843,9 @@ impl Pass<'_> {
                 }
             }
         }
+        // FleetLock client (issue 13): the grant the commit held goes back
+        // after the undo, as a slot does.
+        self.fleetlock_give_back();
         let cleared = match record {
             Some(_) => state::clear_record(&self.cfg.state_dir),
             None => Ok(()),
@@ -1075,7 +1101,9 @@ impl Pass<'_> {
     /// Status: shows the lock without taking it.
     fn show_lock(&mut self) -> Result<()> {
         let Some(c) = self.cluster else {
-            if !self.cfg.is_cluster() {
+            if self.cfg.fleetlock_client.is_some() {
+                self.fleetlock_show(); // FleetLock client (issue 13)
+            } else if !self.cfg.is_cluster() {
                 self.step("lock", StepState::Skipped, "local mode: no lock");
             }
             return Ok(());
@@ -1219,7 +1247,7 @@ impl Pass<'_> {
                 Some(h) => format!("run pre_reboot hook {:?}, then ", actions::expand(h, &vars)),
                 None => String::new(),
             };
-            let release = if self.held.is_some() {
+            let release = if self.held.is_some() || self.fleetlock_grant.is_some() {
                 " (slot released)"
             } else {
                 ""
@@ -1248,13 +1276,15 @@ impl Pass<'_> {
             evidence: self.evidence(),
         };
         let held = self.held.take();
-        let in_cluster = held.is_some();
-        match commit.run(held, &mut self.events)? {
+        // FleetLock client (issue 13): no Holding, the server's grant instead.
+        let grant = self.fleetlock_grant.take();
+        let holds = held.is_some() || grant.is_some();
+        match commit.run(held, grant, &mut self.events)? {
             Committed::RebootIssued => {
                 if self.cfg.hooks.pre_reboot.is_some() {
                     self.step("pre-reboot hook", StepState::Ok, "succeeded");
                 }
-                self.holding = in_cluster;
+                self.holding = holds;
                 self.step("reboot", StepState::Ok, format!("ran {argv:?}"));
                 Ok(Outcome::RebootIssued)
             }

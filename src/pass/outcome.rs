@@ -67,6 +67,9 @@ pub enum Block {
     /// Another host claims this node's name (or holds a slot under it that
     /// this host has no record of): neither reboots until it is resolved.
     NameConflict(String),
+    /// The FleetLock server refused the lock for a reason the pass does not
+    /// map to one of its own gates (issue 13).
+    FleetLock(String),
 }
 
 impl Block {
@@ -83,7 +86,7 @@ impl Block {
             Block::KillSwitch(_) | Block::Paused(_) => EXIT_KILL_SWITCH,
             Block::DetectorFailed(_) => EXIT_DETECTOR,
             Block::Window(_) | Block::Cooldown(_) | Block::RebootLimit(_) => EXIT_WINDOW,
-            Block::NoSlot(_) => EXIT_LOCK,
+            Block::NoSlot(_) | Block::FleetLock(_) => EXIT_LOCK,
             Block::StateDir(_) => EXIT_RUNTIME,
             Block::NameConflict(_) => EXIT_CONFIG,
         }
@@ -108,11 +111,12 @@ impl Block {
             Block::RebootIneffective(_) => "reboot_ineffective",
             Block::RebootLimit(_) => "reboot_limit",
             Block::NameConflict(_) => "name_conflict",
+            Block::FleetLock(_) => "fleetlock",
         }
     }
 
     /// Every label, for metrics that list all reasons.
-    pub const LABELS: [&'static str; 16] = [
+    pub const LABELS: [&'static str; 17] = [
         "reboot_pending",
         "post_reboot_health",
         "kill_switch",
@@ -129,6 +133,7 @@ impl Block {
         "reboot_ineffective",
         "reboot_limit",
         "name_conflict",
+        "fleetlock",
     ];
 }
 
@@ -157,6 +162,7 @@ impl fmt::Display for Block {
             Block::RebootIneffective(r) => write!(f, "reboot ineffective: {r}"),
             Block::RebootLimit(r) => write!(f, "reboot limit: {r}"),
             Block::NameConflict(r) => write!(f, "name conflict: {r}"),
+            Block::FleetLock(r) => write!(f, "FleetLock server: {r}"),
         }
     }
 }
@@ -216,6 +222,7 @@ mod tests {
             (Outcome::Blocked(Block::Alerts("x".into())), 3),
             (Outcome::Blocked(Block::PostRebootHealth("x".into())), 3),
             (Outcome::Blocked(Block::NoSlot("x".into())), 4),
+            (Outcome::Blocked(Block::FleetLock("x".into())), 4),
             (Outcome::Blocked(Block::KillSwitch("x".into())), 5),
             (Outcome::Blocked(Block::Paused("x".into())), 5),
             (Outcome::Blocked(Block::DetectorFailed(vec![])), 6),

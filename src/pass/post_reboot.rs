@@ -189,6 +189,7 @@ mod tests {
                 machine_id: machine.into(),
                 kind: SlotKind::Agent,
                 limit: 1,
+                group: String::new(),
             }),
             lease: 7,
             mod_revision: 3,

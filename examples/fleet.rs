@@ -548,6 +548,7 @@ fn bench_handoff(bin: &Path, md: &mut String) {
         tls: None,
         auth: None,
         clusterrebootd: None,
+        watch_idle_timeout: Duration::from_secs(60),
     })
     .expect("etcd client");
     let key = format!("{}slot-0", fleet::LOCK_PREFIX);

@@ -56,6 +56,8 @@ pub const DEFAULT_MAX_REBOOTS_PER_DAY: u32 = 3;
 pub const MAX_REBOOTS_PER_DAY_LIMIT: u32 = 24;
 /// Default lease TTL of a slot while checking.
 pub const DEFAULT_LOCK_TTL_SECS: u64 = 90;
+/// Default time a watch stream may stay silent before it is re-opened.
+pub const DEFAULT_WATCH_IDLE_TIMEOUT_SECS: u64 = 60;
 /// Default timeout of the reboot hooks.
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 300;
 /// Default delay before `blocked_too_long` fires.
@@ -141,6 +143,7 @@ const TOP_KEYS: &[&str] = &[
     "etcd_tls",
     "etcd_auth",
     "clusterrebootd",
+    "etcd_watch_idle_timeout_sec",
     "reboot_command",
     "cluster_policies",
     "hooks",
@@ -198,7 +201,7 @@ const WINDOW_KEYS: &[&str] = &["timezone", "deny", "allow"];
 const METRICS_KEYS: &[&str] = &["enabled", "listen"];
 /// Top-level keys that only mean something in cluster mode: in a file
 /// without `etcd_endpoints` each one is an error, never silently ignored.
-pub const CLUSTER_ONLY_KEYS: [&str; 9] = [
+pub const CLUSTER_ONLY_KEYS: [&str; 10] = [
     "clusterrebootd",
     "etcd_namespace",
     "lock_key",
@@ -207,6 +210,7 @@ pub const CLUSTER_ONLY_KEYS: [&str; 9] = [
     "health_publish_interval_sec",
     "etcd_tls",
     "etcd_auth",
+    "etcd_watch_idle_timeout_sec",
     "cluster_policies",
 ];
 const CLUSTERREBOOTD_KEYS: &[&str] = &["etcd_namespace", "lock_key"];
@@ -245,6 +249,7 @@ struct RawConfig {
     /// `Some(None)` for a bare `clusterrebootd:` (all defaults).
     #[serde(default, deserialize_with = "present")]
     clusterrebootd: Option<Option<RawClusterrebootd>>,
+    etcd_watch_idle_timeout_sec: Option<u64>,
     reboot_command: Option<Vec<String>>,
     cluster_policies: Option<RawPolicies>,
     hooks: Option<RawHooks>,
@@ -522,6 +527,9 @@ pub struct EtcdConfig {
     /// Sharing the lock with clusterrebootd during a migration (the
     /// `clusterrebootd` key); `lock_key` is then clusterrebootd's lock.
     pub clusterrebootd: Option<ClusterrebootdCompat>,
+    /// A watch stream that delivers nothing (no event, no progress
+    /// notification) for this long is presumed dropped and re-opened.
+    pub watch_idle_timeout: Duration,
 }
 
 /// Default `lock_key` of clusterrebootd (its `applyNamespace` adds its
@@ -1277,6 +1285,7 @@ fn validate(
         tls: raw.etcd_tls,
         auth: raw.etcd_auth,
         clusterrebootd: raw.clusterrebootd,
+        watch_idle_timeout_sec: raw.etcd_watch_idle_timeout_sec,
     };
     let etcd = if present.contains("etcd_endpoints") {
         Some(validate_etcd(&mut c, raw_etcd, health_timeout))
@@ -1641,6 +1650,7 @@ struct RawEtcd {
     tls: Option<RawTls>,
     auth: Option<RawAuth>,
     clusterrebootd: Option<Option<RawClusterrebootd>>,
+    watch_idle_timeout_sec: Option<u64>,
 }
 
 /// The cluster settings of a file that names `etcd_endpoints`. An empty
@@ -1734,6 +1744,11 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, health_timeout: Duration) -> Etc
             );
         }
     }
+    let watch_idle_timeout = c.positive_secs(
+        "etcd_watch_idle_timeout_sec",
+        raw.watch_idle_timeout_sec,
+        DEFAULT_WATCH_IDLE_TIMEOUT_SECS,
+    );
     let max_concurrent_reboots = raw.max_concurrent_reboots.unwrap_or(1);
     if max_concurrent_reboots == 0 {
         c.problem("max_concurrent_reboots", "must be at least 1");
@@ -1806,6 +1821,7 @@ fn validate_etcd(c: &mut Checker, raw: RawEtcd, health_timeout: Duration) -> Etc
         tls,
         auth,
         clusterrebootd,
+        watch_idle_timeout,
     }
 }
 
@@ -3021,6 +3037,7 @@ mod tests {
         assert_eq!(e.lock_key, "/rebootctl/lock");
         assert_eq!(e.max_concurrent_reboots, 1);
         assert_eq!(e.lock_ttl, Duration::from_secs(90));
+        assert_eq!(e.watch_idle_timeout, Duration::from_secs(60));
     }
 
     const ETCD: &str = "etcd_endpoints: [\"http://127.0.0.1:2379\"]\nmax_concurrent_reboots: 2\n";

@@ -90,6 +90,16 @@ pub enum Error {
         /// What happened.
         detail: String,
     },
+    /// A child survived SIGKILL and could not be reaped (stuck in the
+    /// kernel, or held by a tracer); it was left to a reaper thread.
+    Unreaped {
+        /// What the child was for.
+        role: String,
+        /// The program.
+        program: PathBuf,
+        /// Its process id.
+        pid: u32,
+    },
     /// An etcd request failed or returned something unexpected.
     Etcd {
         /// The endpoint that answered (or did not).
@@ -116,6 +126,12 @@ pub enum Error {
         lease: &'static str,
         /// While what (" during the checks"), or empty.
         during: &'static str,
+    },
+    /// The slot stayed in phase checking past its deadline (something under
+    /// it hung): its lease was revoked and the slot given up.
+    CheckingDeadline {
+        /// How long the slot could stay in phase checking.
+        budget: std::time::Duration,
     },
     /// The held slot changed in etcd before it could be switched to phase
     /// rebooting.
@@ -150,9 +166,11 @@ impl Error {
             Error::Io { .. }
             | Error::Spawn { .. }
             | Error::Command { .. }
+            | Error::Unreaped { .. }
             | Error::Etcd { .. }
             | Error::RebootCommandFailed { .. }
             | Error::LeaseLost { .. }
+            | Error::CheckingDeadline { .. }
             | Error::SlotChanged { .. }
             | Error::Cancelled
             | Error::NameConflict { .. }
@@ -169,10 +187,12 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Spawn { .. } => "spawn",
             Error::Command { .. } => "command",
+            Error::Unreaped { .. } => "unreaped",
             Error::Etcd { .. } => "etcd",
             Error::NotClustered { .. } => "not_clustered",
             Error::RebootCommandFailed { .. } => "reboot_command_failed",
             Error::LeaseLost { .. } => "lease_lost",
+            Error::CheckingDeadline { .. } => "checking_deadline",
             Error::SlotChanged { .. } => "slot_changed",
             Error::Cancelled => "cancelled",
             Error::NameConflict { .. } => "name_conflict",
@@ -234,6 +254,12 @@ impl fmt::Display for Error {
                 source,
             } => write!(f, "cannot start {role} {}: {source}", program.display()),
             Error::Command { role, detail } => write!(f, "{role} failed: {detail}"),
+            Error::Unreaped { role, program, pid } => write!(
+                f,
+                "{role} {} (pid {pid}) survived SIGKILL and could not be reaped \
+                 (stuck in the kernel, or held by a tracer); left to a reaper thread",
+                program.display()
+            ),
             Error::Etcd {
                 endpoint,
                 op,
@@ -249,6 +275,12 @@ impl fmt::Display for Error {
             Error::LeaseLost { lease, during } => {
                 write!(f, "{lease} expired{during}; not rebooting")
             }
+            Error::CheckingDeadline { budget } => write!(
+                f,
+                "the checks under the lock took longer than their deadline ({}); \
+                 the slot was given up; not rebooting",
+                crate::time::human_duration(*budget)
+            ),
             Error::SlotChanged { key } => write!(
                 f,
                 "lock slot {key} changed under us before the reboot; not rebooting"
@@ -307,6 +339,13 @@ mod tests {
                 },
                 "lease_lost",
                 "the reboot lease expired during the pre_reboot hook; not rebooting",
+            ),
+            (
+                Error::CheckingDeadline {
+                    budget: std::time::Duration::from_secs(150),
+                },
+                "checking_deadline",
+                "the checks under the lock took longer than their deadline (2m 30s); the slot was given up; not rebooting",
             ),
             (
                 Error::SlotChanged {

@@ -24,6 +24,7 @@ fn config(endpoints: &[&str]) -> EtcdConfig {
         tls: None,
         auth: None,
         clusterrebootd: None,
+        watch_idle_timeout: Duration::from_secs(60),
     }
 }
 

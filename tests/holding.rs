@@ -1,18 +1,22 @@
 //! The `Holding` guard (issue 11) against a real etcd: a slot in phase
 //! checking is given back when the guard is dropped, on any path; only
 //! `into_rebooting` keeps it, and a failed switch hands the slot back still
-//! held, so the caller can undo its hook before anyone else takes it. An
-//! agent's own slot is a slot of kind agent: a FleetLock client's slot
-//! under the same name is never adopted (issue 13).
+//! held, so the caller can undo its hook before anyone else takes it. A
+//! holding past its checking deadline is given up (its lease revoked) and
+//! can never be switched. An agent's own slot is a slot of kind agent: a
+//! FleetLock client's slot under the same name is never adopted (issue 13).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rebootctl::cluster::Cluster;
 use rebootctl::cluster::holding::{Holding, Taken};
 use rebootctl::cluster::lock::{Acquire, SlotKind, SlotPhase, SlotValue};
 use rebootctl::error::Error;
-use rebootctl::testing::etcd::EtcdServer;
+use rebootctl::testing::etcd::{EtcdServer, poll_until};
+
+/// A checking deadline no test here reaches.
+const DEADLINE: Duration = Duration::from_secs(600);
 
 fn cluster(etcd: &EtcdServer, node: &str) -> Cluster {
     cluster_of(etcd, node, 1)
@@ -45,7 +49,10 @@ fn value(node: &str) -> SlotValue {
 }
 
 fn take(c: &Cluster, node: &str) -> Holding {
-    match c.take_slot(&value(node), Duration::from_secs(30)).unwrap() {
+    match c
+        .take_slot(&value(node), Duration::from_secs(30), DEADLINE)
+        .unwrap()
+    {
         Taken::Held(h) => *h,
         Taken::Busy(holders) => panic!("busy: {holders:?}"),
     }
@@ -68,7 +75,7 @@ fn the_holding_guard_releases_on_drop_and_only_the_switch_keeps_the_slot() {
     let lease = h.slot().lease;
     assert_eq!(phases(&c), [("g".into(), Some(SlotPhase::Checking))]);
     assert!(matches!(
-        c.take_slot(&value("other"), Duration::from_secs(30))
+        c.take_slot(&value("other"), Duration::from_secs(30), DEADLINE)
             .unwrap(),
         Taken::Busy(_)
     ));
@@ -94,7 +101,7 @@ fn the_holding_guard_releases_on_drop_and_only_the_switch_keeps_the_slot() {
     let other = cluster(&etcd, "operator");
     c.client.delete(&h.slot().key).unwrap();
     let Taken::Held(theirs) = other
-        .take_slot(&value("operator"), Duration::from_secs(30))
+        .take_slot(&value("operator"), Duration::from_secs(30), DEADLINE)
         .unwrap()
     else {
         panic!("the operator's node did not get the freed slot");
@@ -108,6 +115,48 @@ fn the_holding_guard_releases_on_drop_and_only_the_switch_keeps_the_slot() {
     drop(not);
     assert_eq!(phases(&c), [("operator".into(), Some(SlotPhase::Checking))]);
     drop(theirs);
+    assert!(phases(&c).is_empty());
+}
+
+#[test]
+fn a_holding_past_its_checking_deadline_is_given_up_and_never_switched() {
+    let etcd = EtcdServer::start();
+    let c = cluster(&etcd, "g");
+    let deadline = Duration::from_millis(1500);
+    let taken = Instant::now();
+    let Taken::Held(h) = c
+        .take_slot(&value("g"), Duration::from_secs(30), deadline)
+        .unwrap()
+    else {
+        panic!("the slot is free");
+    };
+    let mut h = *h;
+    let lease = h.slot().lease;
+    h.reserve_reboot_lease(Duration::from_secs(60)).unwrap();
+    assert!(!h.lost() && h.lost_error("").is_none());
+    // Revoked at the deadline (the pass may be stuck): freed at once, not
+    // 30 s later as an expiry would.
+    let freed = poll_until(Duration::from_secs(10), || {
+        phases(&c).is_empty().then(Instant::now)
+    })
+    .expect("the slot was never freed");
+    assert!(freed >= taken + deadline, "freed before the deadline");
+    assert!(
+        freed < taken + deadline + Duration::from_secs(3),
+        "freed {:?} after the deadline: revoked, not left to expire",
+        freed - (taken + deadline)
+    );
+    assert_eq!(c.client.lease_time_to_live(lease).unwrap(), None);
+    assert!(h.lost() && h.past_deadline());
+    // The pass, once unstuck, cannot switch it to rebooting.
+    let not = h.into_rebooting().expect_err("switched past the deadline");
+    assert!(
+        matches!(not.error, Error::CheckingDeadline { budget } if budget == deadline),
+        "{}",
+        not.error
+    );
+    assert!(not.error.to_string().contains("deadline"), "{}", not.error);
+    drop(not);
     assert!(phases(&c).is_empty());
 }
 
@@ -143,7 +192,10 @@ fn an_agent_never_adopts_a_fleetlock_slot_of_its_name() {
     // With one slot in force, the client's slot makes the lock busy for
     // the agent of the same name (it is counted, not adopted).
     let one = cluster_of(&etcd, id, 1);
-    let Taken::Busy(holders) = one.take_slot(&value(id), Duration::from_secs(30)).unwrap() else {
+    let Taken::Busy(holders) = one
+        .take_slot(&value(id), Duration::from_secs(30), DEADLINE)
+        .unwrap()
+    else {
         panic!("the agent took a second slot beyond the limit");
     };
     assert_eq!(holders.len(), 1);

@@ -91,6 +91,7 @@ fn registry_revision(f: &Fleet, name: &str) -> i64 {
         tls: None,
         auth: None,
         clusterrebootd: None,
+        watch_idle_timeout: Duration::from_secs(60),
     };
     let client = Client::new(&cfg).expect("etcd client");
     client

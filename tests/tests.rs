@@ -5,6 +5,7 @@
 mod common;
 
 mod alerts;
+mod chaos;
 mod cluster_mode;
 mod clusterrebootd;
 mod config_file;
@@ -16,6 +17,7 @@ mod etcd_client;
 mod fleet;
 mod fleetlock;
 mod holding;
+mod kernel_detector;
 mod keyspace;
 mod layering;
 mod local_mode;
@@ -25,4 +27,6 @@ mod operator;
 mod reboot_loop;
 mod rollout;
 mod state_dir;
+mod stuck;
 mod users;
+mod watch;

@@ -1,12 +1,13 @@
 //! What this node holds in the lock, as values that own their leases:
 //! [`Holding`], a slot in phase checking with its lease and keepalive,
 //! released when dropped unless [`Holding::into_rebooting`] turned it into
-//! phase rebooting; and the lease of a slot in phase rebooting, renewed
+//! phase rebooting, and given up (its lease revoked) once it stayed in
+//! phase checking past its deadline, even while the pass is stuck; and the lease of a slot in phase rebooting, renewed
 //! after the reboot and read before it ([`Cluster::renew_slot`],
 //! [`Cluster::slot_time_left`]). The pass takes, switches and gives back
 //! slots only through these, never through leases or the raw client.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cluster::Cluster;
 use crate::cluster::lock::{Acquire, Keepalive, Lock, Slot, SlotPhase, SlotValue};
@@ -33,6 +34,8 @@ pub struct Holding {
     slot: Slot,
     lease: i64,
     keepalive: Option<Keepalive>,
+    /// How long the slot may stay in phase checking (the checking deadline).
+    budget: Duration,
     reboot_lease: Option<i64>,
     /// Set by a successful switch: nothing is released on drop.
     rebooting: bool,
@@ -51,8 +54,11 @@ pub struct NotSwitched {
 impl Cluster {
     /// Takes a free slot for `value.node` in phase checking on a new lease
     /// of `ttl`, kept alive from its own thread until the [`Holding`] is
-    /// dropped or switched; or reports the holders.
-    pub fn take_slot(&self, value: &SlotValue, ttl: Duration) -> Result<Taken> {
+    /// dropped or switched, or until `deadline` from now has passed: then
+    /// the keepalive revokes the lease (the slot is freed even if this
+    /// process is stuck) and the holding can no longer be switched to phase
+    /// rebooting. Or reports the holders.
+    pub fn take_slot(&self, value: &SlotValue, ttl: Duration, deadline: Duration) -> Result<Taken> {
         let lease = self.client.lease_grant(ttl)?.id;
         let acquired = match self.lock.acquire(value, lease) {
             Ok(a) => a,
@@ -63,7 +69,11 @@ impl Cluster {
         };
         match acquired {
             Acquire::Held(slot) => Ok(Taken::Held(Box::new(Holding {
-                keepalive: Some(Keepalive::start(self.client.clone(), lease, ttl)),
+                keepalive: Some(
+                    Keepalive::start(self.client.clone(), lease, ttl)
+                        .with_deadline(Instant::now() + deadline),
+                ),
+                budget: deadline,
                 client: self.client.clone(),
                 lock: self.lock.clone(),
                 slot,
@@ -106,9 +116,35 @@ impl Holding {
         &self.slot
     }
 
-    /// True once the keepalive found the slot's lease gone.
+    /// True once the keepalive found the slot's lease gone, or gave it up
+    /// at the checking deadline.
     pub fn lost(&self) -> bool {
         self.keepalive.as_ref().is_some_and(Keepalive::lost)
+    }
+
+    /// True once the slot stayed in phase checking past its deadline.
+    pub fn past_deadline(&self) -> bool {
+        self.keepalive
+            .as_ref()
+            .is_some_and(Keepalive::past_deadline)
+    }
+
+    /// Why the slot is no longer ours, once [`Holding::lost`]: the checking
+    /// deadline passed ([`Error::CheckingDeadline`]), or the lease was
+    /// found gone ([`Error::LeaseLost`], `during` what).
+    pub fn lost_error(&self, during: &'static str) -> Option<Error> {
+        if self.past_deadline() {
+            Some(Error::CheckingDeadline {
+                budget: self.budget,
+            })
+        } else if self.lost() {
+            Some(Error::LeaseLost {
+                lease: "the lock slot's lease",
+                during,
+            })
+        } else {
+            None
+        }
     }
 
     /// Grants the lease of `ttl` (`reboot_timeout_sec`) the slot will be
@@ -124,9 +160,11 @@ impl Holding {
 
     /// Turns the slot into phase rebooting on the reserved lease (renewed
     /// first to its full TTL: the hook's time must not shorten it), in a txn
-    /// that proves the slot is still ours, then revokes the checking lease.
-    /// The returned slot stays held through the reboot. On failure the
-    /// slot comes back in phase checking inside [`NotSwitched`].
+    /// that proves the slot is still ours (same holding, same lease), then
+    /// revokes the checking lease. Refused once the slot is lost or past
+    /// its checking deadline. The returned slot stays held through the
+    /// reboot. On failure the slot comes back in phase checking inside
+    /// [`NotSwitched`].
     pub fn into_rebooting(mut self) -> std::result::Result<Slot, Box<NotSwitched>> {
         match self.switch() {
             Ok(slot) => {
@@ -157,11 +195,8 @@ impl Holding {
                 during: " during the pre_reboot hook",
             });
         }
-        if self.lost() {
-            return Err(Error::LeaseLost {
-                lease: "the lock slot's lease",
-                during: "",
-            });
+        if let Some(e) = self.lost_error("") {
+            return Err(e);
         }
         let Some(held) = &self.slot.value else {
             return Err(Error::SlotChanged {

@@ -142,6 +142,7 @@ mod tests {
             tls: None,
             auth: None,
             clusterrebootd: compat,
+            watch_idle_timeout: Duration::from_secs(60),
         })
     }
 

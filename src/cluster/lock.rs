@@ -30,9 +30,9 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -577,8 +577,10 @@ impl Lock {
     }
 
     /// Switches `slot` to phase rebooting on `reboot_lease`, atomically
-    /// proving it is still ours (unchanged since we read it). Returns the
-    /// updated slot, or `None` when it is no longer ours.
+    /// proving it is still ours: the same holding (create revision),
+    /// unchanged since we read it (mod revision) and still on the lease we
+    /// took it with (a lease that was revoked or expired deleted the key).
+    /// Returns the updated slot, or `None` when it is no longer ours.
     pub fn to_rebooting(
         &self,
         slot: &Slot,
@@ -593,6 +595,7 @@ impl Lock {
             compare: vec![
                 Compare::create_revision(&slot.key, CmpResult::Equal, slot.create_revision),
                 Compare::mod_revision(&slot.key, CmpResult::Equal, slot.mod_revision),
+                Compare::lease(&slot.key, CmpResult::Equal, slot.lease),
             ],
             success: vec![
                 Op::put(&slot.key, body.as_bytes(), Some(reboot_lease)),
@@ -695,9 +698,13 @@ fn to_json(value: &SlotValue) -> Result<String> {
 }
 
 /// Keeps a lease alive from its own thread until dropped; notices when the
-/// lease is gone.
+/// lease is gone. With a deadline ([`Keepalive::with_deadline`]) it gives
+/// the lease up once the deadline passes: it stops renewing it and revokes
+/// it, so whatever the lease holds is freed even when the thread that owns
+/// the keepalive is stuck.
 pub struct Keepalive {
     lost: Arc<AtomicBool>,
+    deadline: Arc<Mutex<Option<Instant>>>,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -706,17 +713,40 @@ impl Keepalive {
     /// Starts renewing `lease` every `ttl / 3`.
     pub fn start(client: Client, lease: i64, ttl: Duration) -> Keepalive {
         let lost = Arc::new(AtomicBool::new(false));
+        let deadline = Arc::new(Mutex::new(None::<Instant>));
         let (stop, stopped) = mpsc::channel::<()>();
         let flag = Arc::clone(&lost);
+        let until = Arc::clone(&deadline);
         let interval = (ttl / 3).max(Duration::from_millis(500));
         let thread = std::thread::Builder::new()
             .name("keepalive".into())
             .spawn(move || {
+                let mut next_renewal = Instant::now() + interval;
                 loop {
-                    match stopped.recv_timeout(interval) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        _ => return,
+                    let now = Instant::now();
+                    let deadline = *until.lock().unwrap_or_else(PoisonError::into_inner);
+                    if deadline.is_some_and(|d| now >= d) {
+                        log::error!(
+                            event = "lease_deadline";
+                            "lease {lease:x} is past its deadline: no longer renewed, revoked so the slot it holds is freed"
+                        );
+                        flag.store(true, Ordering::SeqCst);
+                        if let Err(e) = client.lease_revoke(lease) {
+                            log::warn!("cannot revoke lease {lease:x} (it expires by itself): {e}");
+                        }
+                        return;
                     }
+                    let wake = deadline.map_or(next_renewal, |d| d.min(next_renewal));
+                    // A message: the deadline changed; the sender dropped: stop.
+                    match stopped.recv_timeout(wake.saturating_duration_since(now)) {
+                        Ok(()) => continue,
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    if Instant::now() < next_renewal {
+                        continue;
+                    }
+                    next_renewal = Instant::now() + interval;
                     match client.lease_keepalive(lease) {
                         Ok(Some(_)) => {}
                         Ok(None) => {
@@ -732,14 +762,35 @@ impl Keepalive {
             .ok();
         Keepalive {
             lost,
+            deadline,
             stop: Some(stop),
             thread,
         }
     }
 
-    /// True once the lease was found gone.
+    /// Gives the lease up at `deadline`: from then on it is not renewed but
+    /// revoked, and [`Keepalive::lost`] is true.
+    pub fn with_deadline(self, deadline: Instant) -> Keepalive {
+        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = Some(deadline);
+        if let Some(tx) = &self.stop {
+            // The thread may be asleep until its next renewal: wake it to
+            // re-check. It has ended if this fails; nothing to do then.
+            let _ = tx.send(());
+        }
+        self
+    }
+
+    /// True once the deadline has passed (the lease is, or is being, given up).
+    pub fn past_deadline(&self) -> bool {
+        self.deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// True once the lease was found gone or given up at the deadline.
     pub fn lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
+        self.lost.load(Ordering::SeqCst) || self.past_deadline()
     }
 }
 

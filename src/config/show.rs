@@ -150,6 +150,10 @@ impl Config {
                 }
                 put("etcd_auth", Value::Mapping(am));
             }
+            put(
+                "etcd_watch_idle_timeout_sec",
+                Value::from(e.watch_idle_timeout.as_secs()),
+            );
         }
         put("reboot_command", strings(&self.reboot_command));
         if self.etcd.is_some() {

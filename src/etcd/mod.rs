@@ -41,12 +41,16 @@ pub const CONNECT_TIMEOUT_SECS: u64 = 5;
 pub const IO_BUFFER_BYTES: usize = 16 * 1024;
 /// Budget for a whole unary request, from connecting to reading the reply.
 pub const REQUEST_TIMEOUT_SECS: u64 = 10;
-/// Budget for the response headers of a watch (its body has no deadline).
+/// Budget for the response headers of a watch (its body has no overall
+/// deadline, only the idle timeout of [`EtcdConfig::watch_idle_timeout`]).
 pub const WATCH_HEADERS_TIMEOUT_SECS: u64 = 10;
 /// First delay before the watch reconnects after a stream error.
 pub const WATCH_BACKOFF_MIN_MILLIS: u64 = 200;
 /// Upper bound of the watch reconnect delay.
-pub const WATCH_BACKOFF_MAX_MILLIS: u64 = 5_000;
+pub const WATCH_BACKOFF_MAX_MILLIS: u64 = 30_000;
+/// A stream that stayed up this long proved itself even if it delivered
+/// nothing: its end resets the reconnect backoff.
+pub const WATCH_STABLE_AFTER_MILLIS: u64 = WATCH_BACKOFF_MAX_MILLIS;
 
 /// Largest error body quoted in an error message, in bytes.
 const MAX_QUOTED_BODY_BYTES: usize = 200;
@@ -108,6 +112,8 @@ struct Inner {
     current: AtomicUsize,
     unary: ureq::Agent,
     stream: ureq::Agent,
+    /// How long a watch stream may stay silent before it is re-opened.
+    watch_idle: Duration,
     credentials: Option<Credentials>,
     token: Mutex<TokenState>,
 }
@@ -189,9 +195,13 @@ impl Client {
             .max_idle_connections_per_host(1)
             .build()
             .new_agent();
-        // A watch body never ends: only the headers get a deadline.
+        // A watch body never ends: the headers get a deadline, and each read
+        // the idle timeout, so a stream that a proxy or a NAT dropped without
+        // a word (half-open) is noticed; etcd's progress notifications keep
+        // a healthy idle stream talking.
         let stream = base()
             .timeout_recv_response(Some(Duration::from_secs(WATCH_HEADERS_TIMEOUT_SECS)))
+            .timeout_per_read(Some(cfg.watch_idle_timeout))
             .build()
             .new_agent();
         let credentials = match &cfg.auth {
@@ -207,6 +217,7 @@ impl Client {
                 current: AtomicUsize::new(0),
                 unary,
                 stream,
+                watch_idle: cfg.watch_idle_timeout,
                 credentials,
                 token: Mutex::new(TokenState::Unknown),
             }),

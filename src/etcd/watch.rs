@@ -1,10 +1,13 @@
 //! Watches: a stream per prefix on its own thread, resumed from the last
-//! seen revision after errors with the shared backoff ([`crate::backoff`]).
+//! seen revision after errors with the shared backoff ([`crate::backoff`]),
+//! and re-opened quietly from the same revision when it stays silent for
+//! [`EtcdConfig::watch_idle_timeout`](crate::config::EtcdConfig) (a
+//! half-open stream that a proxy or a NAT dropped without a word).
 
 use std::io::{BufRead, BufReader};
 use std::sync::atomic::Ordering;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, json};
 
@@ -45,10 +48,16 @@ impl Client {
     ///
     /// The watch is established before this returns (so a write made after
     /// it is seen); a thread then calls `on_event` for each event until it
-    /// returns `false`. On stream errors the thread reconnects with a bounded
-    /// backoff from the last seen revision + 1 and reports
-    /// [`WatchEvent::Error`] then [`WatchEvent::Reconnected`]. An idle stream
-    /// blocks in a read, so the thread notices `false` only at the next event.
+    /// returns `false`. On stream errors the thread reconnects from the last
+    /// seen revision + 1 and reports [`WatchEvent::Error`] then
+    /// [`WatchEvent::Reconnected`], after a jittered exponential backoff
+    /// that only a stream that delivered something (or stayed up for
+    /// [`WATCH_STABLE_AFTER_MILLIS`]) resets, so a stream that is cut right
+    /// after it opened backs off too. A stream silent for the idle timeout
+    /// (no event, no progress notification) is re-opened from the same
+    /// revision without a report: a dropped stream is replaced, nothing is
+    /// lost. An idle stream blocks in a read, so the thread notices `false`
+    /// only at the next message or idle timeout.
     pub fn watch_prefix(
         &self,
         prefix: &str,
@@ -121,16 +130,19 @@ impl Client {
         mut on_event: impl FnMut(WatchEvent) -> bool,
     ) {
         let mut next_rev = start_revision.max(0);
-        // Failed attempts since the stream last worked: the backoff grows with it.
+        // Failures since a stream last proved itself (delivered something or
+        // stayed up): the backoff grows with it, and merely opening a stream
+        // does not reset it.
         let mut failures: u32 = 0;
+        // Whether the next successful open is reported as `Reconnected`.
+        let mut report_open = false;
         let mut current = Some(opened);
         loop {
             let mut stream = match current.take() {
                 Some(s) => s,
                 None => match self.open_watch(&key, next_rev) {
                     Ok(s) => {
-                        failures = 0;
-                        if !on_event(WatchEvent::Reconnected) {
+                        if report_open && !on_event(WatchEvent::Reconnected) {
                             return;
                         }
                         s
@@ -141,38 +153,65 @@ impl Client {
                         if !on_event(WatchEvent::Error(err.to_string())) {
                             return;
                         }
+                        report_open = true;
                         failures = failures.saturating_add(1);
                         thread::sleep(reconnect_delay(failures));
                         continue;
                     }
                 },
             };
+            let opened_at = Instant::now();
+            let mut delivered = false;
             let mut message = Ok(stream.first.clone());
             let outcome = loop {
                 let msg = match message {
                     Ok(m) => m,
-                    Err(f) => {
+                    Err(StreamRead::Quiet) => break Flow::Quiet,
+                    Err(StreamRead::Failed(f)) => {
                         break Flow::Reconnect(Some(
                             failure_to_error(&stream.endpoint, "watch", f).to_string(),
                         ));
                     }
                 };
+                // Anything but the creation acknowledgement (an event, a
+                // progress notification) proves the stream carries data.
+                delivered |= !msg.created;
                 match handle_watch_message(msg, &mut next_rev, &mut on_event) {
                     Flow::Continue => {}
                     other => break other,
                 }
-                message = read_watch_message(&mut stream.reader);
+                message = read_stream_message(&mut stream.reader);
             };
+            // Not merely opened: a stream that delivered or stayed up long
+            // enough ends the run of failures.
+            if delivered || opened_at.elapsed() >= Duration::from_millis(WATCH_STABLE_AFTER_MILLIS)
+            {
+                failures = 0;
+            }
             match outcome {
                 Flow::Stop => return,
-                Flow::Continue | Flow::Reconnect(None) => {}
+                Flow::Quiet => {
+                    log::debug!(
+                        "watch at {}: nothing for {} (no event, no progress notification); \
+                         re-opening it from revision {next_rev}",
+                        stream.endpoint,
+                        humantime::format_duration(self.inner.watch_idle)
+                    );
+                    report_open = false;
+                }
+                Flow::Continue | Flow::Reconnect(None) => report_open = true,
                 Flow::Reconnect(Some(detail)) => {
-                    log::warn!("{detail}; reconnecting from revision {next_rev}");
+                    failures = failures.saturating_add(1);
+                    let delay = reconnect_delay(failures);
+                    log::warn!(
+                        "{detail}; reconnecting from revision {next_rev} in {} ms",
+                        delay.as_millis()
+                    );
                     if !on_event(WatchEvent::Error(detail)) {
                         return;
                     }
-                    failures = failures.saturating_add(1);
-                    thread::sleep(reconnect_delay(failures));
+                    report_open = true;
+                    thread::sleep(delay);
                     // Another endpoint may be healthier: start the next try there.
                     let n = self.inner.endpoints.len();
                     if n > 1 {
@@ -187,14 +226,14 @@ impl Client {
 
 /// The delay before reconnect attempt `failures` (1-based): the shared
 /// backoff from [`WATCH_BACKOFF_MIN_MILLIS`] doubling up to
-/// [`WATCH_BACKOFF_MAX_MILLIS`], without jitter (a watch is one stream per
-/// agent, and its reconnects do not need spreading).
+/// [`WATCH_BACKOFF_MAX_MILLIS`], jittered (when a member fails, every
+/// agent watching through it reconnects at once: spread them).
 fn reconnect_delay(failures: u32) -> Duration {
     backoff::delay(
         failures,
         Duration::from_millis(WATCH_BACKOFF_MIN_MILLIS),
         Duration::from_millis(WATCH_BACKOFF_MAX_MILLIS),
-        1.0,
+        backoff::jitter(),
     )
 }
 
@@ -207,27 +246,67 @@ pub(super) struct OpenedWatch {
 pub(super) enum Flow {
     Continue,
     Stop,
+    /// Nothing arrived within the idle timeout: re-open quietly.
+    Quiet,
     /// Re-open the stream; with a detail, after reporting it and a backoff.
     Reconnect(Option<String>),
 }
 
+/// Why reading the next message of a watch stream failed.
+pub(super) enum StreamRead {
+    /// Nothing arrived within the idle timeout (a half-open stream, or an
+    /// idle one on a server whose progress notifications are rarer).
+    Quiet,
+    /// The stream broke or carried an error.
+    Failed(Failure),
+}
+
 /// Reads the next `{"result":…}` / `{"error":…}` line of a stream.
-pub(super) fn read_watch_message(
+pub(super) fn read_stream_message(
     reader: &mut impl BufRead,
-) -> std::result::Result<RawWatchResponse, Failure> {
+) -> std::result::Result<RawWatchResponse, StreamRead> {
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
-            Ok(0) => return Err(Failure::Unavailable("watch stream ended".into())),
-            Ok(_) if line.trim().is_empty() => continue,
-            Ok(_) => return parse_stream_reply(&line),
-            Err(e) => {
-                return Err(Failure::Unavailable(format!(
-                    "reading the watch stream: {e}"
+            Ok(0) => {
+                return Err(StreamRead::Failed(Failure::Unavailable(
+                    "watch stream ended".into(),
                 )));
+            }
+            Ok(_) if line.trim().is_empty() => continue,
+            Ok(_) => return parse_stream_reply(&line).map_err(StreamRead::Failed),
+            Err(e) if is_timeout(&e) => return Err(StreamRead::Quiet),
+            Err(e) => {
+                return Err(StreamRead::Failed(Failure::Unavailable(format!(
+                    "reading the watch stream: {e}"
+                ))));
             }
         }
     }
+}
+
+/// Reads the first message of a fresh stream: silence is a failure there.
+pub(super) fn read_watch_message(
+    reader: &mut impl BufRead,
+) -> std::result::Result<RawWatchResponse, Failure> {
+    read_stream_message(reader).map_err(|e| match e {
+        StreamRead::Quiet => {
+            Failure::Unavailable("no reply on the watch stream within its idle timeout".into())
+        }
+        StreamRead::Failed(f) => f,
+    })
+}
+
+/// A read that ended because a deadline passed (ureq wraps its own timeout
+/// errors in an `io::Error`).
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    ) || e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+        .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
 }
 
 /// Maps the `cancel_reason` of a watch cancelled at creation to a failure.
@@ -326,6 +405,7 @@ mod tests {
             flows.push(match flow {
                 Flow::Continue => "continue",
                 Flow::Stop => "stop",
+                Flow::Quiet => "quiet",
                 Flow::Reconnect(None) => "reconnect",
                 Flow::Reconnect(Some(_)) => "reconnect-after-error",
             });
@@ -421,6 +501,32 @@ mod tests {
             ),
             Failure::Api(ApiError { code: Some(7), .. })
         ));
+    }
+
+    #[test]
+    fn a_silent_stream_is_quiet_not_failed() {
+        /// A reader whose every read times out, as ureq reports it.
+        struct Silent;
+        impl std::io::Read for Silent {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(ureq::Error::Timeout(ureq::Timeout::PerRead).into_io())
+            }
+        }
+        let mut reader = BufReader::new(Silent);
+        assert!(matches!(
+            read_stream_message(&mut reader),
+            Err(StreamRead::Quiet)
+        ));
+        // On a fresh stream, silence is a failure (try another endpoint).
+        assert!(matches!(
+            read_watch_message(&mut reader),
+            Err(Failure::Unavailable(d)) if d.contains("idle timeout")
+        ));
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert!(is_timeout(&timed_out));
+        assert!(!is_timeout(&std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        )));
     }
 
     #[test]

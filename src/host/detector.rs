@@ -11,6 +11,15 @@
 //! marker's modification time and content digest, the command's exit code
 //! and output digest, the kernel releases): the reboot record keeps it so
 //! that a need that survives the reboot is recognised (issue 10.2).
+//!
+//! The kernel detector counts only a kernel that could really be booted
+//! into: one of the running kernel's flavour ([`kernel_flavour`]: another
+//! flavour, `-lowlatency` next to `-generic`, `+debug`, `-aws`, is never
+//! "newer"), with a complete modules directory (`modules.dep`, written by
+//! depmod at the end of an installation), whose packages are not half
+//! installed according to dpkg's status file, and not while a package
+//! manager holds its lock (dpkg's or rpm's: an installation may be under
+//! way).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -419,6 +428,19 @@ fn check_command(
     (checked, output)
 }
 
+/// The package databases' lock files (below the root) that a running
+/// package manager holds: dpkg and apt take `fcntl` write locks on dpkg's,
+/// rpm on its transaction lock.
+const PACKAGE_LOCKS: [&str; 4] = [
+    "var/lib/dpkg/lock-frontend",
+    "var/lib/dpkg/lock",
+    "var/lib/rpm/.rpm.lock",
+    "usr/lib/sysimage/rpm/.rpm.lock",
+];
+
+/// dpkg's status file, below the root.
+const DPKG_STATUS: &str = "var/lib/dpkg/status";
+
 fn check_kernel(name: &str, root: &Path) -> Checked {
     let failed = Checked::failed;
     let osrelease = root.join("proc/sys/kernel/osrelease");
@@ -428,33 +450,107 @@ fn check_kernel(name: &str, root: &Path) -> Checked {
         Err(e) => return failed(format!("cannot read {}: {e}", osrelease.display())),
     };
     let modules = root.join("lib/modules");
-    let installed = match installed_kernels(&modules) {
+    let found = match kernel_dirs(&modules) {
         Ok(k) => k,
         Err(e) => return failed(format!("cannot list {}: {e}", modules.display())),
     };
-    let Some(newest) = installed.iter().max_by(|a, b| compare_versions(a, b)) else {
+    if found.is_empty() {
         return failed(format!(
             "no installed kernel found in {} (running {running})",
             modules.display()
         ));
+    }
+    let flavour = kernel_flavour(&running);
+    let unfinished = match dpkg_unfinished(&root.join(DPKG_STATUS)) {
+        Ok(u) => u,
+        Err(e) => {
+            return failed(format!(
+                "cannot read {}: {e}",
+                root.join(DPKG_STATUS).display()
+            ));
+        }
     };
-    let detail = format!("running {running}, newest installed {newest}");
-    if compare_versions(&running, newest) == Ordering::Less {
-        let evidence = Evidence::Kernel {
-            detector: name.to_string(),
-            newest: newest.clone(),
-            running,
-        };
-        Checked(Verdict::Required, detail, Some(evidence))
-    } else {
-        Checked(Verdict::NotRequired, detail, None)
+    let mut ignored = Vec::new();
+    let mut complete = Vec::new();
+    for (release, has_modules_dep) in found {
+        if kernel_flavour(&release) != flavour {
+            ignored.push(format!("{release} (another flavour)"));
+        } else if !has_modules_dep {
+            ignored.push(format!("{release} (no modules.dep)"));
+        } else if let Some((package, state)) =
+            unfinished.iter().find(|(p, _)| package_of(p, &release))
+        {
+            ignored.push(format!("{release} (package {package} is {state})"));
+        } else {
+            complete.push(release);
+        }
+    }
+    complete.sort_by(|a, b| compare_versions(a, b));
+    let newer: Vec<&String> = complete
+        .iter()
+        .filter(|k| compare_versions(&running, k) == Ordering::Less)
+        .collect();
+    let mut evidence = None;
+    let mut detail = match complete.last() {
+        Some(newest) => format!("running {running}, newest installed {newest}"),
+        None => format!("running {running}, no complete kernel of its flavour installed"),
+    };
+    if let Some(newest) = newer.last() {
+        match package_manager_busy(root) {
+            Some(lock) => {
+                detail = format!(
+                    "running {running}, newest installed {newest}, but {lock}: an installation may be under way"
+                );
+            }
+            None => {
+                evidence = Some(Evidence::Kernel {
+                    detector: name.to_string(),
+                    newest: (*newest).clone(),
+                    running: running.clone(),
+                });
+            }
+        }
+    }
+    if !ignored.is_empty() {
+        detail.push_str(&format!("; ignored: {}", ignored.join(", ")));
+    }
+    match evidence {
+        Some(e) => Checked(Verdict::Required, detail, Some(e)),
+        None => Checked(Verdict::NotRequired, detail, None),
     }
 }
 
-/// Release names of the kernels installed under `modules` (`/lib/modules`):
-/// subdirectories holding `modules.dep` or a `kernel` directory, which
-/// leaves out the husks package managers leave behind after a removal.
-fn installed_kernels(modules: &Path) -> io::Result<Vec<String>> {
+/// The flavour of a kernel release: what follows the version and ABI
+/// numbers. Debian, Ubuntu, SUSE, Arch: the dash-separated words after the
+/// last word that starts and ends with a digit (`6.8.0-45-generic` → `generic`,
+/// `6.1.0-18-cloud-amd64` → `cloud-amd64`, `6.8.0-1015-aws` → `aws`,
+/// `6.6.23-1-lts` → `lts`); RHEL and Fedora: the variant after `+`
+/// (`+debug`, `+rt`, `+64k`) or EL7's `.debug`. Kernels of one flavour
+/// replace each other; another flavour is another line of kernels.
+pub fn kernel_flavour(release: &str) -> String {
+    let (base, variant) = match release.rsplit_once('+') {
+        Some((base, v)) => (base, format!("+{v}")),
+        None => match release.strip_suffix(".debug") {
+            Some(base) => (base, ".debug".to_string()),
+            None => (release, String::new()),
+        },
+    };
+    let words: Vec<&str> = base.split('-').collect();
+    // A version or ABI word starts and ends with a digit (`45`,
+    // `0.deb11.17`, `427.13.1.el9_4.x86_64`); `64k` is a flavour word.
+    let number = |w: &&str| {
+        w.starts_with(|c: char| c.is_ascii_digit()) && w.ends_with(|c: char| c.is_ascii_digit())
+    };
+    let last_number = words.iter().rposition(number).unwrap_or(0);
+    let mut flavour = words[last_number + 1..].join("-");
+    flavour.push_str(&variant);
+    flavour
+}
+
+/// Every kernel directory under `modules` (`/lib/modules`) with whether
+/// its `modules.dep` exists (depmod writes it once the modules are all in
+/// place; package managers leave husks without it after a removal).
+fn kernel_dirs(modules: &Path) -> io::Result<Vec<(String, bool)>> {
     let mut found = Vec::new();
     for entry in fs::read_dir(modules)? {
         let entry = entry?;
@@ -462,15 +558,87 @@ fn installed_kernels(modules: &Path) -> io::Result<Vec<String>> {
         if !dir.is_dir() {
             continue;
         }
-        if !(dir.join("modules.dep").is_file() || dir.join("kernel").is_dir()) {
-            continue;
-        }
         match entry.file_name().into_string() {
-            Ok(name) => found.push(name),
+            Ok(name) => found.push((name, dir.join("modules.dep").is_file())),
             Err(name) => log::debug!("ignoring non-UTF-8 kernel directory {name:?}"),
         }
     }
     Ok(found)
+}
+
+/// True when dpkg package `package` belongs to kernel `release`
+/// (`linux-image-<release>`, `linux-modules-<release>`,
+/// `linux-modules-extra-<release>`, `linux-headers-<release>`, …).
+fn package_of(package: &str, release: &str) -> bool {
+    package.starts_with("linux-")
+        && package
+            .strip_suffix(release)
+            .is_some_and(|p| p.ends_with('-'))
+}
+
+/// The packages dpkg's status file lists as not completely installed
+/// (`half-installed`, `unpacked`, `half-configured`, `triggers-awaited`,
+/// `triggers-pending`), with that state; none when there is no such file
+/// (not a dpkg system).
+fn dpkg_unfinished(status: &Path) -> io::Result<Vec<(String, String)>> {
+    let text = match fs::read_to_string(status) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name).map(str::trim))
+        };
+        let (Some(package), Some(status)) = (field("Package:"), field("Status:")) else {
+            continue;
+        };
+        // "want flag state", e.g. "install ok half-configured".
+        let state = status.split_whitespace().nth(2).unwrap_or("");
+        if !matches!(state, "installed" | "config-files" | "not-installed" | "") {
+            out.push((package.to_string(), state.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// The lock of a package database that a running package manager holds
+/// (a sentence naming it), if any. A lock that cannot be checked counts as
+/// held: no reboot for a kernel that may be half installed.
+fn package_manager_busy(root: &Path) -> Option<String> {
+    PACKAGE_LOCKS.iter().find_map(|rel| {
+        let path = root.join(rel);
+        match write_locked(&path) {
+            Ok(false) => None,
+            Ok(true) => Some(format!("{} is locked by a package manager", path.display())),
+            Err(nix::errno::Errno::ENOENT) => None,
+            Err(e) => Some(format!("cannot check the lock {}: {e}", path.display())),
+        }
+    })
+}
+
+/// True when some process holds an `fcntl` lock on `path` that excludes a
+/// write lock (checked with an open-file-description lock query, which
+/// also sees the classic locks dpkg, apt and rpm take).
+fn write_locked(path: &Path) -> nix::Result<bool> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    use nix::libc;
+    let file = fs::File::open(path).map_err(|e| {
+        e.raw_os_error()
+            .map_or(nix::errno::Errno::EIO, nix::errno::Errno::from_raw)
+    })?;
+    let mut query = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    fcntl(&file, FcntlArg::F_OFD_GETLK(&mut query))?;
+    Ok(query.l_type != libc::F_UNLCK as libc::c_short)
 }
 
 /// Compares kernel release strings like `sort -V`: runs of digits compare
@@ -535,7 +703,7 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
 mod tests {
     use super::*;
     use crate::host::process::test_support::TempDir;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     fn spec(name: &str, kind: DetectorKind) -> DetectorSpec {
         DetectorSpec {
@@ -700,7 +868,7 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Required);
     }
 
-    /// A fixture root with `osrelease` and `/lib/modules` entries.
+    /// A fixture root with `osrelease` and complete `/lib/modules` entries.
     fn kernel_root(dir: &TempDir, running: Option<&str>, installed: &[&str]) -> PathBuf {
         let root = dir.path().join("root");
         let proc_kernel = root.join("proc/sys/kernel");
@@ -708,18 +876,20 @@ mod tests {
         if let Some(r) = running {
             fs::write(proc_kernel.join("osrelease"), format!("{r}\n")).expect("osrelease");
         }
-        let modules = root.join("lib/modules");
-        fs::create_dir_all(&modules).expect("mkdir modules");
-        for (i, k) in installed.iter().enumerate() {
-            // Alternate the two markers of an installed kernel.
-            if i % 2 == 0 {
-                fs::create_dir_all(modules.join(k)).expect("mkdir kernel");
-                fs::write(modules.join(k).join("modules.dep"), "").expect("modules.dep");
-            } else {
-                fs::create_dir_all(modules.join(k).join("kernel")).expect("mkdir kernel");
-            }
+        fs::create_dir_all(root.join("lib/modules")).expect("mkdir modules");
+        for k in installed {
+            add_kernel(&root, k, true);
         }
         root
+    }
+
+    /// A kernel's modules directory, with or without `modules.dep`.
+    fn add_kernel(root: &Path, release: &str, complete: bool) {
+        let dir = root.join("lib/modules").join(release);
+        fs::create_dir_all(dir.join("kernel")).expect("mkdir kernel");
+        if complete {
+            fs::write(dir.join("modules.dep"), "").expect("modules.dep");
+        }
     }
 
     fn kernel(root: PathBuf) -> DetectorSpec {
@@ -767,6 +937,200 @@ mod tests {
             r.detail,
             "running 5.14.0-427.13.1.el9_4.x86_64, newest installed 5.14.0-427.13.1.el9_4.x86_64"
         );
+    }
+
+    #[test]
+    fn kernel_flavours() {
+        let cases = [
+            ("6.8.0-45-generic", "generic"),
+            ("6.8.0-45-lowlatency", "lowlatency"),
+            ("6.8.0-1015-aws", "aws"),
+            ("6.8.0-45-generic-64k", "generic-64k"),
+            ("6.1.0-18-amd64", "amd64"),
+            ("6.1.0-18-cloud-amd64", "cloud-amd64"),
+            ("6.1.0-0.deb11.17-amd64", "amd64"),
+            ("5.14.21-150500.55.52-default", "default"),
+            ("6.6.23-1-lts", "lts"),
+            ("6.1.0-18-686-pae", "pae"),
+            ("6.8.2-arch2-1", ""),
+            ("5.14.0-427.13.1.el9_4.x86_64", ""),
+            ("5.14.0-427.el9.x86_64", ""),
+            ("5.14.0-427.13.1.el9_4.x86_64+debug", "+debug"),
+            ("5.14.0-427.13.1.el9_4.x86_64+rt", "+rt"),
+            ("3.10.0-1160.el7.x86_64.debug", ".debug"),
+            ("6.9.0", ""),
+        ];
+        for (release, want) in cases {
+            assert_eq!(kernel_flavour(release), want, "{release}");
+        }
+    }
+
+    #[test]
+    fn kernel_detector_compares_only_the_running_flavour() {
+        // Each of these sorts after the running kernel, none is its successor.
+        let cases = [
+            ("6.8.0-45-generic", "6.8.0-45-lowlatency"),
+            ("6.8.0-45-generic", "6.8.0-1015-aws"),
+            ("6.1.0-18-amd64", "6.1.0-18-rt-amd64"),
+            (
+                "5.14.0-427.13.1.el9_4.x86_64",
+                "5.14.0-427.13.1.el9_4.x86_64+debug",
+            ),
+            ("3.10.0-1160.el7.x86_64", "3.10.0-1160.el7.x86_64.debug"),
+        ];
+        for (running, other) in cases {
+            assert_eq!(compare_versions(running, other), Ordering::Less);
+            let dir = TempDir::new("kernel-flavour");
+            let root = kernel_root(&dir, Some(running), &[running, other]);
+            let r = run_one(&kernel(root.clone()), &[]);
+            assert_eq!(r.verdict, Verdict::NotRequired, "{running} vs {other}");
+            assert_eq!(
+                r.detail,
+                format!(
+                    "running {running}, newest installed {running}; ignored: {other} (another flavour)"
+                )
+            );
+            // A newer kernel of the running flavour still counts.
+            let newer = running
+                .replacen("-45-", "-50-", 1)
+                .replacen("-18-", "-21-", 1);
+            let newer =
+                newer
+                    .replacen("427.13.1", "427.20.1", 1)
+                    .replacen("1160.el7", "1160.2.el7", 1);
+            add_kernel(&root, &newer, true);
+            let r = run_one(&kernel(root), &[]);
+            assert_eq!(
+                r.verdict,
+                Verdict::Required,
+                "{running} then {newer}: {}",
+                r.detail
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_detector_ignores_a_kernel_without_modules_dep() {
+        let dir = TempDir::new("kernel-incomplete");
+        let root = kernel_root(&dir, Some("6.8.0-45-generic"), &["6.8.0-45-generic"]);
+        // Unpacked, depmod not run yet.
+        add_kernel(&root, "6.8.0-50-generic", false);
+        let r = run_one(&kernel(root.clone()), &[]);
+        assert_eq!(r.verdict, Verdict::NotRequired);
+        assert_eq!(
+            r.detail,
+            "running 6.8.0-45-generic, newest installed 6.8.0-45-generic; ignored: 6.8.0-50-generic (no modules.dep)"
+        );
+        add_kernel(&root, "6.8.0-50-generic", true);
+        assert_eq!(run_one(&kernel(root), &[]).verdict, Verdict::Required);
+    }
+
+    /// dpkg's status file with `linux-image-<release>` in `state`.
+    fn dpkg_status(root: &Path, release: &str, state: &str) {
+        let dir = root.join("var/lib/dpkg");
+        fs::create_dir_all(&dir).expect("mkdir dpkg");
+        fs::write(
+            dir.join("status"),
+            format!(
+                "Package: bash\nStatus: install ok installed\nVersion: 5.2\n\n\
+                 Package: linux-image-{release}\nStatus: install ok {state}\nVersion: 1\n\n\
+                 Package: linux-image-generic\nStatus: install ok half-configured\n"
+            ),
+        )
+        .expect("dpkg status");
+    }
+
+    #[test]
+    fn kernel_detector_ignores_a_kernel_whose_package_is_half_installed() {
+        for state in [
+            "half-installed",
+            "unpacked",
+            "half-configured",
+            "triggers-pending",
+        ] {
+            let dir = TempDir::new("kernel-dpkg");
+            let root = kernel_root(
+                &dir,
+                Some("6.8.0-45-generic"),
+                &["6.8.0-45-generic", "6.8.0-50-generic"],
+            );
+            dpkg_status(&root, "6.8.0-50-generic", state);
+            let r = run_one(&kernel(root.clone()), &[]);
+            assert_eq!(r.verdict, Verdict::NotRequired, "{state}");
+            assert!(
+                r.detail.ends_with(&format!(
+                    "ignored: 6.8.0-50-generic (package linux-image-6.8.0-50-generic is {state})"
+                )),
+                "{}",
+                r.detail
+            );
+            // A meta package (no release in its name) does not matter.
+            dpkg_status(&root, "6.8.0-50-generic", "installed");
+            assert_eq!(run_one(&kernel(root), &[]).verdict, Verdict::Required);
+        }
+        assert!(package_of(
+            "linux-modules-extra-6.8.0-50-generic",
+            "6.8.0-50-generic"
+        ));
+        assert!(!package_of("linux-image-6.8.0-50-generic", "0-50-generic"));
+        assert!(!package_of(
+            "xlinux-image-6.8.0-50-generic",
+            "6.8.0-50-generic"
+        ));
+    }
+
+    /// Holds an `fcntl` write lock on `path` (an open-file-description lock,
+    /// which conflicts even with this process's own queries) until dropped.
+    fn hold_lock(path: &Path) -> fs::File {
+        use nix::fcntl::{FcntlArg, fcntl};
+        use nix::libc;
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .expect("lock file");
+        let lock = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        fcntl(&file, FcntlArg::F_OFD_SETLK(&lock)).expect("take the lock");
+        file
+    }
+
+    #[test]
+    fn kernel_detector_waits_while_a_package_manager_holds_its_lock() {
+        for lock in PACKAGE_LOCKS {
+            let dir = TempDir::new("kernel-lock");
+            let root = kernel_root(
+                &dir,
+                Some("5.14.0-427.el9.x86_64"),
+                &["5.14.0-427.el9.x86_64", "5.14.0-427.13.1.el9_4.x86_64"],
+            );
+            // The file exists when no one holds it: not busy.
+            drop(hold_lock(&root.join(lock)));
+            assert_eq!(
+                run_one(&kernel(root.clone()), &[]).verdict,
+                Verdict::Required
+            );
+            let held = hold_lock(&root.join(lock));
+            let r = run_one(&kernel(root.clone()), &[]);
+            assert_eq!(r.verdict, Verdict::NotRequired, "{lock}");
+            assert!(
+                r.detail.contains(&format!(
+                    "{} is locked by a package manager",
+                    root.join(lock).display()
+                )),
+                "{}",
+                r.detail
+            );
+            drop(held);
+            assert_eq!(run_one(&kernel(root), &[]).verdict, Verdict::Required);
+        }
     }
 
     #[test]

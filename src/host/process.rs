@@ -6,6 +6,13 @@
 //! so a timeout can kill the whole tree (TERM, a grace period, then KILL),
 //! and stdout/stderr drained on their own threads up to a byte limit so a
 //! chatty child never blocks on a full pipe.
+//!
+//! Every wait is bounded: a child that survives SIGKILL (stuck in
+//! uninterruptible sleep, or held by a tracer) is left to a reaper thread
+//! and reported as [`Error::Unreaped`], and pipes that a descendant keeps
+//! open are given up after [`READER_JOIN_TIMEOUT`]. So [`run`] returns at
+//! most [`MAX_OVERRUN`] after the child's timeout, which is what lets the
+//! caller put a deadline on everything it runs under a lock slot.
 
 use std::io::{self, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -32,6 +39,14 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// How long to wait for the output readers after the child has exited: a
 /// grandchild that inherited the pipes may keep them open for ever.
 pub const READER_JOIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long to wait for a child to be reaped after SIGKILL: one stuck in
+/// the kernel (uninterruptible sleep) or held by a tracer never is.
+pub const REAP_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most [`run`] takes beyond the child's timeout: the grace period,
+/// waiting to reap it after SIGKILL, and waiting for its output.
+pub const MAX_OVERRUN: Duration = KILL_GRACE
+    .saturating_add(REAP_TIMEOUT)
+    .saturating_add(READER_JOIN_TIMEOUT);
 
 /// Longest sleep between two `try_wait` polls while waiting for a child.
 const MAX_POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -262,8 +277,9 @@ fn wait_until(
 }
 
 /// Kills a timed-out child's process group: SIGTERM, up to [`KILL_GRACE`]
-/// for the group to go away, then SIGKILL; reaps the child.
-fn kill_group(child: &mut Child, pgid: Pid, role: &str) -> io::Result<()> {
+/// for the group to go away, then SIGKILL; reaps the child, waiting at
+/// most [`REAP_TIMEOUT`] after the SIGKILL. Returns whether it was reaped.
+fn kill_group(child: &mut Child, pgid: Pid, role: &str) -> io::Result<bool> {
     signal_group(pgid, Signal::SIGTERM, role);
     let grace_end = Instant::now() + KILL_GRACE;
     let mut reaped = false;
@@ -275,7 +291,7 @@ fn kill_group(child: &mut Child, pgid: Pid, role: &str) -> io::Result<()> {
         // Once the leader is reaped, a still-existing group means a grandchild
         // survived the TERM; it gets the KILL below.
         if reaped && !group_alive(pgid) {
-            return Ok(());
+            return Ok(true);
         }
         let now = Instant::now();
         if now >= grace_end {
@@ -289,18 +305,61 @@ fn kill_group(child: &mut Child, pgid: Pid, role: &str) -> io::Result<()> {
         KILL_GRACE.as_secs()
     );
     signal_group(pgid, Signal::SIGKILL, role);
-    if !reaped {
-        child.wait()?;
+    if reaped {
+        return Ok(true);
     }
-    Ok(())
+    reap_within(child, REAP_TIMEOUT)
+}
+
+/// Waits up to `limit` for `child` to be reaped; returns whether it was.
+fn reap_within(child: &mut Child, limit: Duration) -> io::Result<bool> {
+    let deadline = Instant::now() + limit;
+    let mut interval = Duration::from_millis(1);
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        thread::sleep(interval.min(deadline - now));
+        interval = (interval * 2).min(MAX_POLL_INTERVAL);
+    }
+}
+
+/// Hands a child that survived SIGKILL to a thread that reaps it whenever
+/// it finally exits, so it never stays a zombie of ours; logs both ends.
+fn abandon(mut child: Child, role: &str, program: &str) {
+    let pid = child.id();
+    log::error!(
+        event = "child_abandoned", pid = pid;
+        "{role} {program} (pid {pid}) survived SIGKILL and was not reaped within {}s \
+         (stuck in the kernel, or held by a tracer); left to a reaper thread",
+        REAP_TIMEOUT.as_secs()
+    );
+    let role = role.to_string();
+    let spawned = thread::Builder::new()
+        .name("child-reaper".into())
+        .spawn(move || match child.wait() {
+            Ok(status) => log::info!("abandoned {role} (pid {pid}) was reaped at last: {status}"),
+            Err(e) => log::warn!("cannot reap the abandoned {role} (pid {pid}): {e}"),
+        });
+    if let Err(e) = spawned {
+        // The Child is dropped without a wait: the zombie stays until we exit.
+        log::warn!("cannot start a reaper thread for pid {pid}: {e}");
+    }
 }
 
 /// Runs `cmd` to completion (or its timeout) and returns how it ended with
 /// its bounded output.
 ///
 /// A child that cannot be started (missing, not executable, not a valid
-/// executable) is an [`Error::Spawn`]; anything the child does once started
-/// (non-zero exit, a signal, a timeout) is reported in [`Finished`].
+/// executable) is an [`Error::Spawn`]; a child that survives SIGKILL is an
+/// [`Error::Unreaped`] (it is left to a reaper thread); anything else the
+/// child does once started (non-zero exit, a signal, a timeout) is
+/// reported in [`Finished`]. Returns at most [`MAX_OVERRUN`] after the
+/// timeout.
 pub fn run(cmd: &Command) -> Result<Finished> {
     let program = cmd.argv.first().map(String::as_str).unwrap_or_default();
     let spawn_error = |source: io::Error| Error::Spawn {
@@ -364,7 +423,9 @@ pub fn run(cmd: &Command) -> Result<Finished> {
             Ok(shared) => readers.push(shared),
             Err(e) => {
                 signal_group(pgid, Signal::SIGKILL, cmd.role);
-                let _ = child.wait();
+                if !matches!(reap_within(&mut child, REAP_TIMEOUT), Ok(true)) {
+                    abandon(child, cmd.role, program);
+                }
                 return Err(Error::Runtime(format!(
                     "cannot start an output reader for {}: {e}",
                     cmd.role
@@ -374,6 +435,7 @@ pub fn run(cmd: &Command) -> Result<Finished> {
     }
     drop(done_tx);
 
+    let mut reaped = true;
     let termination = match wait_until(&mut child, start.checked_add(cmd.timeout), cmd.cancellable)
     {
         Ok(Waited::Exited(status)) => termination_of(status),
@@ -382,7 +444,7 @@ pub fn run(cmd: &Command) -> Result<Finished> {
                 "{} {program}: the agent is stopping, killing its process group",
                 cmd.role
             );
-            kill_group(&mut child, pgid, cmd.role).map_err(wait_error)?;
+            reaped = kill_group(&mut child, pgid, cmd.role).map_err(wait_error)?;
             Termination::Cancelled
         }
         Ok(Waited::Deadline) => {
@@ -391,15 +453,28 @@ pub fn run(cmd: &Command) -> Result<Finished> {
                 cmd.role,
                 crate::time::human_duration(cmd.timeout)
             );
-            kill_group(&mut child, pgid, cmd.role).map_err(wait_error)?;
+            reaped = kill_group(&mut child, pgid, cmd.role).map_err(wait_error)?;
             Termination::TimedOut
         }
         Err(e) => {
             signal_group(pgid, Signal::SIGKILL, cmd.role);
-            let _ = child.wait();
+            if !matches!(reap_within(&mut child, REAP_TIMEOUT), Ok(true)) {
+                abandon(child, cmd.role, program);
+            }
             return Err(wait_error(e));
         }
     };
+
+    // Its output is of no use then; the reader threads end when the pipes close.
+    if !reaped {
+        let pid = child.id();
+        abandon(child, cmd.role, program);
+        return Err(Error::Unreaped {
+            role: cmd.role.to_string(),
+            program: PathBuf::from(program),
+            pid,
+        });
+    }
 
     // The readers end when every write end is closed; a grandchild that
     // inherited them may hold them open, so give up after a deadline and keep
@@ -536,6 +611,61 @@ pub(crate) mod test_support {
         }
     }
 
+    /// A Perl script that attaches to pid `$ARGV[0]` with `PTRACE_SEIZE`,
+    /// writes its own pid to `$ARGV[1]` and sleeps without ever waiting for
+    /// its tracee: once killed, the tracee stays a zombie only this tracer
+    /// could reap, so its parent cannot reap it (a stand-in for a child
+    /// stuck in uninterruptible sleep, which no test can produce).
+    pub(crate) const TRACER_PL: &str = r#"use POSIX ();
+my ($pid, $marker) = @ARGV;
+my $nr = eval { require "syscall.ph"; &SYS_ptrace() };
+$nr //= { x86_64 => 101, aarch64 => 117 }->{ (POSIX::uname())[4] }
+    // die "no ptrace syscall number for this architecture";
+syscall($nr, 0x4206, $pid + 0, 0, 0) == 0 or die "PTRACE_SEIZE $pid: $!";
+open(my $f, ">", "$marker.tmp") or die "$marker.tmp: $!";
+print $f "$$\n";
+close $f;
+rename("$marker.tmp", $marker) or die "$marker: $!";
+sleep 600;
+"#;
+
+    /// A child that survives SIGKILL: a script that has a tracer (in a
+    /// session of its own, so the kill of the child's process group misses
+    /// it, and holding the child's stdout and stderr) attach to it, then
+    /// sleeps. It ignores SIGTERM, so even on a loaded machine the tracer
+    /// has the timeout and the grace period to attach before the SIGKILL.
+    /// Returns the script and the file the tracer writes its pid to.
+    pub(crate) fn unreapable_child(dir: &TempDir) -> (PathBuf, PathBuf) {
+        let tracer = dir.path().join("tracer.pl");
+        std::fs::write(&tracer, TRACER_PL).expect("write tracer");
+        let marker = dir.path().join("tracer.pid");
+        let script = dir.script(
+            "stuck",
+            &format!(
+                "trap '' TERM\n\
+                 setsid /usr/bin/perl {} $$ {} &\n\
+                 while [ ! -s {} ]; do :; done\n\
+                 exec /bin/sleep 60",
+                tracer.display(),
+                marker.display(),
+                marker.display()
+            ),
+        );
+        (script, marker)
+    }
+
+    /// Kills a process by pid on drop (a tracer a test started).
+    pub(crate) struct KillOnDrop(pub(crate) i32);
+
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
     /// Reads a pid a script wrote, waiting for it to appear.
     pub(crate) fn read_pid(path: &Path) -> i32 {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -553,7 +683,7 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{TempDir, process_gone, read_pid};
+    use super::test_support::{KillOnDrop, TempDir, process_gone, read_pid, unreapable_child};
     use super::*;
     use std::path::Path;
 
@@ -786,6 +916,41 @@ mod tests {
             "{:?}",
             f.duration
         );
+    }
+
+    #[test]
+    fn a_child_that_survives_sigkill_is_abandoned_and_reported() {
+        let dir = TempDir::new("unreaped");
+        let (script, marker) = unreapable_child(&dir);
+        let timeout = Duration::from_secs(1);
+        let started = Instant::now();
+        let result = run_argv(&[script.display().to_string()], timeout);
+        let took = started.elapsed();
+        let tracer = KillOnDrop(read_pid(&marker));
+        let err = result.expect_err("an unreaped child is an error");
+        let Error::Unreaped { role, program, pid } = &err else {
+            panic!("unexpected {err:?}");
+        };
+        assert_eq!(role, "test child");
+        assert_eq!(program, &script);
+        assert!(err.to_string().contains("survived SIGKILL"), "{err}");
+        assert_eq!(err.exit_code(), crate::error::EXIT_RUNTIME);
+        // Bounded: TERM, the grace, KILL, the reap wait; not the sleep 60.
+        assert!(took >= timeout + KILL_GRACE + REAP_TIMEOUT, "{took:?}");
+        assert!(
+            took < timeout + MAX_OVERRUN + Duration::from_secs(1),
+            "{took:?}"
+        );
+        let pid = i32::try_from(*pid).expect("pid");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(stat.contains(") Z"), "the child is a zombie: {stat}");
+        // Once its tracer is gone, the reaper thread reaps it: no zombie left.
+        drop(tracer);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(Instant::now() < deadline, "pid {pid} was never reaped");
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn finished(stdout: &str, stderr: &str) -> Finished {

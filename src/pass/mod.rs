@@ -39,12 +39,13 @@ use crate::cluster::holding::{Holding, Taken};
 use crate::cluster::lock::{Slot, SlotKind, SlotPhase, SlotValue};
 use crate::cluster::records::{HealthRecord, same_machine};
 use crate::cluster::{Cluster, CooldownStart};
-use crate::config::Config;
+use crate::config::{Config, DetectorKind};
 use crate::error::{Error, Result};
 use crate::host::actions::{self, Vars};
 use crate::host::detector::{self, DetectorReport, Evidence, Need};
 use crate::host::health::{self, HealthReport, Phase};
 use crate::host::notify::Notifier;
+use crate::host::process;
 use crate::host::sessions::{self, LoggedIn};
 use crate::time::{human_age, human_duration};
 use outcome::{Block, Outcome};
@@ -152,6 +153,63 @@ pub fn run_pass(
         progress::publish(c, &progress::Facts::of(&report));
     }
     Ok(report)
+}
+
+/// Time a slot in phase checking may take on top of the lock TTL and of
+/// what runs under it: the etcd reads and writes of the re-check and of
+/// the switch to phase rebooting.
+pub const CHECKING_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long this node may hold a slot in phase checking before it is given
+/// up (its lease no longer renewed but revoked, the pass failed): the lock
+/// TTL, plus every child that runs under the slot — the command detectors
+/// of the re-check, the post-lock health script, the `pre_reboot` hook —
+/// each with its timeout and the most [`process::run`] overruns it, plus
+/// every request of the alert gate and of the reboot's silences (with
+/// `alerts.timeout_sec`), plus [`CHECKING_MARGIN`]. A pass that takes
+/// longer is stuck, and must not wedge the fleet.
+pub fn checking_deadline(cfg: &Config) -> Duration {
+    let overrun = process::MAX_OVERRUN;
+    let children = cfg
+        .detectors
+        .iter()
+        .filter_map(|d| match &d.kind {
+            DetectorKind::Command { timeout, .. } => Some(*timeout),
+            // A preset runs at most one command (needs-restarting, dnf or
+            // zypper) besides its file and kernel checks.
+            DetectorKind::Distro { timeout, .. } => Some(*timeout),
+            DetectorKind::File { .. } | DetectorKind::Kernel { .. } => None,
+        })
+        .chain(cfg.health_script.as_ref().map(|_| cfg.health_timeout))
+        .chain(cfg.hooks.pre_reboot.as_ref().map(|_| cfg.hooks.timeout));
+    let lock_ttl = cfg.etcd.as_ref().map(|e| e.lock_ttl).unwrap_or_default();
+    let children = children.fold(lock_ttl.saturating_add(CHECKING_MARGIN), |sum, t| {
+        sum.saturating_add(t).saturating_add(overrun)
+    });
+    let alerts = cfg.alerts.as_ref().map_or(Duration::ZERO, |a| {
+        a.timeout.saturating_mul(alert_requests(a))
+    });
+    children.saturating_add(alerts)
+}
+
+/// The most HTTP requests the alert gate and the reboot's silences make
+/// under a slot: per `block_on` entry (or the one "any alert" query) one
+/// query and one per `ignore` entry; one query per `block_if` expression;
+/// per silence its creation and, when a later one fails, its expiry.
+fn alert_requests(a: &crate::config::AlertsConfig) -> u32 {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let alertmanager = if a.alertmanager_url.is_some() {
+        let queries = count(a.block_on.len().max(1)).saturating_mul(count(a.ignore.len() + 1));
+        queries.saturating_add(count(a.silence_during_reboot.len()).saturating_mul(2))
+    } else {
+        0
+    };
+    let prometheus = if a.prometheus_url.is_some() {
+        count(a.block_if.len())
+    } else {
+        0
+    };
+    alertmanager.saturating_add(prometheus)
 }
 
 /// The log entry of the reboot `record` describes, completed now in boot
@@ -1173,7 +1231,8 @@ impl Pass<'_> {
             return Ok(false);
         };
         let started = Instant::now();
-        match c.take_slot(&self.slot_value(SlotPhase::Checking), etcd.lock_ttl)? {
+        let budget = checking_deadline(self.cfg);
+        match c.take_slot(&self.slot_value(SlotPhase::Checking), etcd.lock_ttl, budget)? {
             Taken::Held(holding) => {
                 let took = started.elapsed();
                 self.events.push(PassEvent::SlotAcquired(took));
@@ -1181,6 +1240,11 @@ impl Pass<'_> {
                     event = "slot_acquired", lock_wait_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
                     attempt = self.opts.lock_attempts;
                     "took lock slot {}", holding.slot().key
+                );
+                log::debug!(
+                    "{} may stay in phase checking for {} at most",
+                    holding.slot().key,
+                    human_duration(budget)
                 );
                 self.step(
                     "lock",
@@ -1239,11 +1303,12 @@ impl Pass<'_> {
         if self.health_gate(Phase::PostLock)? || self.alerts_gate() || self.policies(true)? {
             return Ok(Some(self.stop()));
         }
-        if self.held.as_ref().is_some_and(Holding::lost) {
-            return Err(Error::LeaseLost {
-                lease: "the lock slot's lease",
-                during: " during the checks",
-            });
+        if let Some(e) = self
+            .held
+            .as_ref()
+            .and_then(|h| h.lost_error(" during the checks"))
+        {
+            return Err(e);
         }
         Ok(None)
     }
@@ -1311,5 +1376,60 @@ impl Pass<'_> {
                 Ok(self.stop())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "node_name: web-1\netcd_endpoints: [\"http://127.0.0.1:2379\"]\nlock_ttl_sec: 90\n{extra}"
+        );
+        crate::config::parse(&text, Path::new("/t.yaml")).expect("valid test config")
+    }
+
+    #[test]
+    fn the_checking_deadline_covers_everything_that_runs_under_the_slot() {
+        let secs = Duration::from_secs;
+        let overrun = process::MAX_OVERRUN;
+        let file_only = config(
+            "reboot_required_detectors: [{type: file, path: /run/reboot-required}, {type: kernel}]\n",
+        );
+        assert_eq!(checking_deadline(&file_only), secs(90) + CHECKING_MARGIN);
+        let everything = config(
+            "reboot_required_detectors: [{type: command, cmd: [/bin/true], timeout_sec: 20}, \
+             {type: command, cmd: [/bin/false]}]\n\
+             health_script: /usr/local/bin/health\nhealth_timeout_sec: 30\n\
+             hooks: {pre_reboot: [/bin/drain], timeout_sec: 120}\n",
+        );
+        // Two detectors (20 s and the default 10 s), the health script, the hook.
+        assert_eq!(
+            checking_deadline(&everything),
+            secs(90 + 20 + 10 + 30 + 120) + CHECKING_MARGIN + overrun * 4
+        );
+        // A post_reboot hook does not run under a checking slot.
+        let post_only = config(
+            "reboot_required_detectors: [{type: file, path: /x}]\nhooks: {post_reboot: [/bin/undrain]}\n",
+        );
+        assert_eq!(checking_deadline(&post_only), secs(90) + CHECKING_MARGIN);
+    }
+
+    #[test]
+    fn the_checking_deadline_counts_every_request_of_the_alert_gate_and_the_silences() {
+        let alerts = config(
+            "reboot_required_detectors: [{type: file, path: /x}]\n\
+             alerts:\n  alertmanager_url: http://am:9093\n  prometheus_url: http://prom:9090\n\
+             \x20 block_on: ['severity=\"critical\"', 'team=\"db\"']\n  ignore: ['alertname=\"Watchdog\"']\n\
+             \x20 block_if: ['up == 0']\n  silence_during_reboot: ['instance=\"${RC_NODE_NAME}\"']\n\
+             \x20 timeout_sec: 5\n",
+        );
+        // 2 entries × (1 + 1 ignore) + 1 PromQL + 1 silence created and expired.
+        assert_eq!(
+            checking_deadline(&alerts),
+            Duration::from_secs(90 + 5 * (4 + 1 + 2)) + CHECKING_MARGIN
+        );
     }
 }

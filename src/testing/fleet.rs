@@ -41,7 +41,7 @@ use crate::etcd::{Client, WatchEvent};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::etcd::{EtcdServer, TempDir, free_port};
+use super::etcd::{EtcdCluster, EtcdServer, TempDir, free_port, leader_of};
 
 /// The environment variable that tags every process of one fleet.
 pub const FLEET_ID_VAR: &str = "REBOOTCTL_FLEET_ID";
@@ -517,8 +517,12 @@ pub struct Output {
 
 /// A fleet of simulated hosts on one etcd; everything is stopped on drop.
 pub struct Fleet {
-    /// The etcd server (tests may stop, pause and restart it).
+    /// The etcd server (tests may stop, pause and restart it); the first
+    /// member of a cluster.
     pub etcd: EtcdServer,
+    /// The other members of a cluster ([`Fleet::with_cluster`]); empty
+    /// with a single server.
+    pub peers: Vec<EtcdServer>,
     /// The nodes.
     pub nodes: Vec<Node>,
     /// The spec it was built from.
@@ -542,7 +546,23 @@ impl Fleet {
 
     /// As [`Fleet::new`] with a given etcd.
     pub fn with_etcd(bin: &Path, spec: FleetSpec, etcd: EtcdServer) -> Fleet {
+        Fleet::with_cluster(
+            bin,
+            spec,
+            EtcdCluster {
+                members: vec![etcd],
+            },
+        )
+    }
+
+    /// As [`Fleet::new`] on the members of a cluster: node `i` lists every
+    /// member's endpoint, starting with member `i` modulo their number (so
+    /// each member has agents talking to it first, and they fail over to
+    /// the next ones).
+    pub fn with_cluster(bin: &Path, spec: FleetSpec, cluster: EtcdCluster) -> Fleet {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let mut members = cluster.members.into_iter();
+        let etcd = members.next().expect("a cluster has a member");
         let dir = TempDir::new("fleet");
         let id = format!(
             "{}-{}-{}",
@@ -556,6 +576,7 @@ impl Fleet {
         fs::write(&timeline.path, "").expect("create timeline");
         let mut fleet = Fleet {
             etcd,
+            peers: members.collect(),
             nodes: Vec::new(),
             spec: spec.clone(),
             timeline,
@@ -566,7 +587,7 @@ impl Fleet {
             dir,
         };
         for i in 0..spec.nodes {
-            let node = fleet.make_node(&format!("node-{i}"));
+            let node = fleet.make_node(i);
             fleet.nodes.push(node);
         }
         fleet.start_observer();
@@ -583,7 +604,31 @@ impl Fleet {
         &self.bin
     }
 
-    fn make_node(&self, name: &str) -> Node {
+    /// Every etcd member's client URL, in member order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members().map(|m| m.endpoint.clone()).collect()
+    }
+
+    /// The etcd members, the first one (`etcd`) first.
+    pub fn members(&self) -> impl Iterator<Item = &EtcdServer> {
+        std::iter::once(&self.etcd).chain(&self.peers)
+    }
+
+    /// Member `i` (0 is `etcd`), to kill, freeze or restart it.
+    pub fn member(&mut self, i: usize) -> &mut EtcdServer {
+        match i {
+            0 => &mut self.etcd,
+            i => &mut self.peers[i - 1],
+        }
+    }
+
+    /// The index of the current leader among the members.
+    pub fn leader(&self) -> Option<usize> {
+        leader_of(self.members())
+    }
+
+    fn make_node(&self, i: usize) -> Node {
+        let name = &format!("node-{i}");
         let d = self.dir.path().join(name);
         fs::create_dir_all(d.join("state")).expect("node dir");
         fs::write(d.join("boot_id"), "boot-1\n").expect("boot id");
@@ -658,7 +703,7 @@ impl Fleet {
             .set("boot_id_file", &format!("{ds}/boot_id"))
             .set("reboot_command", &format!("[\"{ds}/fake-reboot\"]"))
             .set("hooks", &format!("{{post_reboot: [\"{ds}/post-reboot\"]}}"))
-            .set("etcd_endpoints", &format!("[\"{}\"]", self.etcd.endpoint))
+            .set("etcd_endpoints", &endpoints_from(&self.endpoints(), i))
             .set("max_concurrent_reboots", &s.slots.to_string())
             .set("check_interval_sec", &s.check_interval_secs.to_string())
             .set("lock_ttl_sec", &s.lock_ttl_secs.to_string())
@@ -897,7 +942,7 @@ impl Fleet {
     /// `slot_rebooting` and `released` to the timeline in revision order.
     fn start_observer(&self) {
         let cfg = EtcdConfig {
-            endpoints: vec![self.etcd.endpoint.clone()],
+            endpoints: self.endpoints(),
             namespace: "/rebootctl".into(),
             lock_key: LOCK_PREFIX.trim_end_matches('/').into(),
             lock_ttl: Duration::from_secs(5),
@@ -905,6 +950,8 @@ impl Fleet {
             tls: None,
             auth: None,
             clusterrebootd: None,
+            // Follows a member that went silent within seconds.
+            watch_idle_timeout: Duration::from_secs(3),
         };
         let client = Client::new(&cfg).expect("etcd client for the observer");
         let (kvs, rev) = client
@@ -967,6 +1014,15 @@ fn is_slot(key: &str) -> bool {
     key.strip_prefix(LOCK_PREFIX)
         .and_then(|rest| rest.strip_prefix("slot-"))
         .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The YAML list of `endpoints` rotated to start at `first` (modulo).
+fn endpoints_from(endpoints: &[String], first: usize) -> String {
+    let n = endpoints.len();
+    let quoted: Vec<String> = (0..n)
+        .map(|k| format!("\"{}\"", endpoints[(first + k) % n]))
+        .collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 /// No node is between `rebooting` and `healthy`/`released`, and every slot

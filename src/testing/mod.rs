@@ -1,7 +1,8 @@
 //! `testing/` — the harness shared by the integration tests (`tests/`) and
 //! the fleet demo and benchmark (`examples/fleet.rs`): a real etcd on a
-//! free loopback port, throwaway TLS certificates, and N simulated nodes
-//! with fake power cycles and an invariant checker. Not part of the agent:
+//! free loopback port (or a cluster of several members), throwaway TLS
+//! certificates, N simulated nodes with fake power cycles and an invariant
+//! checker, and a loopback TCP proxy that misbehaves like a NAT. Not part of the agent:
 //! hidden from the docs, imported by nothing in `src/`, and it may import
 //! only `etcd/` and `config`.
 //!
@@ -12,4 +13,5 @@
 
 pub mod etcd;
 pub mod fleet;
+pub mod proxy;
 pub mod svg;

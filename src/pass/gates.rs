@@ -151,7 +151,7 @@ pub fn reboot_loop(now: &[Evidence], last: Option<&CompletedReboot>, cleared: bo
     )))
 }
 
-/// The daily cap, from the running time since each completed reboot
+/// The daily cap, from the running time since each completed or given-up reboot
 /// ([`crate::host::reboot_log::ages`]): closed while `max` or more fall in
 /// the last 24 hours, with the time until enough of them have aged out.
 pub fn reboot_cap(ages: &[Duration], max: u32) -> Verdict {
@@ -167,7 +167,7 @@ pub fn reboot_cap(ages: &[Duration], max: u32) -> Verdict {
     recent.sort_by(|a, b| b.cmp(a));
     let next = DAY - recent[recent.len() - max];
     Verdict::Closed(Block::RebootLimit(format!(
-        "{} reboot{} in the last 24 h of running time (max_reboots_per_day {max}); next allowed in {}",
+        "{} reboot{} (completed or given up) in the last 24 h of running time (max_reboots_per_day {max}); next allowed in {}",
         recent.len(),
         if recent.len() == 1 { "" } else { "s" },
         human_duration(next)
@@ -456,6 +456,7 @@ mod tests {
             completed: moment("b2"),
             evidence,
             ineffective_notified: false,
+            given_up: false,
         }
     }
 
@@ -520,21 +521,21 @@ mod tests {
                 vec![h(20), h(5), h(1)],
                 3,
                 Some(
-                    "3 reboots in the last 24 h of running time (max_reboots_per_day 3); next allowed in 4h",
+                    "3 reboots (completed or given up) in the last 24 h of running time (max_reboots_per_day 3); next allowed in 4h",
                 ),
             ),
             (
                 vec![h(23), h(20), h(5), h(1)],
                 3,
                 Some(
-                    "4 reboots in the last 24 h of running time (max_reboots_per_day 3); next allowed in 4h",
+                    "4 reboots (completed or given up) in the last 24 h of running time (max_reboots_per_day 3); next allowed in 4h",
                 ),
             ),
             (
                 vec![h(2)],
                 1,
                 Some(
-                    "1 reboot in the last 24 h of running time (max_reboots_per_day 1); next allowed in 22h",
+                    "1 reboot (completed or given up) in the last 24 h of running time (max_reboots_per_day 1); next allowed in 22h",
                 ),
             ),
         ];

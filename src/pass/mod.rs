@@ -162,6 +162,7 @@ fn completed_reboot(record: &RebootRecord, boot_id: &str) -> CompletedReboot {
         completed: Moment::now(boot_id),
         evidence: record.evidence.clone(),
         ineffective_notified: false,
+        given_up: false,
     }
 }
 
@@ -689,9 +690,13 @@ impl Pass<'_> {
     }
 
     /// Step 1 for a reboot that never happened (same boot after
-    /// `reboot_timeout_sec`): undoes the pre_reboot hook while the slot is
-    /// still held, releases the slot and clears the record; status only
-    /// says so. Returns true when the pass must stop.
+    /// `reboot_timeout_sec`; the reboot command failed, or succeeded
+    /// without taking the host down): counts it in the reboot log as a
+    /// given-up attempt (the daily cap), undoes the pre_reboot hook while
+    /// the slot is still held, releases the slot and clears the record;
+    /// then the pass ends (`reboot_given_up`): the next pass decides
+    /// afresh, not this one that just drained and undrained the node.
+    /// Status only says so. Returns true when the pass must stop.
     fn give_up(
         &mut self,
         went_down_at: &str,
@@ -718,6 +723,19 @@ impl Pass<'_> {
             "the reboot issued at {went_down_at} never happened (boot id {} is still current after reboot_timeout_sec); releasing and clearing the record",
             self.boot_id
         );
+        // Counted first (once: keyed by when it was issued), so that an
+        // attempt that cannot be counted is not undone either, and a retry
+        // of a give-up cut short is not counted twice.
+        if let Some(r) = record {
+            let attempt = CompletedReboot {
+                given_up: true,
+                ..completed_reboot(r, &self.boot_id)
+            };
+            if let Err(e) = reboot_log::append(&self.cfg.state_dir, attempt) {
+                self.holding = slot.is_some();
+                return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
+            }
+        }
         // The record proves the pre_reboot hook ran: undo it.
         if let Some(r) = record {
             commit::undo_pre_reboot(self.cfg, &self.vars(&r.reason));
@@ -735,12 +753,13 @@ impl Pass<'_> {
         if let Err(e) = state::clear_record(&self.cfg.state_dir) {
             return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
         }
-        self.step(
+        Ok(self.block(
             "post-reboot",
-            StepState::Info,
-            "gave up a reboot that never happened: released and cleared",
-        );
-        Ok(false)
+            Block::RebootGivenUp(format!(
+                "the reboot issued at {went_down_at} never happened within reboot_timeout_sec; \
+                 gave it up (pre_reboot hook undone, slot released); it counts toward max_reboots_per_day"
+            )),
+        ))
     }
 
     /// Step 1 for a commit cut short (the agent killed or stopped between
@@ -903,12 +922,12 @@ impl Pass<'_> {
     }
 
     /// Step 3b: the reboot-loop guard and the daily cap, from the log of
-    /// completed reboots in `state_dir`. Notifies `reboot_ineffective`
+    /// completed (and, for the cap, given-up) reboots in `state_dir`. Notifies `reboot_ineffective`
     /// once per completed reboot. Returns true when the pass must stop.
     fn loop_guard(&mut self) -> Result<bool> {
         let dir = &self.cfg.state_dir;
         let log = reboot_log::read(dir)?;
-        let last = log.reboots.last();
+        let last = log.last_completed();
         let cleared = match (last, reboot_log::read_cleared(dir)?) {
             (Some(r), Some(c)) => c.reboot == r.id(),
             _ => false,

@@ -37,7 +37,7 @@ use jiff::Timestamp;
 
 use crate::cluster::holding::{Holding, Taken};
 use crate::cluster::lock::{Slot, SlotKind, SlotPhase, SlotValue};
-use crate::cluster::records::{HealthRecord, same_machine};
+use crate::cluster::records::HealthRecord;
 use crate::cluster::{Cluster, CooldownStart};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -349,8 +349,8 @@ impl Pass<'_> {
 
     /// Step 1. Returns true when the pass must stop.
     fn post_reboot(&mut self) -> Result<bool> {
-        let record = state::read_record(&self.cfg.state_dir)?;
-        let slot = match self.cluster {
+        let mut record = state::read_record(&self.cfg.state_dir)?;
+        let mut slot = match self.cluster {
             Some(c) => c
                 .lock
                 .find(&self.cfg.node_name)?
@@ -361,7 +361,23 @@ impl Pass<'_> {
         if let Some(intent) = state::read_intent(&self.cfg.state_dir)? {
             let rebooted = record.as_ref().is_some_and(|r| r.boot_id != self.boot_id);
             if !rebooted {
-                return self.undo_interrupted(&intent, record.as_ref(), slot.as_ref());
+                if self.undo_interrupted(&intent, record.as_ref(), slot.as_ref())?
+                    || self.opts.status
+                {
+                    return Ok(!self.opts.status);
+                }
+                // Undone: the record is cleared and a slot it owned
+                // released. A slot in phase rebooting under this name that
+                // it did not own is another host's: classified below (a
+                // name conflict), never taken over by this pass.
+                if slot
+                    .as_ref()
+                    .zip(record.as_ref())
+                    .is_some_and(|(s, r)| post_reboot::owns(r, s))
+                {
+                    slot = None;
+                }
+                record = None;
             }
             // The host went down after the record was written, though not
             // by the reboot command: completed below like any reboot (its
@@ -765,8 +781,11 @@ impl Pass<'_> {
     /// Step 1 for a commit cut short (the agent killed or stopped between
     /// the intent and the reboot command, on this boot or before a reboot
     /// that was not ours): undoes the pre_reboot hook, releases a slot the
-    /// commit had switched, clears the record and the intent. The pass
-    /// then goes on. Returns true when it must stop.
+    /// commit had switched (one its record owns, [`post_reboot::owns`];
+    /// never one that only carries our name and machine id), clears the
+    /// record and the intent. Returns true when the pass must stop; else
+    /// it goes on (a rebooting slot left under our name is not ours: a
+    /// name conflict).
     fn undo_interrupted(
         &mut self,
         intent: &Intent,
@@ -793,11 +812,12 @@ impl Pass<'_> {
             intent.at, intent.pid
         );
         commit::undo_pre_reboot(self.cfg, &self.vars(&intent.reason));
-        if let (Some(c), Some(s)) = (self.cluster, slot) {
-            if s.value
-                .as_ref()
-                .is_some_and(|v| same_machine(&v.machine_id, &self.machine_id))
-            {
+        // Only a slot our record names: the commit writes the record before
+        // it switches the slot, so without one no rebooting slot is ours.
+        // A slot under our name on the same machine id is not proof (cloned
+        // images share both): it may be another host's reboot.
+        if let (Some(c), Some(s), Some(r)) = (self.cluster, slot, record) {
+            if post_reboot::owns(r, s) {
                 match c.lock.release(s) {
                     Ok(_) => log::info!(event = "slot_released"; "released lock slot {}", s.key),
                     Err(e) => log::warn!(

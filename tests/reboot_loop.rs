@@ -216,3 +216,39 @@ fn a_reboot_that_never_happens_counts_toward_the_daily_cap() {
         assert_eq!(fx.reboots().len(), 2, "{tag}");
     }
 }
+
+/// A command detector whose output changes on every run (a timestamp) is
+/// the same need after the reboot: its evidence is its exit code, so the
+/// loop guard holds. A need that went away after the reboot and came
+/// back is a new one, whatever its evidence.
+#[test]
+fn a_command_detector_printing_a_timestamp_does_not_defeat_the_loop_guard() {
+    let mut fx = Fixture::new("loop-cmd");
+    let marker = fx.path("need-reboot");
+    let check = fx.script(
+        "check",
+        &format!("date +%s%N\n[ -e {} ]\n", marker.display()),
+    );
+    fx.set(
+        "reboot_required_detectors",
+        &format!(
+            "[{{name: stamp, type: command, cmd: [\"{}\"]}}]",
+            check.display()
+        ),
+    );
+    fx.need_reboot();
+    assert_eq!(pass_then_boot(&fx, 2).code, 0);
+    assert_eq!(fx.reboots().len(), 1);
+    // Back, the need survived: blocked, though the output differs.
+    let r = fx.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("reboot ineffective"), "{r:?}");
+    assert_eq!(fx.reboots().len(), 1);
+    // The need goes away, then comes back: a new need, one more reboot.
+    std::fs::remove_file(&marker).unwrap();
+    assert_eq!(fx.rebootctl(&["run", "--once"]).code, 0);
+    fx.need_reboot();
+    let r = fx.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(fx.reboots().len(), 2);
+}

@@ -85,6 +85,11 @@ pub struct CompletedReboot {
     /// Whether `reboot_ineffective` was notified for this reboot.
     #[serde(default)]
     pub ineffective_notified: bool,
+    /// A pass after this reboot completed found no reboot required: a need
+    /// seen later is a new one, whatever its evidence (a command detector's
+    /// evidence is only its exit code).
+    #[serde(default)]
+    pub need_gone: bool,
     /// The reboot never happened and was given up after
     /// `reboot_timeout_sec`: counted by the daily cap, not by the loop guard.
     #[serde(default)]
@@ -166,6 +171,18 @@ pub fn mark_notified(state_dir: &Path) -> Result<()> {
     let mut log = read(state_dir)?;
     match log.reboots.iter_mut().rev().find(|r| !r.given_up) {
         Some(last) if !last.ineffective_notified => last.ineffective_notified = true,
+        _ => return Ok(()),
+    }
+    write(state_dir, &log)
+}
+
+/// Records that a pass found no reboot required after the newest
+/// completed reboot (once: nothing is written when it is already recorded,
+/// or when no reboot is).
+pub fn mark_need_gone(state_dir: &Path) -> Result<()> {
+    let mut log = read(state_dir)?;
+    match log.reboots.iter_mut().rev().find(|r| !r.given_up) {
+        Some(last) if !last.need_gone => last.need_gone = true,
         _ => return Ok(()),
     }
     write(state_dir, &log)
@@ -253,6 +270,7 @@ mod tests {
                 newest: "6.1.0-21-amd64".into(),
             }],
             ineffective_notified: false,
+            need_gone: false,
             given_up: false,
         }
     }
@@ -425,6 +443,10 @@ mod tests {
         let log = read(dir.path()).unwrap();
         assert!(log.reboots[0].ineffective_notified);
         assert!(!log.reboots[1].ineffective_notified);
+        mark_need_gone(dir.path()).unwrap();
+        let log = read(dir.path()).unwrap();
+        assert!(log.reboots[0].need_gone);
+        assert!(!log.reboots[1].need_gone);
         // Written by an older version: no given_up field, a completed reboot.
         let old: CompletedReboot = serde_json::from_str(
             r#"{"issued":{"boot_id":"a","at":"x"},"completed":{"boot_id":"b","at":"y"}}"#,

@@ -123,12 +123,20 @@ pub fn local_cooldown(interval: Duration, last: Option<Timestamp>, now: Timestam
 /// The reboot-loop guard: closed when everything the detectors show now
 /// was already there when the last completed reboot was decided (the need
 /// survived the reboot: a kernel that fell back, a pinned boot entry, a
-/// wrong detector). Any new evidence opens it; so does the operator's
-/// `rebootctl clear-loop` for that reboot (`cleared`).
+/// wrong detector). Any new evidence opens it; so does a pass after that
+/// reboot that found no reboot required (the need went away: this one is
+/// new), and the operator's `rebootctl clear-loop` for that reboot
+/// (`cleared`).
 pub fn reboot_loop(now: &[Evidence], last: Option<&CompletedReboot>, cleared: bool) -> Verdict {
     let Some(last) = last else {
         return Verdict::Open("no completed reboot recorded".to_string());
     };
+    if last.need_gone {
+        return Verdict::Open(format!(
+            "a new need: none was left after the reboot completed at {}",
+            last.completed.at
+        ));
+    }
     let same = !now.is_empty() && now.iter().all(|e| last.evidence.contains(e));
     if !same {
         return Verdict::Open(format!(
@@ -456,6 +464,7 @@ mod tests {
             completed: moment("b2"),
             evidence,
             ineffective_notified: false,
+            need_gone: false,
             given_up: false,
         }
     }
@@ -477,6 +486,11 @@ mod tests {
             "2026-11-27T10:00:00Z",
             vec![kernel("6.1.0-18-amd64"), marker("aa")],
         );
+        // The need went away after that reboot: a new one.
+        let gone = CompletedReboot {
+            need_gone: true,
+            ..last.clone()
+        };
         // (evidence now, last reboot, cleared, closed)
         let cases = [
             (vec![kernel("6.1.0-18-amd64")], None, false, false),
@@ -498,6 +512,7 @@ mod tests {
             ),
             (vec![kernel("6.1.0-18-amd64")], Some(&last), true, false),
             (vec![], Some(&last), false, false),
+            (vec![kernel("6.1.0-18-amd64")], Some(&gone), false, false),
         ];
         for (now, last, cleared, want_closed) in cases {
             let v = reboot_loop(&now, last, cleared);

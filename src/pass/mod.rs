@@ -162,6 +162,7 @@ fn completed_reboot(record: &RebootRecord, boot_id: &str) -> CompletedReboot {
         completed: Moment::now(boot_id),
         evidence: record.evidence.clone(),
         ineffective_notified: false,
+        need_gone: false,
         given_up: false,
     }
 }
@@ -924,6 +925,13 @@ impl Pass<'_> {
             Need::NotRequired => {
                 self.reboot_required = Some(false);
                 self.step("detectors", StepState::Ok, "no reboot required");
+                // A need seen after this is a new one (the loop guard).
+                // Advisory: at worst a later need waits for clear-loop.
+                if !self.opts.status {
+                    if let Err(e) = reboot_log::mark_need_gone(&self.cfg.state_dir) {
+                        log::warn!("{e}");
+                    }
+                }
                 None
             }
             Need::Unknown { failed } => {

@@ -1261,6 +1261,9 @@ fn validate(
         DEFAULT_KILL_SWITCH_FILE,
     );
     let state_dir = c.absolute("state_dir", raw.state_dir, DEFAULT_STATE_DIR);
+    if state_dir.is_absolute() {
+        check_state_dir_persistent(&mut c, &state_dir);
+    }
     let boot_id_file = c.absolute("boot_id_file", raw.boot_id_file, DEFAULT_BOOT_ID_FILE);
     let machine_id_file = c.absolute(
         "machine_id_file",
@@ -1415,6 +1418,39 @@ fn validate(
         fleetlock,
         users,
         notes: c.notes,
+    }
+}
+
+/// File systems that keep their files in memory only: a `state_dir` on
+/// one loses the intent, the reboot record and the reboot log at the
+/// reboot (`statfs` `f_type`: tmpfs, ramfs).
+const VOLATILE_FS: [(&str, u32); 2] = [("tmpfs", 0x0102_1994), ("ramfs", 0x8584_58f6)];
+
+/// A `state_dir` on a file system that does not survive the reboot is a
+/// configuration error: the reboot record would be gone when the node is
+/// back (its slot never completed, the node left drained) and the reboot
+/// log with it (the loop guard and `max_reboots_per_day` forgetting every
+/// reboot). The directory, or its nearest existing parent (it is created
+/// there), is asked; a path that cannot be asked at all is left to the
+/// `state_dir` gate of the pass.
+fn check_state_dir_persistent(c: &mut Checker, state_dir: &Path) {
+    let Some(fs_type) = state_dir
+        .ancestors()
+        .find_map(|d| nix::sys::statfs::statfs(d).ok())
+        .map(|st| st.filesystem_type().0)
+    else {
+        return;
+    };
+    // f_type's width and sign differ by platform; the magic is its low 32 bits.
+    let magic = fs_type as u32;
+    if let Some((name, _)) = VOLATILE_FS.iter().find(|(_, m)| *m == magic) {
+        c.problem(
+            "state_dir",
+            format!(
+                "{} is on {name}, which does not survive a reboot: the reboot record, the pre-reboot intent and the reboot log would be lost (a slot never completed, a node left drained, the reboot-loop guard and max_reboots_per_day forgetting every reboot); use a directory on persistent storage, such as {DEFAULT_STATE_DIR}",
+                state_dir.display()
+            ),
+        );
     }
 }
 

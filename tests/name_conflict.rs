@@ -228,3 +228,50 @@ fn an_agent_restart_or_a_reboot_is_not_a_name_conflict() {
     assert!(!log.contains("name conflict"), "{log}");
     assert!(!log.contains("another host publishes"), "{log}");
 }
+
+/// A commit cut short on H1 (its intent, no reboot record) is undone by
+/// H1's next pass; but the slot in phase rebooting under the shared name is
+/// H2's (a clone: the same node name and machine id), and H1's record does
+/// not name it: H1 must neither release it nor complete it.
+#[test]
+fn undoing_a_commit_cut_short_never_releases_the_twins_rebooting_slot() {
+    let etcd = EtcdServer::start();
+    let machine_id = Some("0f1e2d3c4b5a69788796a5b4c3d2e1f0");
+    let h2 = host("clone", &etcd.endpoint, machine_id);
+    let mut h1 = host("clone", &etcd.endpoint, machine_id);
+    h1.new_boot("boot-of-h1");
+    let log = h1.path("reboots.log");
+    let drain = h1.script("drain", &format!("echo drain >> {}\n", log.display()));
+    let undrain = h1.path("undrain");
+    h1.set(
+        "hooks",
+        &format!(
+            "{{pre_reboot: [\"{}\"], post_reboot: [\"{}\"]}}",
+            drain.display(),
+            undrain.display()
+        ),
+    );
+    let rebooting = [("clone".to_string(), "rebooting".to_string())];
+    let r = h2.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(h2.holders(), rebooting);
+    // H1 was killed between its intent and its reboot record.
+    let intent = serde_json::json!({
+        "node": "clone",
+        "boot_id": "boot-of-h1",
+        "pid": 999_999,
+        "at": "2026-11-27T10:00:00Z",
+        "reason": ["marker"],
+    });
+    let intent_path = h1.path("state/pre-reboot-intent.json");
+    std::fs::write(&intent_path, intent.to_string()).unwrap();
+    let r = h1.rebootctl(&["run", "--once"]);
+    assert!(r.stderr.contains("cut short"), "{r:?}");
+    assert!(!intent_path.exists(), "{r:?}");
+    // Its own undo ran (the post_reboot hook); the twin's slot stays.
+    assert_eq!(h1.reboots(), ["undrain"], "{r:?}");
+    assert_eq!(h2.holders(), rebooting, "H1 released H2's slot: {r:?}");
+    // Then the slot that is not ours is a name conflict, as without an intent.
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("no record of that reboot"), "{r:?}");
+}

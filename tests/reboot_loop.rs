@@ -170,3 +170,85 @@ fn max_reboots_per_day_blocks_with_reboot_limit() {
     let text = fx.rebootctl(&["status"]).stdout;
     assert!(text.contains("max_reboots_per_day 2"), "{text}");
 }
+
+/// Runs `run --once` every 100 ms until it exits `until` or 30 s pass;
+/// the exit codes seen, in order.
+fn passes_until(fx: &Fixture, until: i32) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut codes = Vec::new();
+    while std::time::Instant::now() < deadline {
+        let r = fx.rebootctl(&["run", "--once"]);
+        codes.push(r.code);
+        if r.code == until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    codes
+}
+
+/// A reboot command that never takes the host down (it succeeds, or it
+/// fails every time) is given up after `reboot_timeout_sec`; each attempt
+/// counts toward `max_reboots_per_day`, and the pass that gives one up
+/// ends there: no reboot command every `reboot_timeout_sec` forever.
+#[test]
+fn a_reboot_that_never_happens_counts_toward_the_daily_cap() {
+    for (tag, exit) in [("ineffective", 0), ("failing", 1)] {
+        let mut fx = Fixture::new(&format!("loop-noop-{tag}"));
+        let d = fx.dir.display().to_string();
+        fx.script(
+            "fake-reboot",
+            &format!("printf '%s\\n' \"$*\" >> {d}/reboots.log\nexit {exit}\n"),
+        );
+        fx.set("reboot_timeout_sec", "1");
+        fx.set("max_reboots_per_day", "2");
+        fx.need_reboot();
+        let codes = passes_until(&fx, 7);
+        assert_eq!(codes.last(), Some(&7), "{tag}: codes {codes:?}");
+        assert_eq!(fx.reboots().len(), 2, "{tag}: codes {codes:?}");
+        let (code, v) = status_json(&fx);
+        assert_eq!(code, 7, "{tag}: {v}");
+        assert_eq!(v["outcome"]["blocked_by"], "reboot_limit", "{tag}: {v}");
+        let text = v["outcome"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains("given up"), "{tag}: {v}");
+        // Still capped a pass later: nothing else reboots the host.
+        assert_eq!(fx.rebootctl(&["run", "--once"]).code, 7);
+        assert_eq!(fx.reboots().len(), 2, "{tag}");
+    }
+}
+
+/// A command detector whose output changes on every run (a timestamp) is
+/// the same need after the reboot: its evidence is its exit code, so the
+/// loop guard holds. A need that went away after the reboot and came
+/// back is a new one, whatever its evidence.
+#[test]
+fn a_command_detector_printing_a_timestamp_does_not_defeat_the_loop_guard() {
+    let mut fx = Fixture::new("loop-cmd");
+    let marker = fx.path("need-reboot");
+    let check = fx.script(
+        "check",
+        &format!("date +%s%N\n[ -e {} ]\n", marker.display()),
+    );
+    fx.set(
+        "reboot_required_detectors",
+        &format!(
+            "[{{name: stamp, type: command, cmd: [\"{}\"]}}]",
+            check.display()
+        ),
+    );
+    fx.need_reboot();
+    assert_eq!(pass_then_boot(&fx, 2).code, 0);
+    assert_eq!(fx.reboots().len(), 1);
+    // Back, the need survived: blocked, though the output differs.
+    let r = fx.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("reboot ineffective"), "{r:?}");
+    assert_eq!(fx.reboots().len(), 1);
+    // The need goes away, then comes back: a new need, one more reboot.
+    std::fs::remove_file(&marker).unwrap();
+    assert_eq!(fx.rebootctl(&["run", "--once"]).code, 0);
+    fx.need_reboot();
+    let r = fx.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(fx.reboots().len(), 2);
+}

@@ -397,13 +397,18 @@ fn in_cluster_mode_the_slot_lease_gives_a_pending_reboot_up_not_the_wall_clock()
     assert!(
         wait_until(Duration::from_secs(20), || {
             let r = a.rebootctl(&["run", "--once"]);
-            let done = r.code == 0;
+            let done = r.stderr.contains("never happened");
             last = Some(r);
             done
         }),
         "{last:?}"
     );
-    assert!(last.unwrap().stderr.contains("never happened"));
+    // That pass ends there (3, reboot_given_up); the next decides afresh.
+    let last = last.unwrap();
+    assert_eq!(last.code, 3, "{last:?}");
+    assert!(last.stderr.contains("reboot given up"), "{last:?}");
+    let r = a.rebootctl(&["run", "--once"]);
+    assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(a.reboots(), ["drain", "--node=lease-clock now", "undrain"]);
     assert!(!a.path("state/reboot-record.json").exists());
 }
@@ -427,4 +432,37 @@ fn the_unit_gives_a_stop_time_for_the_undo_of_the_pre_reboot_hook() {
         stop >= need,
         "TimeoutStopSec={stop}s is shorter than hooks.timeout_sec + margin ({need}s)"
     );
+}
+
+/// A `state_dir` on tmpfs (here /dev/shm) loses the reboot record, the
+/// intent and the reboot log at the reboot: a configuration error for
+/// every command, before anything runs.
+#[test]
+fn a_state_dir_on_tmpfs_is_a_configuration_error() {
+    let shm = Path::new("/dev/shm");
+    let kind = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(shm)
+        .output()
+        .expect("stat");
+    let kind = String::from_utf8_lossy(&kind.stdout).trim().to_string();
+    assert_eq!(kind, "tmpfs", "this test needs /dev/shm on tmpfs");
+    let mut fx = Fixture::new("volatile");
+    fx.need_reboot();
+    let dir = shm.join(format!("rebootctl-test-volatile-{}", std::process::id()));
+    // Not created: its nearest existing parent is asked.
+    fx.set("state_dir", &format!("{}/state", dir.display()));
+    for args in [&["validate-config"][..], &["run", "--once"], &["status"]] {
+        let r = fx.rebootctl(args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("state_dir"), "{args:?}: {r:?}");
+        assert!(r.stderr.contains("is on tmpfs"), "{args:?}: {r:?}");
+        assert!(r.stderr.contains("does not survive a reboot"), "{r:?}");
+    }
+    assert!(fx.reboots().is_empty());
+    assert!(!dir.exists());
+    // The same directory on persistent storage is fine.
+    fx.set("state_dir", &fx.path("state").display().to_string());
+    let r = fx.rebootctl(&["validate-config"]);
+    assert_eq!(r.code, 0, "{r:?}");
 }

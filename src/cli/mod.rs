@@ -543,7 +543,7 @@ fn clear_loop(a: ClearLoopArgs) -> Result<u8> {
     use crate::host::reboot_log::{self, LoopCleared};
     let cfg = load(a.config.as_deref(), log::LevelFilter::Warn, false)?;
     let log = reboot_log::read(&cfg.state_dir)?;
-    let Some(last) = log.reboots.last() else {
+    let Some(last) = log.last_completed() else {
         println!(
             "nothing to clear: no completed reboot is recorded in {}",
             cfg.state_dir.display()

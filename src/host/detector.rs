@@ -8,9 +8,11 @@
 //! configurable root so tests point it at a fixture tree.
 //!
 //! A detector that says "required" also says why, as [`Evidence`] (the
-//! marker's modification time and content digest, the command's exit code
-//! and output digest, the kernel releases): the reboot record keeps it so
-//! that a need that survives the reboot is recognised (issue 10.2).
+//! marker's modification time and content digest, the command's exit code,
+//! the kernel releases): the reboot record keeps it so that a need that
+//! survives the reboot is recognised (issue 10.2). A command's output is
+//! not evidence: a detector that prints a timestamp, an uptime or a list in
+//! another order would make every run new evidence and defeat the guard.
 //!
 //! The kernel detector counts only a kernel that could really be booted
 //! into: one of the running kernel's flavour ([`kernel_flavour`]: another
@@ -60,14 +62,14 @@ pub enum Evidence {
         #[serde(default)]
         digest: Option<String>,
     },
-    /// A command exited with a code in `success_exit_codes`.
+    /// A command exited with a code in `success_exit_codes`. Its exit code
+    /// only: its output may change on every run (a timestamp) without the
+    /// need changing.
     Command {
         /// The detector's name.
         detector: String,
         /// Its exit code.
         exit_code: i32,
-        /// [`digest`] of its stdout and stderr.
-        output_digest: String,
     },
     /// The running kernel is older than the newest installed one.
     Kernel {
@@ -105,11 +107,7 @@ impl fmt::Display for Evidence {
             Evidence::Command {
                 detector,
                 exit_code,
-                output_digest,
-            } => write!(
-                f,
-                "{detector}: exit code {exit_code}, output {output_digest}"
-            ),
+            } => write!(f, "{detector}: exit code {exit_code}"),
             Evidence::Kernel {
                 detector,
                 running,
@@ -299,14 +297,14 @@ pub fn run_one(spec: &DetectorSpec, env: &[(String, String)]) -> DetectorReport 
             });
             choice = c.choice;
             let (verdict, evidence) = match c.verdict {
-                // What the chosen checks said is the evidence: the same
-                // answer after the reboot does not cause another one.
+                // As for a command, the answer is the evidence (its output
+                // is not): the same need after the reboot does not cause
+                // another one until a pass has seen it gone.
                 Answer::Required => (
                     Verdict::Required,
                     Some(Evidence::Command {
                         detector: name.clone(),
                         exit_code: 0,
-                        output_digest: digest(format!("{}\n{}", c.detail, c.output).as_bytes()),
                     }),
                 ),
                 Answer::NotRequired => (Verdict::NotRequired, None),
@@ -411,9 +409,6 @@ fn check_command(
             Some(Evidence::Command {
                 detector: name.to_string(),
                 exit_code: code,
-                output_digest: digest(
-                    format!("{}\0{}", finished.stdout, finished.stderr).as_bytes(),
-                ),
             }),
         ),
         Termination::Exited(_) => Checked(
@@ -1193,7 +1188,6 @@ mod tests {
             Some(Evidence::Command {
                 detector: "rhel".into(),
                 exit_code: 1,
-                output_digest: digest(b"kernel updated\n\0"),
             })
         );
 

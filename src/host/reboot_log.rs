@@ -4,6 +4,13 @@
 //! reboot-loop guard (the same evidence after a completed reboot does not
 //! cause another one) and the daily cap (`max_reboots_per_day`).
 //!
+//! A reboot that never happened (the reboot command failed, or succeeded
+//! without taking the host down, and `reboot_timeout_sec` ran out) is kept
+//! too, as a given-up attempt: the daily cap counts it, so a reboot command
+//! that never works cannot drain the node and hold a slot every
+//! `reboot_timeout_sec` forever; the loop guard ignores it (the need
+//! surviving a reboot that did not happen says nothing about the need).
+//!
 //! Time between two moments is counted in running time, conservatively:
 //! the smaller of the wall-clock difference and what the boot clock
 //! (`/proc/uptime`, which cannot step) proves. A wall clock that steps
@@ -64,12 +71,13 @@ pub fn uptime_ms() -> Option<u64> {
     (secs.is_finite() && secs >= 0.0).then_some((secs * 1000.0) as u64)
 }
 
-/// One completed reboot.
+/// One completed reboot, or one given up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompletedReboot {
     /// When the reboot command was run (the boot that went down).
     pub issued: Moment,
-    /// When the node was back and healthy (the boot after).
+    /// When the node was back and healthy (the boot after); for a reboot
+    /// given up, when it was given up (the same boot).
     pub completed: Moment,
     /// What the detectors saw when the reboot was decided.
     #[serde(default)]
@@ -77,6 +85,15 @@ pub struct CompletedReboot {
     /// Whether `reboot_ineffective` was notified for this reboot.
     #[serde(default)]
     pub ineffective_notified: bool,
+    /// A pass after this reboot completed found no reboot required: a need
+    /// seen later is a new one, whatever its evidence (a command detector's
+    /// evidence is only its exit code).
+    #[serde(default)]
+    pub need_gone: bool,
+    /// The reboot never happened and was given up after
+    /// `reboot_timeout_sec`: counted by the daily cap, not by the loop guard.
+    #[serde(default)]
+    pub given_up: bool,
 }
 
 impl CompletedReboot {
@@ -92,6 +109,14 @@ pub struct RebootLog {
     /// Oldest first.
     #[serde(default)]
     pub reboots: Vec<CompletedReboot>,
+}
+
+impl RebootLog {
+    /// The newest reboot that happened (given-up attempts left out): the
+    /// one the loop guard and `clear-loop` are about.
+    pub fn last_completed(&self) -> Option<&CompletedReboot> {
+        self.reboots.iter().rev().find(|r| !r.given_up)
+    }
 }
 
 /// What `rebootctl clear-loop` wrote: the reboot whose surviving need may
@@ -115,7 +140,7 @@ fn write(state_dir: &Path, log: &RebootLog) -> Result<()> {
     write_json(&state_dir.join(LOG_FILE), log, "writing the reboot log")
 }
 
-/// Appends a completed reboot, durably; a retry of the same completion
+/// Appends a completed (or given-up) reboot, durably; a retry of the same completion
 /// (same issue moment) is not counted twice. A log that is not valid JSON
 /// is moved aside to `reboot-log.json.corrupt` and a new one started: the
 /// completion (and the release of the slot) must not wait for an operator.
@@ -141,11 +166,23 @@ pub fn append(state_dir: &Path, reboot: CompletedReboot) -> Result<()> {
     write(state_dir, &log)
 }
 
-/// Marks the newest reboot as notified for `reboot_ineffective`.
+/// Marks the newest completed reboot as notified for `reboot_ineffective`.
 pub fn mark_notified(state_dir: &Path) -> Result<()> {
     let mut log = read(state_dir)?;
-    match log.reboots.last_mut() {
+    match log.reboots.iter_mut().rev().find(|r| !r.given_up) {
         Some(last) if !last.ineffective_notified => last.ineffective_notified = true,
+        _ => return Ok(()),
+    }
+    write(state_dir, &log)
+}
+
+/// Records that a pass found no reboot required after the newest
+/// completed reboot (once: nothing is written when it is already recorded,
+/// or when no reboot is).
+pub fn mark_need_gone(state_dir: &Path) -> Result<()> {
+    let mut log = read(state_dir)?;
+    match log.reboots.iter_mut().rev().find(|r| !r.given_up) {
+        Some(last) if !last.need_gone => last.need_gone = true,
         _ => return Ok(()),
     }
     write(state_dir, &log)
@@ -233,6 +270,8 @@ mod tests {
                 newest: "6.1.0-21-amd64".into(),
             }],
             ineffective_notified: false,
+            need_gone: false,
+            given_up: false,
         }
     }
 
@@ -379,5 +418,40 @@ mod tests {
         assert_eq!(read(dir.path()).unwrap().reboots, [r]);
         let aside = fs::read_to_string(dir.path().join("reboot-log.json.corrupt")).unwrap();
         assert_eq!(aside, "{not json");
+    }
+
+    #[test]
+    fn a_given_up_attempt_is_not_the_last_completed_reboot() {
+        let dir = TempDir::new("reboot-log-given-up");
+        let done = reboot(
+            at("b1", "2026-11-27T10:00:00Z", Some(10)),
+            at("b2", "2026-11-27T10:01:00Z", Some(60)),
+        );
+        let given_up = CompletedReboot {
+            given_up: true,
+            ..reboot(
+                at("b2", "2026-11-27T11:00:00Z", Some(3600)),
+                at("b2", "2026-11-27T11:30:00Z", Some(5400)),
+            )
+        };
+        append(dir.path(), done.clone()).unwrap();
+        append(dir.path(), given_up.clone()).unwrap();
+        let log = read(dir.path()).unwrap();
+        assert_eq!(log.reboots.len(), 2);
+        assert_eq!(log.last_completed(), Some(&done));
+        mark_notified(dir.path()).unwrap();
+        let log = read(dir.path()).unwrap();
+        assert!(log.reboots[0].ineffective_notified);
+        assert!(!log.reboots[1].ineffective_notified);
+        mark_need_gone(dir.path()).unwrap();
+        let log = read(dir.path()).unwrap();
+        assert!(log.reboots[0].need_gone);
+        assert!(!log.reboots[1].need_gone);
+        // Written by an older version: no given_up field, a completed reboot.
+        let old: CompletedReboot = serde_json::from_str(
+            r#"{"issued":{"boot_id":"a","at":"x"},"completed":{"boot_id":"b","at":"y"}}"#,
+        )
+        .unwrap();
+        assert!(!old.given_up);
     }
 }

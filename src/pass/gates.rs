@@ -124,12 +124,20 @@ pub fn local_cooldown(interval: Duration, last: Option<Timestamp>, now: Timestam
 /// The reboot-loop guard: closed when everything the detectors show now
 /// was already there when the last completed reboot was decided (the need
 /// survived the reboot: a kernel that fell back, a pinned boot entry, a
-/// wrong detector). Any new evidence opens it; so does the operator's
-/// `rebootctl clear-loop` for that reboot (`cleared`).
+/// wrong detector). Any new evidence opens it; so does a pass after that
+/// reboot that found no reboot required (the need went away: this one is
+/// new), and the operator's `rebootctl clear-loop` for that reboot
+/// (`cleared`).
 pub fn reboot_loop(now: &[Evidence], last: Option<&CompletedReboot>, cleared: bool) -> Verdict {
     let Some(last) = last else {
         return Verdict::Open("no completed reboot recorded".to_string());
     };
+    if last.need_gone {
+        return Verdict::Open(format!(
+            "a new need: none was left after the reboot completed at {}",
+            last.completed.at
+        ));
+    }
     let same = !now.is_empty() && now.iter().all(|e| last.evidence.contains(e));
     if !same {
         return Verdict::Open(format!(
@@ -152,7 +160,7 @@ pub fn reboot_loop(now: &[Evidence], last: Option<&CompletedReboot>, cleared: bo
     )))
 }
 
-/// The daily cap, from the running time since each completed reboot
+/// The daily cap, from the running time since each completed or given-up reboot
 /// ([`crate::host::reboot_log::ages`]): closed while `max` or more fall in
 /// the last 24 hours, with the time until enough of them have aged out.
 pub fn reboot_cap(ages: &[Duration], max: u32) -> Verdict {
@@ -168,7 +176,7 @@ pub fn reboot_cap(ages: &[Duration], max: u32) -> Verdict {
     recent.sort_by(|a, b| b.cmp(a));
     let next = DAY - recent[recent.len() - max];
     Verdict::Closed(Block::RebootLimit(format!(
-        "{} reboot{} in the last 24 h of running time (max_reboots_per_day {max}); next allowed in {}",
+        "{} reboot{} (completed or given up) in the last 24 h of running time (max_reboots_per_day {max}); next allowed in {}",
         recent.len(),
         if recent.len() == 1 { "" } else { "s" },
         human_duration(next)
@@ -563,6 +571,8 @@ mod tests {
             completed: moment("b2"),
             evidence,
             ineffective_notified: false,
+            need_gone: false,
+            given_up: false,
         }
     }
 
@@ -583,6 +593,11 @@ mod tests {
             "2026-11-27T10:00:00Z",
             vec![kernel("6.1.0-18-amd64"), marker("aa")],
         );
+        // The need went away after that reboot: a new one.
+        let gone = CompletedReboot {
+            need_gone: true,
+            ..last.clone()
+        };
         // (evidence now, last reboot, cleared, closed)
         let cases = [
             (vec![kernel("6.1.0-18-amd64")], None, false, false),
@@ -604,6 +619,7 @@ mod tests {
             ),
             (vec![kernel("6.1.0-18-amd64")], Some(&last), true, false),
             (vec![], Some(&last), false, false),
+            (vec![kernel("6.1.0-18-amd64")], Some(&gone), false, false),
         ];
         for (now, last, cleared, want_closed) in cases {
             let v = reboot_loop(&now, last, cleared);
@@ -627,21 +643,21 @@ mod tests {
                 vec![h(20), h(5), h(1)],
                 3,
                 Some(
-                    "3 reboots in the last 24 h of running time (max_reboots_per_day 3); next allowed in 4h",
+                    "3 reboots (completed or given up) in the last 24 h of running time (max_reboots_per_day 3); next allowed in 4h",
                 ),
             ),
             (
                 vec![h(23), h(20), h(5), h(1)],
                 3,
                 Some(
-                    "4 reboots in the last 24 h of running time (max_reboots_per_day 3); next allowed in 4h",
+                    "4 reboots (completed or given up) in the last 24 h of running time (max_reboots_per_day 3); next allowed in 4h",
                 ),
             ),
             (
                 vec![h(2)],
                 1,
                 Some(
-                    "1 reboot in the last 24 h of running time (max_reboots_per_day 1); next allowed in 22h",
+                    "1 reboot (completed or given up) in the last 24 h of running time (max_reboots_per_day 1); next allowed in 22h",
                 ),
             ),
         ];

@@ -37,7 +37,7 @@ use jiff::Timestamp;
 
 use crate::cluster::holding::{Holding, Taken};
 use crate::cluster::lock::{Slot, SlotKind, SlotPhase, SlotValue};
-use crate::cluster::records::{HealthRecord, same_machine};
+use crate::cluster::records::HealthRecord;
 use crate::cluster::{Cluster, CooldownStart};
 use crate::config::{Config, DetectorKind};
 use crate::error::{Error, Result};
@@ -224,6 +224,8 @@ fn completed_reboot(record: &RebootRecord, boot_id: &str) -> CompletedReboot {
         completed: Moment::now(boot_id),
         evidence: record.evidence.clone(),
         ineffective_notified: false,
+        need_gone: false,
+        given_up: false,
     }
 }
 
@@ -410,8 +412,8 @@ impl Pass<'_> {
 
     /// Step 1. Returns true when the pass must stop.
     fn post_reboot(&mut self) -> Result<bool> {
-        let record = state::read_record(&self.cfg.state_dir)?;
-        let slot = match self.cluster {
+        let mut record = state::read_record(&self.cfg.state_dir)?;
+        let mut slot = match self.cluster {
             Some(c) => c
                 .lock
                 .find(&self.cfg.node_name)?
@@ -422,7 +424,23 @@ impl Pass<'_> {
         if let Some(intent) = state::read_intent(&self.cfg.state_dir)? {
             let rebooted = record.as_ref().is_some_and(|r| r.boot_id != self.boot_id);
             if !rebooted {
-                return self.undo_interrupted(&intent, record.as_ref(), slot.as_ref());
+                if self.undo_interrupted(&intent, record.as_ref(), slot.as_ref())?
+                    || self.opts.status
+                {
+                    return Ok(!self.opts.status);
+                }
+                // Undone: the record is cleared and a slot it owned
+                // released. A slot in phase rebooting under this name that
+                // it did not own is another host's: classified below (a
+                // name conflict), never taken over by this pass.
+                if slot
+                    .as_ref()
+                    .zip(record.as_ref())
+                    .is_some_and(|(s, r)| post_reboot::owns(r, s))
+                {
+                    slot = None;
+                }
+                record = None;
             }
             // The host went down after the record was written, though not
             // by the reboot command: completed below like any reboot (its
@@ -751,9 +769,13 @@ impl Pass<'_> {
     }
 
     /// Step 1 for a reboot that never happened (same boot after
-    /// `reboot_timeout_sec`): undoes the pre_reboot hook while the slot is
-    /// still held, releases the slot and clears the record; status only
-    /// says so. Returns true when the pass must stop.
+    /// `reboot_timeout_sec`; the reboot command failed, or succeeded
+    /// without taking the host down): counts it in the reboot log as a
+    /// given-up attempt (the daily cap), undoes the pre_reboot hook while
+    /// the slot is still held, releases the slot and clears the record;
+    /// then the pass ends (`reboot_given_up`): the next pass decides
+    /// afresh, not this one that just drained and undrained the node.
+    /// Status only says so. Returns true when the pass must stop.
     fn give_up(
         &mut self,
         went_down_at: &str,
@@ -780,6 +802,19 @@ impl Pass<'_> {
             "the reboot issued at {went_down_at} never happened (boot id {} is still current after reboot_timeout_sec); releasing and clearing the record",
             self.boot_id
         );
+        // Counted first (once: keyed by when it was issued), so that an
+        // attempt that cannot be counted is not undone either, and a retry
+        // of a give-up cut short is not counted twice.
+        if let Some(r) = record {
+            let attempt = CompletedReboot {
+                given_up: true,
+                ..completed_reboot(r, &self.boot_id)
+            };
+            if let Err(e) = reboot_log::append(&self.cfg.state_dir, attempt) {
+                self.holding = slot.is_some();
+                return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
+            }
+        }
         // The record proves the pre_reboot hook ran: undo it.
         if let Some(r) = record {
             commit::undo_pre_reboot(self.cfg, &self.vars(&r.reason));
@@ -797,19 +832,23 @@ impl Pass<'_> {
         if let Err(e) = state::clear_record(&self.cfg.state_dir) {
             return Ok(self.block("post-reboot", Block::StateDir(e.to_string())));
         }
-        self.step(
+        Ok(self.block(
             "post-reboot",
-            StepState::Info,
-            "gave up a reboot that never happened: released and cleared",
-        );
-        Ok(false)
+            Block::RebootGivenUp(format!(
+                "the reboot issued at {went_down_at} never happened within reboot_timeout_sec; \
+                 gave it up (pre_reboot hook undone, slot released); it counts toward max_reboots_per_day"
+            )),
+        ))
     }
 
     /// Step 1 for a commit cut short (the agent killed or stopped between
     /// the intent and the reboot command, on this boot or before a reboot
     /// that was not ours): undoes the pre_reboot hook, releases a slot the
-    /// commit had switched, clears the record and the intent. The pass
-    /// then goes on. Returns true when it must stop.
+    /// commit had switched (one its record owns, [`post_reboot::owns`];
+    /// never one that only carries our name and machine id), clears the
+    /// record and the intent. Returns true when the pass must stop; else
+    /// it goes on (a rebooting slot left under our name is not ours: a
+    /// name conflict).
     fn undo_interrupted(
         &mut self,
         intent: &Intent,
@@ -836,11 +875,12 @@ impl Pass<'_> {
             intent.at, intent.pid
         );
         commit::undo_pre_reboot(self.cfg, &self.vars(&intent.reason));
-        if let (Some(c), Some(s)) = (self.cluster, slot) {
-            if s.value
-                .as_ref()
-                .is_some_and(|v| same_machine(&v.machine_id, &self.machine_id))
-            {
+        // Only a slot our record names: the commit writes the record before
+        // it switches the slot, so without one no rebooting slot is ours.
+        // A slot under our name on the same machine id is not proof (cloned
+        // images share both): it may be another host's reboot.
+        if let (Some(c), Some(s), Some(r)) = (self.cluster, slot, record) {
+            if post_reboot::owns(r, s) {
                 match c.lock.release(s) {
                     Ok(_) => log::info!(event = "slot_released"; "released lock slot {}", s.key),
                     Err(e) => log::warn!(
@@ -947,6 +987,13 @@ impl Pass<'_> {
             Need::NotRequired => {
                 self.reboot_required = Some(false);
                 self.step("detectors", StepState::Ok, "no reboot required");
+                // A need seen after this is a new one (the loop guard).
+                // Advisory: at worst a later need waits for clear-loop.
+                if !self.opts.status {
+                    if let Err(e) = reboot_log::mark_need_gone(&self.cfg.state_dir) {
+                        log::warn!("{e}");
+                    }
+                }
                 None
             }
             Need::Unknown { failed } => {
@@ -965,12 +1012,12 @@ impl Pass<'_> {
     }
 
     /// Step 3b: the reboot-loop guard and the daily cap, from the log of
-    /// completed reboots in `state_dir`. Notifies `reboot_ineffective`
+    /// completed (and, for the cap, given-up) reboots in `state_dir`. Notifies `reboot_ineffective`
     /// once per completed reboot. Returns true when the pass must stop.
     fn loop_guard(&mut self) -> Result<bool> {
         let dir = &self.cfg.state_dir;
         let log = reboot_log::read(dir)?;
-        let last = log.reboots.last();
+        let last = log.last_completed();
         let cleared = match (last, reboot_log::read_cleared(dir)?) {
             (Some(r), Some(c)) => c.reboot == r.id(),
             _ => false,

@@ -32,6 +32,10 @@ pub enum Block {
     /// The reboot command ran but the host has not rebooted yet (same boot
     /// id); the slot stays held until `reboot_timeout_sec` has passed.
     RebootPending(String),
+    /// The reboot command ran (or failed) but the host did not reboot
+    /// within `reboot_timeout_sec`: given up and counted toward
+    /// `max_reboots_per_day`; this pass ends, the next one decides afresh.
+    RebootGivenUp(String),
     /// This node rebooted and its post-reboot health check has not passed yet.
     PostRebootHealth(String),
     /// The kill switch file exists.
@@ -65,7 +69,7 @@ pub enum Block {
     /// another reboot would not help (until the evidence changes or
     /// `rebootctl clear-loop`).
     RebootIneffective(String),
-    /// `max_reboots_per_day` completed reboots in the last 24 hours.
+    /// `max_reboots_per_day` reboots (completed or given up) in the last 24 hours.
     RebootLimit(String),
     /// Another host claims this node's name (or holds a slot under it that
     /// this host has no record of): neither reboots until it is resolved.
@@ -80,6 +84,7 @@ impl Block {
     pub fn exit_code(&self) -> u8 {
         match self {
             Block::RebootPending(_)
+            | Block::RebootGivenUp(_)
             | Block::PostRebootHealth(_)
             | Block::Health(_)
             | Block::Policy(_)
@@ -100,6 +105,7 @@ impl Block {
     pub fn label(&self) -> &'static str {
         match self {
             Block::RebootPending(_) => "reboot_pending",
+            Block::RebootGivenUp(_) => "reboot_given_up",
             Block::PostRebootHealth(_) => "post_reboot_health",
             Block::KillSwitch(_) => "kill_switch",
             Block::Paused(_) => "paused",
@@ -121,8 +127,9 @@ impl Block {
     }
 
     /// Every label, for metrics that list all reasons.
-    pub const LABELS: [&'static str; 18] = [
+    pub const LABELS: [&'static str; 19] = [
         "reboot_pending",
+        "reboot_given_up",
         "post_reboot_health",
         "kill_switch",
         "paused",
@@ -147,6 +154,7 @@ impl fmt::Display for Block {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Block::RebootPending(r) => write!(f, "reboot pending: {r}"),
+            Block::RebootGivenUp(r) => write!(f, "reboot given up: {r}"),
             Block::PostRebootHealth(r) => write!(f, "back from reboot, waiting for health: {r}"),
             Block::KillSwitch(r) => write!(f, "kill switch: {r}"),
             Block::Paused(r) => write!(f, "cluster paused: {r}"),
@@ -238,6 +246,7 @@ mod tests {
             (Outcome::Blocked(Block::Cooldown(Duration::from_secs(3))), 7),
             (Outcome::Blocked(Block::StateDir("x".into())), 1),
             (Outcome::Blocked(Block::RebootIneffective("x".into())), 3),
+            (Outcome::Blocked(Block::RebootGivenUp("x".into())), 3),
             (Outcome::Blocked(Block::RebootLimit("x".into())), 7),
             (Outcome::Blocked(Block::NameConflict("x".into())), 2),
         ];
@@ -251,6 +260,7 @@ mod tests {
         for b in [
             Block::Cooldown(Duration::ZERO),
             Block::RebootIneffective(String::new()),
+            Block::RebootGivenUp(String::new()),
             Block::RebootLimit(String::new()),
             Block::NameConflict(String::new()),
         ] {

@@ -5,7 +5,7 @@ CARGO ?= cargo
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build test lint demo bench
+.PHONY: all build test lint demo bench vm-test
 
 all: build
 
@@ -31,5 +31,10 @@ demo:
 bench:
 	$(CARGO) build --release --locked --bins --example fleet
 	$(CARGO) run --release --locked --example fleet -- bench BENCHMARKS.md
+
+## vm-test: three Debian VMs under qemu install the .deb and really reboot: kernel upgrade, power loss, ... (root; ~20 min; tests/vm/README.md)
+vm-test:
+	$(MAKE) --no-print-directory package-amd64
+	bash tests/vm/vm-test.sh $(PKG_DIST)/$(call pkg_deb,amd64)
 
 -include packaging/package.mk

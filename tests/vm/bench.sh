@@ -22,6 +22,8 @@ rows=$(jq -R -r -n --rawfile timeline "$run/timeline" '
               elif (.what | startswith("power on")) then "on" else "" end),
        cut: (.what | startswith("POWER LOST"))}
     | select(.kind != "")]) as $machine
+  | ([$timeline | split("\n")[] | capture("^(?<t>[0-9]+) == scenario [0-9]+: (?<name>.*)$")
+      | {t: (.t | tonumber), name}]) as $stages
   | [inputs | capture("^(?<t>[0-9]+) (?<j>.*)$") | (.t | tonumber) as $t | (.j | fromjson) | .Events[]?
      | {t: $t, del: (.type == 1), key: (.kv.key | @base64d),
         v: ((.kv.value // "") | @base64d | obj), p: ((.prev_kv.value // "") | @base64d | obj)}
@@ -46,7 +48,8 @@ rows=$(jq -R -r -n --rawfile timeline "$run/timeline" '
   | .[] | . as $r
   | ([$machine[] | select(.node == $r.node and .kind == "off" and .t > $r.rebooting and .t < $r.healthy)] | first) as $off
   | ([$machine[] | select(.node == $r.node and .kind == "on" and .t > $r.rebooting and .t < $r.healthy)] | last) as $on
-  | [ .node,
+  | ([$stages[] | select(.t <= $r.taken)] | last | .name // "-") as $stage
+  | [ .node, $stage,
       ((.released - .taken) | s),
       ((.rebooting - .taken) | s),
       (if $off then (($off.t - .rebooting) | s | tostring) + (if $off.cut then " (power cut)" else "" end) else "-" end),
@@ -59,30 +62,29 @@ small_rows=$(grep "^| $small " <<< "$rows" || true)
 rss() { sed -n "s/^$1:[[:space:]]*//p" "$2" | head -n 1; }
 when=$(date -u +%F)
 
+r1=$run/$small/rss.txt r2=$run/$small/rss-2.txt
 cat <<EOF
 ## Real hosts (make vm-test)
 
-Written by \`make vm-test\` (tests/vm/bench.sh, run of $when): Debian bookworm
-guests under qemu (accel=$accel, 1 vCPU each) on $(nproc) host CPUs shared with
-other builds; kernel upgrade and reboots are real (\`dpkg -i\`, the packaged
-reboot command, a new kernel booted). Times are on the host clock, as the
-test saw them (etcd watch, the boot loader), in seconds. "Boot" runs from
-power on to the first healthy verdict, which the test's health script only
-gives after 30 s of uptime (a service warming up); the rest is rebootctl.
+Written by \`make vm-test\` (tests/vm/bench.sh, run of $when): Debian
+bookworm guests under qemu (accel=$accel, 1 vCPU each) on $(nproc) host CPUs
+shared with other builds; the kernel upgrade and the reboots are real
+(\`dpkg -i\`, the packaged reboot command, the new kernel booted). Times are
+on the host clock as the test saw them (etcd watch, boot loader), in
+seconds. "Power on -> first healthy" includes the test's health script
+waiting for 30 s of uptime (a service warming up).
 
-Agent in $small ($mem MiB), idle in cluster mode (check every 5 s, health
-heartbeat every 5 s) after its own reboot: VmRSS $(rss VmRSS "$run/$small/rss.txt"),
-peak VmHWM $(rss VmHWM "$run/$small/rss.txt") (RssAnon $(rss RssAnon "$run/$small/rss.txt"),
-RssFile $(rss RssFile "$run/$small/rss.txt")); guest MemTotal $(rss MemTotal "$run/$small/rss.txt"),
-MemAvailable $(rss MemAvailable "$run/$small/rss.txt").$(if [ -s "$run/$small/rss-2.txt" ]; then
-    echo " After its second reboot: VmRSS $(rss VmRSS "$run/$small/rss-2.txt"), VmHWM $(rss VmHWM "$run/$small/rss-2.txt")."; fi)
+**The agent in $small ($mem MiB)**, idle in cluster mode (check and health
+heartbeat every 5 s) after its first reboot: VmRSS $(rss VmRSS "$r1"), VmHWM
+$(rss VmHWM "$r1") (RssAnon $(rss RssAnon "$r1"), RssFile $(rss RssFile "$r1")); the guest has
+MemTotal $(rss MemTotal "$r1"), MemAvailable $(rss MemAvailable "$r1").$(if [ -s "$r2" ]; then
+    echo " After its second reboot: VmRSS $(rss VmRSS "$r2"), VmHWM $(rss VmHWM "$r2")."; fi)
 
-Slot taken -> slot released for a real reboot of $small ($mem MiB):
-$(if [ -n "$small_rows" ]; then
-    while IFS='|' read -r _ _ total _; do printf '%s s, ' "$(echo "$total" | tr -d ' ')"; done <<< "$small_rows" | sed 's/, $//'
+**Slot taken -> slot released** for the real reboots of $small: $(if [ -n "$small_rows" ]; then
+    while IFS='|' read -r _ _ _ total _; do printf '%s s, ' "$(echo "$total" | tr -d ' ')"; done <<< "$small_rows" | sed 's/, $//'
 else echo "no completed reboot"; fi).
 
-| VM | slot taken -> released | checks under the lock | phase rebooting -> guest reset | reset -> power on (boot loader) | power on -> first healthy | healthy -> released |
-|---|---|---|---|---|---|---|
+| VM | scenario | slot taken -> released | checks under the lock | phase rebooting -> guest reset | reset -> power on (boot loader) | power on -> first healthy | healthy -> released |
+|---|---|---|---|---|---|---|---|
 $rows
 EOF

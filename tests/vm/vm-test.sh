@@ -32,7 +32,7 @@ export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 deb=$(realpath "${1:?usage: vm-test.sh DEB}")
-vmdir=${VM_DIR:-$repo/target/vm}
+vmdir=$(realpath -m "${VM_DIR:-$repo/target/vm}")
 run=$vmdir/run
 ns=rcvm-$$
 VMS=(1 2 3)
@@ -146,8 +146,8 @@ diagnostics() {
         tail -n 150 "$run/vm$n/journal-rebootctl.txt"
     done
     echo
-    echo "----- etcd log (last 20 lines) -----"
-    tail -n 20 "$run/etcd/log" 2>/dev/null
+    echo "----- etcd log: warnings and errors (last 20; all in $run/etcd/log) -----"
+    grep -E ' [WEC] \| ' "$run/etcd/log" 2> /dev/null | tail -n 20
 }
 
 # disk_journal N ARGS...: journalctl ARGS over the journal files in VM N's

@@ -32,7 +32,7 @@ bench:
 	$(CARGO) build --release --locked --bins --example fleet
 	$(CARGO) run --release --locked --example fleet -- bench BENCHMARKS.md
 
-## vm-test: three Debian VMs under qemu install the .deb and really reboot: kernel upgrade, power loss, ... (root; ~20 min; tests/vm/README.md)
+## vm-test: three Debian VMs under qemu install the .deb and really reboot: kernel upgrade, power loss, ... (root; ~16 min; tests/vm/README.md)
 vm-test:
 	$(MAKE) --no-print-directory package-amd64
 	bash tests/vm/vm-test.sh $(PKG_DIST)/$(call pkg_deb,amd64)

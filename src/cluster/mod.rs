@@ -12,8 +12,8 @@ pub mod lock;
 pub mod policy;
 pub mod records;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -41,6 +41,27 @@ pub struct Cluster {
     node: String,
     /// Set once this process registered the node (one txn, not one per pass).
     registered: Arc<AtomicBool>,
+    /// The lease and content of this node's health record, shared by the
+    /// heartbeat and the pass so both renew the one lease.
+    health: Arc<Mutex<HealthLease>>,
+}
+
+/// This node's health record as last written, and the lease it lives on.
+#[derive(Debug, Default)]
+struct HealthLease {
+    /// The lease id and the TTL it was granted for.
+    lease: Option<(i64, Duration)>,
+    /// The record as last put on that lease.
+    written: Option<HealthRecord>,
+}
+
+/// What a [`Cluster::publish_health`] call sent to etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// The lease was renewed; the record was already there with this content.
+    Renewed,
+    /// The record was written (first time, new content or a new lease).
+    Written,
 }
 
 /// A node as `rebootctl nodes` shows it.
@@ -81,6 +102,7 @@ impl Cluster {
             namespace: etcd.namespace.clone(),
             node: cfg.node_name.clone(),
             registered: Arc::new(AtomicBool::new(false)),
+            health: Arc::new(Mutex::new(HealthLease::default())),
         })
     }
 
@@ -247,9 +269,41 @@ impl Cluster {
     }
 
     /// Publishes this node's health record on a lease of `ttl`.
-    pub fn publish_health(&self, rec: &HealthRecord, ttl: Duration) -> Result<()> {
-        let lease = self.client.lease_grant(ttl)?.id;
-        self.put_json(&self.key(&format!("health/{}", rec.node)), rec, Some(lease))
+    ///
+    /// One lease per process, renewed by every call (a keepalive); the
+    /// record is written only when its content (all but `checked_at`)
+    /// changed, the lease is new, or `ttl` changed (a reload). So an idle
+    /// node costs one request per `health_publish_interval_sec`, and its
+    /// record still vanishes 3 intervals after its last heartbeat.
+    pub fn publish_health(&self, rec: &HealthRecord, ttl: Duration) -> Result<Published> {
+        let mut state = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lease = state.lease.filter(|&(_, t)| t == ttl).map(|(id, _)| id);
+        if let Some(id) = lease {
+            if self.client.lease_keepalive(id)?.is_none() {
+                // Expired (etcd unreachable for 3 intervals, or revoked):
+                // the record went with it.
+                log::info!("the health record's lease {id:x} is gone; publishing on a new one");
+                lease = None;
+            }
+        }
+        let id = match lease {
+            Some(id) => id,
+            None => {
+                state.lease = None;
+                state.written = None;
+                let id = self.client.lease_grant(ttl)?.id;
+                state.lease = Some((id, ttl));
+                id
+            }
+        };
+        if state.written.as_ref().is_some_and(|w| w.same_content(rec)) {
+            return Ok(Published::Renewed);
+        }
+        // Until the put succeeds, the content in etcd is unknown.
+        state.written = None;
+        self.put_json(&self.key(&format!("health/{}", rec.node)), rec, Some(id))?;
+        state.written = Some(rec.clone());
+        Ok(Published::Written)
     }
 
     /// Appends a history entry for this node.

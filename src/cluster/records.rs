@@ -35,7 +35,9 @@ pub struct HealthRecord {
     /// Why (the script's verdict).
     #[serde(default)]
     pub reason: String,
-    /// When it was checked (RFC 3339).
+    /// When the check that first gave this result ran (RFC 3339): the
+    /// record is rewritten only when its content changes, and its lease,
+    /// renewed at every heartbeat, is what shows it is current.
     pub checked_at: String,
     /// The node's boot id at the time.
     #[serde(default)]
@@ -43,6 +45,19 @@ pub struct HealthRecord {
     /// Whether the node needs a reboot (None when not known).
     #[serde(default)]
     pub reboot_required: Option<bool>,
+}
+
+impl HealthRecord {
+    /// True when `other` says the same, whenever it was checked.
+    pub fn same_content(&self, other: &HealthRecord) -> bool {
+        HealthRecord {
+            checked_at: String::new(),
+            ..self.clone()
+        } == HealthRecord {
+            checked_at: String::new(),
+            ..other.clone()
+        }
+    }
 }
 
 /// `<ns>/cooldown`: the last completed reboot, on a lease of `min_reboot_interval_sec`.

@@ -1,5 +1,6 @@
 //! A real etcd for integration tests: one single-member server per
-//! [`EtcdServer`], on free loopback ports, with its data and log in a temp
+//! [`EtcdServer`] (or a cluster of members, [`EtcdCluster`], for the scale
+//! benchmark), on free loopback ports, with its data and log in a temp
 //! directory that is removed on drop (the process is killed first, even when
 //! the test panics; the log tail is printed then).
 //!
@@ -139,7 +140,19 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-/// A running single-member etcd.
+/// `n` distinct free TCP ports on 127.0.0.1: all bound at once (so none is
+/// handed out twice), then released for the servers to take.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// A running etcd (a single-member server, or one member of an [`EtcdCluster`]).
 pub struct EtcdServer {
     /// The client URL (`http://127.0.0.1:P` or `https://...`).
     pub endpoint: String,
@@ -234,6 +247,56 @@ impl EtcdServer {
             }
         }
         panic!("etcd could not bind free ports three times; last log:\n{last_log}");
+    }
+
+    /// Spawns member `name` of a cluster (`initial_cluster` lists every
+    /// member as `name=peer-url`) without waiting for it to serve.
+    fn spawn_member(
+        binary: &Path,
+        name: &str,
+        (client_port, peer_port): (u16, u16),
+        initial_cluster: &str,
+        token: &str,
+    ) -> EtcdServer {
+        let dir = TempDir::new("etcd-member");
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let args: Vec<String> = [
+            "--name",
+            name,
+            "--data-dir",
+            &dir.path().join("data").to_string_lossy(),
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            initial_cluster,
+            "--initial-cluster-token",
+            token,
+            "--initial-cluster-state",
+            "new",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut server = EtcdServer {
+            endpoint: client_url,
+            binary: binary.to_owned(),
+            version: binary_version(binary),
+            args,
+            client_port,
+            tls: false,
+            admin_tls: None,
+            dir,
+            child: None,
+        };
+        server.spawn();
+        server
     }
 
     /// Starts `binary` with TLS and client-certificate auth from `pki`; the
@@ -655,6 +718,66 @@ impl TestPki {
             self.path("ca.crt").to_string_lossy().into_owned(),
             "--client-cert-auth".into(),
         ]
+    }
+}
+
+/// A cluster of etcd members on loopback (the default binary), each with
+/// its own ports, data dir and log; every member is killed on drop.
+pub struct EtcdCluster {
+    /// The members, `m0` … in order.
+    pub members: Vec<EtcdServer>,
+}
+
+impl EtcdCluster {
+    /// Starts an `n`-member cluster and waits until every member serves
+    /// (which needs a leader, so a quorum of them).
+    pub fn start(n: usize) -> EtcdCluster {
+        static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+        let binary = etcd_binary();
+        let mut last_log = String::new();
+        // Ports picked by free_ports() can be taken before etcd binds them: retry.
+        for _ in 0..3 {
+            let ports = free_ports(2 * n);
+            let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+            let initial_cluster = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| format!("{name}=http://127.0.0.1:{}", ports[2 * i + 1]))
+                .collect::<Vec<_>>()
+                .join(",");
+            let token = format!(
+                "rebootctl-test-{}-{}",
+                std::process::id(),
+                CLUSTERS.fetch_add(1, Ordering::Relaxed)
+            );
+            let mut members: Vec<EtcdServer> = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    EtcdServer::spawn_member(
+                        &binary,
+                        name,
+                        (ports[2 * i], ports[2 * i + 1]),
+                        &initial_cluster,
+                        &token,
+                    )
+                })
+                .collect();
+            let failed = members.iter_mut().find_map(|m| m.wait_ready().err());
+            match failed {
+                None => return EtcdCluster { members },
+                Some(log) if log.contains("address already in use") => last_log = log,
+                Some(log) => panic!(
+                    "the {n}-member etcd cluster did not become ready within {READY_TIMEOUT:?}; a log tail:\n{log}"
+                ),
+            }
+        }
+        panic!("etcd members could not bind free ports three times; last log:\n{last_log}");
+    }
+
+    /// Every member's client URL, in member order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint.clone()).collect()
     }
 }
 

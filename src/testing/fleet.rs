@@ -41,7 +41,7 @@ use crate::etcd::{Client, WatchEvent};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::etcd::{EtcdServer, TempDir, free_port};
+use super::etcd::{EtcdCluster, EtcdServer, TempDir, free_port};
 
 /// The environment variable that tags every process of one fleet.
 pub const FLEET_ID_VAR: &str = "REBOOTCTL_FLEET_ID";
@@ -67,6 +67,8 @@ pub struct FleetSpec {
     pub health_script: bool,
     /// `metrics: {enabled: true}` on a free port per node.
     pub metrics: bool,
+    /// `health_publish_interval_sec`.
+    pub health_publish_interval_secs: u64,
 }
 
 impl Default for FleetSpec {
@@ -80,6 +82,7 @@ impl Default for FleetSpec {
             reboot_timeout_secs: 600,
             health_script: true,
             metrics: false,
+            health_publish_interval_secs: 1,
         }
     }
 }
@@ -517,8 +520,11 @@ pub struct Output {
 
 /// A fleet of simulated hosts on one etcd; everything is stopped on drop.
 pub struct Fleet {
-    /// The etcd server (tests may stop, pause and restart it).
+    /// The etcd server (tests may stop, pause and restart it); with
+    /// [`Fleet::with_cluster`], the first member.
     pub etcd: EtcdServer,
+    /// The other members of a cluster ([`Fleet::with_cluster`]), else none.
+    pub peers: Vec<EtcdServer>,
     /// The nodes.
     pub nodes: Vec<Node>,
     /// The spec it was built from.
@@ -542,6 +548,25 @@ impl Fleet {
 
     /// As [`Fleet::new`] with a given etcd.
     pub fn with_etcd(bin: &Path, spec: FleetSpec, etcd: EtcdServer) -> Fleet {
+        Fleet::with_members(bin, spec, vec![etcd])
+    }
+
+    /// As [`Fleet::new`] on a cluster: node `i` lists the members' endpoints
+    /// starting with member `i mod n`, so the agents spread over them.
+    pub fn with_cluster(bin: &Path, spec: FleetSpec, cluster: EtcdCluster) -> Fleet {
+        Fleet::with_members(bin, spec, cluster.members)
+    }
+
+    /// Every member's client URL, the first member first.
+    pub fn endpoints(&self) -> Vec<String> {
+        std::iter::once(&self.etcd)
+            .chain(&self.peers)
+            .map(|m| m.endpoint.clone())
+            .collect()
+    }
+
+    fn with_members(bin: &Path, spec: FleetSpec, mut members: Vec<EtcdServer>) -> Fleet {
+        let etcd = members.remove(0);
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let dir = TempDir::new("fleet");
         let id = format!(
@@ -556,6 +581,7 @@ impl Fleet {
         fs::write(&timeline.path, "").expect("create timeline");
         let mut fleet = Fleet {
             etcd,
+            peers: members,
             nodes: Vec::new(),
             spec: spec.clone(),
             timeline,
@@ -566,7 +592,7 @@ impl Fleet {
             dir,
         };
         for i in 0..spec.nodes {
-            let node = fleet.make_node(&format!("node-{i}"));
+            let node = fleet.make_node(i);
             fleet.nodes.push(node);
         }
         fleet.start_observer();
@@ -583,7 +609,8 @@ impl Fleet {
         &self.bin
     }
 
-    fn make_node(&self, name: &str) -> Node {
+    fn make_node(&self, i: usize) -> Node {
+        let name = &format!("node-{i}");
         let d = self.dir.path().join(name);
         fs::create_dir_all(d.join("state")).expect("node dir");
         fs::write(d.join("boot_id"), "boot-1\n").expect("boot id");
@@ -658,13 +685,16 @@ impl Fleet {
             .set("boot_id_file", &format!("{ds}/boot_id"))
             .set("reboot_command", &format!("[\"{ds}/fake-reboot\"]"))
             .set("hooks", &format!("{{post_reboot: [\"{ds}/post-reboot\"]}}"))
-            .set("etcd_endpoints", &format!("[\"{}\"]", self.etcd.endpoint))
+            .set("etcd_endpoints", &endpoints_yaml(&self.endpoints(), i))
             .set("max_concurrent_reboots", &s.slots.to_string())
             .set("check_interval_sec", &s.check_interval_secs.to_string())
             .set("lock_ttl_sec", &s.lock_ttl_secs.to_string())
             .set("reboot_timeout_sec", &s.reboot_timeout_secs.to_string())
             .set("health_timeout_sec", "3")
-            .set("health_publish_interval_sec", "1")
+            .set(
+                "health_publish_interval_sec",
+                &s.health_publish_interval_secs.to_string(),
+            )
             .set("backoff_min_sec", "1")
             .set("backoff_max_sec", "4");
         if s.health_script {
@@ -897,7 +927,7 @@ impl Fleet {
     /// `slot_rebooting` and `released` to the timeline in revision order.
     fn start_observer(&self) {
         let cfg = EtcdConfig {
-            endpoints: vec![self.etcd.endpoint.clone()],
+            endpoints: self.endpoints(),
             namespace: "/rebootctl".into(),
             lock_key: LOCK_PREFIX.trim_end_matches('/').into(),
             lock_ttl: Duration::from_secs(5),
@@ -957,6 +987,15 @@ impl Fleet {
             })
             .expect("watch the lock prefix");
     }
+}
+
+/// `etcd_endpoints` for node `i`: every endpoint, starting at `i mod n`.
+fn endpoints_yaml(endpoints: &[String], i: usize) -> String {
+    let n = endpoints.len().max(1);
+    let list: Vec<String> = (0..endpoints.len())
+        .map(|k| format!("\"{}\"", endpoints[(i + k) % n]))
+        .collect();
+    format!("[{}]", list.join(", "))
 }
 
 /// No node is between `rebooting` and `healthy`/`released`, and every slot

@@ -1,7 +1,8 @@
 //! `testing/` — the harness shared by the integration tests (`tests/`) and
 //! the fleet demo and benchmark (`examples/fleet.rs`): a real etcd on a
 //! free loopback port, throwaway TLS certificates, and N simulated nodes
-//! with fake power cycles and an invariant checker. Not part of the agent:
+//! with fake power cycles and an invariant checker, and what the
+//! benchmarks measure of a process (`/proc`) and of etcd. Not part of the agent:
 //! hidden from the docs, imported by nothing in `src/`, and it may import
 //! only `etcd/` and `config`.
 //!
@@ -12,3 +13,4 @@
 
 pub mod etcd;
 pub mod fleet;
+pub mod measure;

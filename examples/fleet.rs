@@ -729,7 +729,7 @@ const LEVERS: &[Lever] = &[
     },
     Lever {
         name: "shipped-musl",
-        what: "the same profile, static x86_64-unknown-linux-musl",
+        what: "the same profile, static x86_64-unknown-linux-musl (what the packages ship)",
         env: &[],
         target: Some(MUSL),
         patch: None,
@@ -909,6 +909,11 @@ fn build_lever(root: &Path, work: &Path, lever: &Lever) -> Result<PathBuf, Strin
         .stderr(Stdio::piped());
     if let Some(t) = lever.target {
         cmd.args(["--target", t]);
+        // ring's few C files: the host's gcc, as packaging/package.mk does.
+        cmd.env(
+            format!("CC_{}", t.replace('-', "_")),
+            "x86_64-linux-gnu-gcc",
+        );
     }
     for (k, v) in lever.env {
         cmd.env(k, v);

@@ -37,7 +37,7 @@ use crate::time::{human_age, human_duration};
 use outcome::{Block, Outcome};
 
 use crate::host::state::{self, LastReboot, RebootRecord};
-use gates::Gates;
+use gates::{Gates, Verdict};
 use post_reboot::PostReboot;
 use report::{PassEvent, PassReport, StepState};
 
@@ -587,8 +587,18 @@ impl Pass<'_> {
             return Ok(false);
         };
         let (slots, _) = c.lock.holders()?;
-        let nodes = c.node_states(&slots)?;
         self.holders = slots;
+        if self.cfg.cluster_policies.is_empty() && !self.opts.status {
+            // Nothing to decide: spare etcd two reads of every node's
+            // records per pass (with N nodes waiting for a slot, each
+            // release would otherwise cost N of them). `status` still
+            // shows the count.
+            return Ok(self.gates.gate(
+                "policies",
+                Verdict::Open("no cluster policy configured".into()),
+            ));
+        }
+        let nodes = c.node_states(&self.holders)?;
         let verdict = gates::policies(
             &self.cfg.node_name,
             nodes,

@@ -537,7 +537,8 @@ fn run(bin: &Path, a: &Args) -> String {
                 restarted = Some((rebooted, t.elapsed()));
                 log(&format!("m1 back after {:.1} s", t.elapsed().as_secs_f64()));
             }
-            let settled = events.iter().filter(|e| e.kind == Kind::Healthy).count() >= a.nodes;
+            // Every node that went down in this rollout is back.
+            let settled = events.iter().filter(|e| e.kind == Kind::Healthy).count() >= rebooted;
             if !report.violations.is_empty()
                 || (report.pending.is_empty() && settled)
                 || Instant::now() > deadline
@@ -611,8 +612,25 @@ fn run(bin: &Path, a: &Args) -> String {
                 None => String::new(),
             }
         );
-        // Let the last nodes settle before the next rollout.
-        std::thread::sleep(Duration::from_secs(5));
+        // Before the next rollout: no need left (a rollout stopped at its
+        // deadline leaves some) and no slot held, so it starts from scratch.
+        for i in 0..f.nodes.len() {
+            if report.pending.contains(&f.nodes[i].name) {
+                f.clear_need(i);
+            }
+        }
+        let quiet = wait_until(Duration::from_secs(60), || {
+            client
+                .get_prefix("/rebootctl/lock/")
+                .map(|(kvs, _)| kvs.is_empty())
+                .unwrap_or(false)
+        });
+        if !quiet {
+            let _ = writeln!(
+                notes,
+                "- after this rollout the lock was still held 60 s later; the next one starts anyway."
+            );
+        }
     }
     let _ = writeln!(
         md,

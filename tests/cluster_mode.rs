@@ -573,6 +573,15 @@ fn the_health_record_keeps_one_lease_and_is_written_only_when_it_changes() {
             Published::Renewed
         );
     }
+    // Another phase (a pre-lock check) with the same verdict: no write either.
+    let pre_lock = HealthRecord {
+        phase: "pre-lock".into(),
+        ..rec(true, "t3")
+    };
+    assert_eq!(
+        cluster.publish_health(&pre_lock, ttl).expect("pre-lock"),
+        Published::Renewed
+    );
     let same = read();
     assert_eq!(same.mod_revision, first.mod_revision);
     assert_eq!(same.lease, first.lease);

@@ -271,10 +271,11 @@ impl Cluster {
     /// Publishes this node's health record on a lease of `ttl`.
     ///
     /// One lease per process, renewed by every call (a keepalive); the
-    /// record is written only when its content (all but `checked_at`)
-    /// changed, the lease is new, or `ttl` changed (a reload). So an idle
-    /// node costs one request per `health_publish_interval_sec`, and its
-    /// record still vanishes 3 intervals after its last heartbeat.
+    /// record is written only when its verdict changed
+    /// ([`HealthRecord::same_content`]), the lease is new, or `ttl` changed
+    /// (a reload). So an idle node costs one request per
+    /// `health_publish_interval_sec`, and its record still vanishes 3
+    /// intervals after its last heartbeat.
     pub fn publish_health(&self, rec: &HealthRecord, ttl: Duration) -> Result<Published> {
         let mut state = self.health.lock().unwrap_or_else(|e| e.into_inner());
         let mut lease = state.lease.filter(|&(_, t)| t == ttl).map(|(id, _)| id);

@@ -30,7 +30,8 @@ pub struct HealthRecord {
     pub node: String,
     /// Whether its health script passed.
     pub healthy: bool,
-    /// The phase of the check ("pre-lock", "heartbeat", …).
+    /// The phase of the check that first gave this result ("pre-lock",
+    /// "heartbeat", …).
     pub phase: String,
     /// Why (the script's verdict).
     #[serde(default)]
@@ -48,15 +49,17 @@ pub struct HealthRecord {
 }
 
 impl HealthRecord {
-    /// True when `other` says the same, whenever it was checked.
+    /// True when `other` says the same, whenever and in whichever phase it
+    /// was checked: a node waiting for a slot alternates pre-lock checks
+    /// and heartbeats, and rewriting its record for each would be one
+    /// write per check per waiting node.
     pub fn same_content(&self, other: &HealthRecord) -> bool {
-        HealthRecord {
+        let plain = |r: &HealthRecord| HealthRecord {
             checked_at: String::new(),
-            ..self.clone()
-        } == HealthRecord {
-            checked_at: String::new(),
-            ..other.clone()
-        }
+            phase: String::new(),
+            ..r.clone()
+        };
+        plain(self) == plain(other)
     }
 }
 

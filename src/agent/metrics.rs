@@ -948,6 +948,12 @@ mod tests {
         let (status, headers, _) = get(addr, "/metrics", "POST");
         assert!(status.contains(" 405 "), "{status}");
         assert!(headers.contains("GET, HEAD"), "{headers}");
+        let (status, headers, body) = get(addr, "/metrics", "HEAD");
+        assert!(status.contains(" 200 "), "{status}");
+        assert!(headers.contains("Content-Length: "), "{headers}");
+        assert!(body.is_empty(), "{body}");
+        let (status, _, _) = get(addr, "/metrics", "GET /extra");
+        assert!(status.contains(" 400 "), "{status}");
 
         // Garbage must not kill the server thread.
         let mut junk = TcpStream::connect(addr).expect("connect");

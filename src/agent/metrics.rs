@@ -1,14 +1,18 @@
 //! Prometheus metrics (SPEC §8): an in-process registry the daemon updates
-//! ([`Metrics`]) and a tiny_http server thread that renders it in the text
+//! ([`Metrics`]) and one server thread that renders it in the text
 //! exposition format on `GET /metrics` ([`MetricsServer`]).
 //!
 //! The registry is a handful of fixed families behind one mutex; there is no
 //! metrics crate because ten families do not need one, and SPEC §1 keeps the
-//! dependency list short. The server thread blocks in `recv` (no polling), so
-//! an idle daemon costs no CPU; `stop` unblocks and joins it.
+//! dependency list short. Nor is there an HTTP server crate: tiny_http
+//! starts an accept thread and a pool of four more whatever the load, and a
+//! scrape endpoint needs one thread answering one connection at a time. The
+//! thread blocks in `accept` (no polling), so an idle daemon costs no CPU;
+//! `stop` wakes and joins it.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -352,41 +356,46 @@ impl Metrics {
     }
 }
 
-/// The `/metrics` endpoint: a tiny_http server on its own thread.
+/// The `/metrics` endpoint: one thread that accepts a connection, reads one
+/// request head, answers it and closes the connection, then accepts the next.
+///
+/// No HTTP crate and no thread pool: a scrape is one small GET every few
+/// seconds, so serial answers cost nothing, and a client that does not send
+/// its request within [`REQUEST_DEADLINE_MILLIS`] is dropped so it cannot hold
+/// the endpoint. Every answer carries `Connection: close`.
 pub struct MetricsServer {
-    server: Arc<tiny_http::Server>,
     local_addr: SocketAddr,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// Longest request head accepted (request line and headers), in bytes.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 8 * 1024;
+/// How long a client has to send its request head, in milliseconds.
+pub const REQUEST_DEADLINE_MILLIS: u64 = 5_000;
+/// Granularity at which a read in progress notices [`MetricsServer::stop`].
+const READ_SLICE_MILLIS: u64 = 100;
+
 impl MetricsServer {
     /// Binds `listen` and starts serving `metrics` on a thread named `metrics`.
     pub fn start(listen: SocketAddr, metrics: Metrics) -> Result<MetricsServer> {
-        // Bind with std first: tiny_http's boxed error would lose the io kind,
-        // and "address in use" is the one an operator will meet.
         let listener = TcpListener::bind(listen)
             .map_err(|e| Error::Runtime(format!("metrics: cannot listen on {listen}: {e}")))?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::Runtime(format!("metrics: cannot listen on {listen}: {e}")))?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| Error::Runtime(format!("metrics: cannot listen on {listen}: {e}")))?;
-        let server = Arc::new(server);
         let stopping = Arc::new(AtomicBool::new(false));
         let thread = {
-            let server = Arc::clone(&server);
             let stopping = Arc::clone(&stopping);
             std::thread::Builder::new()
                 .name("metrics".to_string())
-                .spawn(move || serve(&server, &metrics, &stopping))
+                .spawn(move || serve(&listener, &metrics, &stopping))
                 .map_err(|e| {
                     Error::Runtime(format!("metrics: cannot start the server thread: {e}"))
                 })?
         };
         log::debug!("metrics: serving on http://{local_addr}/metrics");
         Ok(MetricsServer {
-            server,
             local_addr,
             stopping,
             thread: Some(thread),
@@ -406,7 +415,16 @@ impl MetricsServer {
     fn shutdown(&mut self) {
         if let Some(thread) = self.thread.take() {
             self.stopping.store(true, Ordering::SeqCst);
-            self.server.unblock();
+            // The thread blocks in accept: a connection of our own wakes it.
+            // (A failure means it is not in accept; a read notices the flag.)
+            let mut wake = self.local_addr;
+            if wake.ip().is_unspecified() {
+                wake.set_ip(match wake {
+                    SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
             if thread.join().is_err() {
                 log::warn!("metrics: the server thread panicked");
             }
@@ -428,12 +446,19 @@ impl Drop for MetricsServer {
     }
 }
 
-/// The server thread: one blocking `recv` per request until unblocked.
-fn serve(server: &tiny_http::Server, metrics: &Metrics, stopping: &AtomicBool) {
+/// The server thread: a blocking `accept`, one request per connection.
+fn serve(listener: &TcpListener, metrics: &Metrics, stopping: &AtomicBool) {
     loop {
-        match server.recv() {
-            Ok(request) => respond(request, metrics),
-            Err(_) if stopping.load(Ordering::SeqCst) => return,
+        let accepted = listener.accept();
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        match accepted {
+            Ok((stream, _)) => {
+                if let Err(e) = answer(stream, metrics, stopping) {
+                    log::debug!("metrics: could not answer a request: {e}");
+                }
+            }
             Err(e) => {
                 log::debug!("metrics: accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MILLIS));
@@ -442,28 +467,98 @@ fn serve(server: &tiny_http::Server, metrics: &Metrics, stopping: &AtomicBool) {
     }
 }
 
-/// Answers one request; errors writing the answer (client gone) are ignored.
-fn respond(request: tiny_http::Request, metrics: &Metrics) {
-    use tiny_http::{Method, Response};
-
-    let path = request.url().split(['?', '#']).next().unwrap_or("");
-    let result = if path != "/metrics" {
-        request.respond(Response::from_string("not found; try /metrics\n").with_status_code(404))
-    } else if !matches!(request.method(), Method::Get | Method::Head) {
-        let mut response = Response::from_string("method not allowed\n").with_status_code(405);
-        if let Ok(h) = tiny_http::Header::from_bytes("Allow", "GET, HEAD") {
-            response.add_header(h);
-        }
-        request.respond(response)
-    } else {
-        let mut response = Response::from_string(metrics.render());
-        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE) {
-            response.add_header(h);
-        }
-        request.respond(response)
+/// Reads one request head from `stream` and writes the answer.
+fn answer(mut stream: TcpStream, metrics: &Metrics, stopping: &AtomicBool) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_millis(READ_SLICE_MILLIS)))?;
+    stream.set_write_timeout(Some(Duration::from_millis(REQUEST_DEADLINE_MILLIS)))?;
+    let Some(head) = read_head(&mut stream, stopping)? else {
+        return Ok(());
     };
-    if let Err(e) = result {
-        log::debug!("metrics: could not answer a request: {e}");
+    let (status, extra, body) = route(&head, metrics);
+    let head_only = head.starts_with(b"HEAD ");
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+        if status.starts_with("200") {
+            CONTENT_TYPE
+        } else {
+            "text/plain; charset=utf-8"
+        },
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+    stream.write_all(&out)?;
+    // Half-close, then let the client close first: closing with unread
+    // bytes (a request body) would reset the connection under the answer.
+    stream.shutdown(Shutdown::Write)?;
+    let mut sink = [0u8; 512];
+    let deadline = Instant::now() + Duration::from_millis(READ_SLICE_MILLIS * 5);
+    while Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The request head (up to the blank line), or `None` when the client went
+/// away, was too slow or sent too much, or the server is stopping.
+fn read_head(stream: &mut TcpStream, stopping: &AtomicBool) -> io::Result<Option<Vec<u8>>> {
+    let deadline = Instant::now() + Duration::from_millis(REQUEST_DEADLINE_MILLIS);
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            return Ok(Some(head));
+        }
+        if head.len() > MAX_REQUEST_HEAD_BYTES
+            || stopping.load(Ordering::SeqCst)
+            || Instant::now() >= deadline
+        {
+            return Ok(None);
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(None),
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Status line, extra header lines and body for a request head.
+fn route(head: &[u8], metrics: &Metrics) -> (&'static str, &'static str, String) {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.trim_end_matches('\r').split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return ("400 Bad Request", "", "bad request\n".into());
+    };
+    if !version.starts_with("HTTP/1.") || method.is_empty() {
+        return ("400 Bad Request", "", "bad request\n".into());
+    }
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    if path != "/metrics" {
+        ("404 Not Found", "", "not found; try /metrics\n".into())
+    } else if !matches!(method, "GET" | "HEAD") {
+        (
+            "405 Method Not Allowed",
+            "Allow: GET, HEAD\r\n",
+            "method not allowed\n".into(),
+        )
+    } else {
+        ("200 OK", "", metrics.render())
     }
 }
 
@@ -816,6 +911,12 @@ mod tests {
         let (status, headers, _) = get(addr, "/metrics", "POST");
         assert!(status.contains(" 405 "), "{status}");
         assert!(headers.contains("GET, HEAD"), "{headers}");
+        let (status, headers, body) = get(addr, "/metrics", "HEAD");
+        assert!(status.contains(" 200 "), "{status}");
+        assert!(headers.contains("Content-Length: "), "{headers}");
+        assert!(body.is_empty(), "{body}");
+        let (status, _, _) = get(addr, "/metrics", "GET /extra");
+        assert!(status.contains(" 400 "), "{status}");
 
         // Garbage must not kill the server thread.
         let mut junk = TcpStream::connect(addr).expect("connect");

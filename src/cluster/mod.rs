@@ -52,6 +52,27 @@ pub struct Cluster {
     /// This process's writes of the node's health record, to notice
     /// another host writing under the same name.
     writes: Arc<Mutex<OwnWrites>>,
+    /// The lease and content of this node's health record, shared by the
+    /// heartbeat and the pass so both renew the one lease.
+    health: Arc<Mutex<HealthLease>>,
+}
+
+/// This node's health record as last written, and the lease it lives on.
+#[derive(Debug, Default)]
+struct HealthLease {
+    /// The lease id and the TTL it was granted for.
+    lease: Option<(i64, Duration)>,
+    /// The record as last put on that lease.
+    written: Option<HealthRecord>,
+}
+
+/// What a [`Cluster::publish_health`] call sent to etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// The lease was renewed; the record was already there with this content.
+    Renewed,
+    /// The record was written (first time, new content or a new lease).
+    Written,
 }
 
 /// What this process knows of the writers of its node's health record.
@@ -142,6 +163,7 @@ impl Cluster {
             max_concurrent_reboots: etcd.max_concurrent_reboots,
             registered: Arc::new(AtomicBool::new(false)),
             writes: Arc::new(Mutex::new(OwnWrites::default())),
+            health: Arc::new(Mutex::new(HealthLease::default())),
         })
     }
 
@@ -430,28 +452,65 @@ impl Cluster {
     }
 
     /// Publishes this node's health record on a lease of `ttl`, stamped
-    /// with this process's pid and the name conflict it knows of. The
-    /// record it replaces is read in the same txn: written by another agent
-    /// (another boot or pid) since this process's previous write, it is
-    /// another host claiming this node's name — a name conflict for `ttl`,
-    /// logged as an error (see [`Cluster::name_conflict`]). A restart of
-    /// this agent, or its host's reboot, is not one: a new process's first
-    /// write has nothing to compare with, and the old process writes no
-    /// more.
-    /// When sharing clusterrebootd's lock, clusterrebootd's record of it
-    /// (its format, no lease, as clusterrebootd writes it) is put in the
-    /// same txn.
-    pub fn publish_health(&self, rec: &HealthRecord, ttl: Duration) -> Result<()> {
+    /// with this process's pid and the name conflict it knows of.
+    ///
+    /// One lease per process, renewed by every call (a keepalive); the
+    /// record is written only when its verdict changed
+    /// ([`HealthRecord::same_content`]), the lease is new, `ttl` changed (a
+    /// reload), or someone else wrote the key since this process's last
+    /// write. So an idle node costs a keepalive and one read per
+    /// `health_publish_interval_sec`, and its record still vanishes 3
+    /// intervals after its last heartbeat.
+    ///
+    /// A write reads the record it replaces in the same txn: written by
+    /// another agent (another boot or pid) since this process's previous
+    /// write, it is another host claiming this node's name — a name
+    /// conflict for `ttl`, logged as an error (see
+    /// [`Cluster::name_conflict`]). A restart of this agent, or its host's
+    /// reboot, is not one: a new process's first write has nothing to
+    /// compare with, and the old process writes no more. When sharing
+    /// clusterrebootd's lock, clusterrebootd's record of it (its format, no
+    /// lease, as clusterrebootd writes it) is put in the same txn.
+    pub fn publish_health(&self, rec: &HealthRecord, ttl: Duration) -> Result<Published> {
         let key = self.keys.health(&rec.node);
         let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.health.lock().unwrap_or_else(|e| e.into_inner());
         let rec = HealthRecord {
             pid: std::process::id(),
             name_conflict: writes.conflict(&self.node),
             ..rec.clone()
         };
+        let mut lease = state.lease.filter(|&(_, t)| t == ttl).map(|(id, _)| id);
+        if let Some(id) = lease {
+            if self.client.lease_keepalive(id)?.is_none() {
+                // Expired (etcd unreachable for 3 intervals, or revoked):
+                // the record went with it.
+                log::info!("the health record's lease {id:x} is gone; publishing on a new one");
+                lease = None;
+            }
+        }
+        let id = match lease {
+            Some(id) => id,
+            None => {
+                state.lease = None;
+                state.written = None;
+                let id = self.client.lease_grant(ttl)?.id;
+                state.lease = Some((id, ttl));
+                id
+            }
+        };
+        if state.written.as_ref().is_some_and(|w| w.same_content(&rec)) {
+            // Unchanged: still ours only if nobody wrote it since; a write
+            // by another host falls through and is seen below.
+            let current = self.client.get(&key)?.map(|kv| kv.mod_revision);
+            if current.is_some() && current == writes.last_health {
+                return Ok(Published::Renewed);
+            }
+        }
+        // Until the put succeeds, the content in etcd is unknown.
+        state.written = None;
         let body = to_json(&key, &rec)?;
-        let lease = self.client.lease_grant(ttl)?.id;
-        let mut ops = vec![Op::get(&key), Op::put(&key, &body, Some(lease))];
+        let mut ops = vec![Op::get(&key), Op::put(&key, &body, Some(id))];
         if let Some(compat_key) = self.keys.clusterrebootd_health(&rec.node) {
             let compat = ClusterrebootdHealth::from(&rec);
             ops.push(Op::put(&compat_key, &to_json(&compat_key, &compat)?, None));
@@ -485,7 +544,8 @@ impl Cluster {
             }
         }
         writes.last_health = Some(resp.revision);
-        Ok(())
+        state.written = Some(rec);
+        Ok(Published::Written)
     }
 
     /// The name conflict this process saw while publishing its health

@@ -68,12 +68,15 @@ pub struct HealthRecord {
     pub node: String,
     /// Whether its health script passed.
     pub healthy: bool,
-    /// The phase of the check ("pre-lock", "heartbeat", …).
+    /// The phase of the check that first gave this result ("pre-lock",
+    /// "heartbeat", …).
     pub phase: String,
     /// Why (the script's verdict).
     #[serde(default)]
     pub reason: String,
-    /// When it was checked (RFC 3339).
+    /// When the check that first gave this result ran (RFC 3339): the
+    /// record is rewritten only when its content changes, and its lease,
+    /// renewed at every heartbeat, is what shows it is current.
     pub checked_at: String,
     /// The node's boot id at the time.
     #[serde(default)]
@@ -100,6 +103,19 @@ impl HealthRecord {
     /// boot, or another process of the same boot (a pid of 0 is unknown).
     pub fn other_agent(&self, other: &HealthRecord) -> bool {
         self.boot_id != other.boot_id || (self.pid != 0 && other.pid != 0 && self.pid != other.pid)
+    }
+
+    /// True when `other` says the same, whenever and in whichever phase it
+    /// was checked: a node waiting for a slot alternates pre-lock checks
+    /// and heartbeats, and rewriting its record for each would be one
+    /// write per check per waiting node.
+    pub fn same_content(&self, other: &HealthRecord) -> bool {
+        let plain = |r: &HealthRecord| HealthRecord {
+            checked_at: String::new(),
+            phase: String::new(),
+            ..r.clone()
+        };
+        plain(self) == plain(other)
     }
 }
 

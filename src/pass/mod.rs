@@ -53,7 +53,7 @@ use outcome::{Block, Outcome};
 use crate::host::reboot_log::{self, CompletedReboot, Moment};
 use crate::host::state::{self, Completion, Intent, LastReboot, RebootRecord};
 use commit::{Commit, Committed};
-use gates::Gates;
+use gates::{Gates, Verdict};
 use post_reboot::{Clocks, PostReboot};
 use report::{PassEvent, PassReport, StepState};
 
@@ -1206,8 +1206,18 @@ impl Pass<'_> {
             return Ok(false);
         };
         let (slots, _) = c.lock.holders()?;
-        let nodes = c.node_states(&slots)?;
         self.holders = slots;
+        if self.cfg.cluster_policies.is_empty() && !self.opts.status {
+            // Nothing to decide: spare etcd two reads of every node's
+            // records per pass (with N nodes waiting for a slot, each
+            // release would otherwise cost N of them). `status` still
+            // shows the count.
+            return Ok(self.gates.gate(
+                "policies",
+                Verdict::Open("no cluster policy configured".into()),
+            ));
+        }
+        let nodes = c.node_states(&self.holders)?;
         let verdict = gates::policies(
             &self.cfg.node_name,
             nodes,

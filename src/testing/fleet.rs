@@ -67,6 +67,8 @@ pub struct FleetSpec {
     pub health_script: bool,
     /// `metrics: {enabled: true}` on a free port per node.
     pub metrics: bool,
+    /// `health_publish_interval_sec`.
+    pub health_publish_interval_secs: u64,
 }
 
 impl Default for FleetSpec {
@@ -80,6 +82,7 @@ impl Default for FleetSpec {
             reboot_timeout_secs: 600,
             health_script: true,
             metrics: false,
+            health_publish_interval_secs: 1,
         }
     }
 }
@@ -709,7 +712,10 @@ impl Fleet {
             .set("lock_ttl_sec", &s.lock_ttl_secs.to_string())
             .set("reboot_timeout_sec", &s.reboot_timeout_secs.to_string())
             .set("health_timeout_sec", "3")
-            .set("health_publish_interval_sec", "1")
+            .set(
+                "health_publish_interval_sec",
+                &s.health_publish_interval_secs.to_string(),
+            )
             .set("backoff_min_sec", "1")
             .set("backoff_max_sec", "4");
         if s.health_script {

@@ -2,7 +2,8 @@
 //! the fleet demo and benchmark (`examples/fleet.rs`): a real etcd on a
 //! free loopback port (or a cluster of several members), throwaway TLS
 //! certificates, N simulated nodes with fake power cycles and an invariant
-//! checker, and a loopback TCP proxy that misbehaves like a NAT. Not part of the agent:
+//! checker, a loopback TCP proxy that misbehaves like a NAT, and what the
+//! benchmarks measure of a process (`/proc`) and of etcd. Not part of the agent:
 //! hidden from the docs, imported by nothing in `src/`, and it may import
 //! only `etcd/` and `config`.
 //!
@@ -13,5 +14,6 @@
 
 pub mod etcd;
 pub mod fleet;
+pub mod measure;
 pub mod proxy;
 pub mod svg;

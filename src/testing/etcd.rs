@@ -203,25 +203,7 @@ impl EtcdServer {
             let peer_port = free_port();
             let client_url = format!("{scheme}://127.0.0.1:{client_port}");
             let peer_url = format!("http://127.0.0.1:{peer_port}");
-            let mut args: Vec<String> = [
-                "--name",
-                "t",
-                "--data-dir",
-                &dir.path().join("data").to_string_lossy(),
-                "--listen-client-urls",
-                &client_url,
-                "--advertise-client-urls",
-                &client_url,
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-                "--initial-cluster",
-                &format!("t={peer_url}"),
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+            let mut args = member_args("t", &dir, &client_url, &peer_url, &format!("t={peer_url}"));
             args.extend(extra_args.iter().map(|s| s.to_string()));
             let mut server = EtcdServer {
                 endpoint: client_url,
@@ -262,29 +244,15 @@ impl EtcdServer {
         let dir = TempDir::new("etcd-member");
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let args: Vec<String> = [
-            "--name",
-            name,
-            "--data-dir",
-            &dir.path().join("data").to_string_lossy(),
-            "--listen-client-urls",
-            &client_url,
-            "--advertise-client-urls",
-            &client_url,
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-            "--initial-cluster",
-            initial_cluster,
+        let mut args = member_args(name, &dir, &client_url, &peer_url, initial_cluster);
+        for arg in [
             "--initial-cluster-token",
             token,
             "--initial-cluster-state",
             "new",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ] {
+            args.push(arg.to_string());
+        }
         let mut server = EtcdServer {
             endpoint: client_url,
             binary: binary.to_owned(),
@@ -514,6 +482,36 @@ impl EtcdServer {
             self.post(path, body, None);
         }
     }
+}
+
+/// The flags of etcd member `name` with its data in `dir`, its client and
+/// peer URLs, and the cluster it starts with (`name=peer-url,…`).
+fn member_args(
+    name: &str,
+    dir: &TempDir,
+    client_url: &str,
+    peer_url: &str,
+    initial_cluster: &str,
+) -> Vec<String> {
+    [
+        "--name",
+        name,
+        "--data-dir",
+        &dir.path().join("data").to_string_lossy(),
+        "--listen-client-urls",
+        client_url,
+        "--advertise-client-urls",
+        client_url,
+        "--listen-peer-urls",
+        peer_url,
+        "--initial-advertise-peer-urls",
+        peer_url,
+        "--initial-cluster",
+        initial_cluster,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// A cluster of etcd members on loopback (the default binary), each with

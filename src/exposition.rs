@@ -70,6 +70,40 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
+/// Test helper: fails unless `promtool check metrics` (Debian's package
+/// `prometheus`) accepts `text`.
+#[cfg(test)]
+pub fn assert_promtool_accepts(text: &str) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "cannot run promtool ({e}); install the Debian package `prometheus` \
+             (apt-get install prometheus) to provide /usr/bin/promtool"
+        ),
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool finishes");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

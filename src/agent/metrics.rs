@@ -840,32 +840,7 @@ mod tests {
     fn promtool_accepts_the_exposition() {
         let m = busy_metrics();
         m.inc_health_check("odd \"phase\"", "error");
-        let mut child = match std::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => panic!(
-                "cannot run promtool ({e}); install the Debian package `prometheus` \
-                 (apt-get install prometheus) to provide /usr/bin/promtool"
-            ),
-        };
-        child
-            .stdin
-            .take()
-            .expect("stdin is piped")
-            .write_all(m.render().as_bytes())
-            .expect("write to promtool");
-        let out = child.wait_with_output().expect("promtool finishes");
-        assert!(
-            out.status.success(),
-            "promtool check metrics failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::exposition::assert_promtool_accepts(&m.render());
     }
 
     /// A plain HTTP/1.0 GET; returns (status line, headers, body).
